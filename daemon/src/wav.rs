@@ -1,0 +1,55 @@
+//! Reading WAV files into mono f32 samples, with errors that say what is wrong and what to do.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use hound::{SampleFormat, WavReader};
+
+/// A decoded clip: mono samples in [-1, 1] at its own sample rate.
+pub struct Clip {
+    /// Mono samples (channels averaged).
+    pub samples: Vec<f32>,
+    /// The file's sample rate in Hz.
+    pub sample_rate: u32,
+}
+
+/// Reads a PCM (8/16/24/32-bit integer) or 32-bit float WAV file and downmixes it to mono.
+pub fn read(path: &Path) -> Result<Clip> {
+    let reader = WavReader::open(path).with_context(|| {
+        format!(
+            "cannot read {} as a WAV file (hark reads PCM or float WAV)",
+            path.display()
+        )
+    })?;
+    let spec = reader.spec();
+    if spec.channels == 0 || spec.sample_rate == 0 {
+        bail!(
+            "{}: WAV header declares {} channels at {} Hz",
+            path.display(),
+            spec.channels,
+            spec.sample_rate
+        );
+    }
+    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
+        (SampleFormat::Float, 32) => reader.into_samples::<f32>().collect::<Result<_, _>>(),
+        (SampleFormat::Int, bits @ 1..=32) => {
+            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
+            reader.into_samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect()
+        }
+        (format, bits) => bail!(
+            "{}: unsupported WAV sample format {format:?} with {bits} bits; convert it to 16-bit PCM \
+             (e.g. `sox in.wav -b 16 out.wav`)",
+            path.display()
+        ),
+    }
+    .with_context(|| format!("{}: WAV data is truncated or corrupt", path.display()))?;
+    let channels = spec.channels as usize;
+    let samples = interleaved
+        .chunks_exact(channels)
+        .map(|frame| frame.iter().sum::<f32>() / channels as f32)
+        .collect();
+    Ok(Clip {
+        samples,
+        sample_rate: spec.sample_rate,
+    })
+}

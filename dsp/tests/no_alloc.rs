@@ -1,0 +1,68 @@
+//! After construction, pushing samples and emitting frames must not touch the heap.
+//! A counting global allocator sees every allocation of this test binary (it holds one
+//! test, so no other test thread allocates concurrently).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dsp::fixed::LogMelQ16;
+use dsp::{FrontendConfig, LogMel, Resampler};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn streaming_never_allocates_after_construction() {
+    let cfg = FrontendConfig::default();
+    let f32_in: Vec<f32> = (0..48_000)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * 0.3)
+        .collect();
+    let i16_in: Vec<i16> = f32_in.iter().map(|x| (x * 32767.0) as i16).collect();
+    let mut mel = LogMel::new(&cfg).unwrap();
+    let mut fixed = LogMelQ16::new(&cfg).unwrap();
+    let mut resampler = Resampler::new(48_000, 16_000).unwrap();
+    let mut frames = 0usize;
+    let mut checksum = 0.0f32;
+
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for chunk in f32_in.chunks(333) {
+        resampler.push(chunk, |out| {
+            mel.push_f32(out, |f| {
+                frames += 1;
+                checksum += f[0];
+            })
+        });
+    }
+    resampler.finish(|out| mel.push_f32(out, |_| frames += 1));
+    mel.finish(|_| frames += 1);
+    for chunk in i16_in.chunks(160) {
+        mel.push_i16(chunk, |_| frames += 1);
+        fixed.push(chunk, |_| frames += 1);
+    }
+    mel.finish(|_| frames += 1);
+    fixed.finish(|_| frames += 1);
+    let after = ALLOCATIONS.load(Ordering::SeqCst);
+
+    // 1 s resampled to 16 kHz, then 3 s through both the f32 and the integer extractor.
+    assert_eq!(frames, cfg.frames_for(16_000) + 2 * cfg.frames_for(48_000));
+    assert!(checksum.is_finite());
+    assert_eq!(after - before, 0, "allocations while streaming");
+}
