@@ -8,7 +8,7 @@ cd "$REPO"
 apt_install build-essential pkg-config libasound2-dev espeak-ng sox curl
 ensure_rust
 "$REPO/scripts/setup-python.sh"
-venv=$(cat "$HARK_CACHE/venv-current")
+venv="$HARK_CACHE/venv"
 
 echo "== formatting"
 cargo fmt --all --check
