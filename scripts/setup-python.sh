@@ -16,6 +16,8 @@ if [ "$(cat "$venv/.requirements-sha256" 2>/dev/null)" != "$want" ]; then
   echo "installing export/requirements.txt into $venv"
   "$venv/bin/pip" install -q --upgrade pip
   "$venv/bin/pip" install -q -r "$REPO/export/requirements.txt"
+  # The pretrained-encoder variant's aisfx pins numpy 1.23 in its metadata but runs on 2.x.
+  "$venv/bin/pip" install -q --no-deps aisfx==0.1.2
   echo "$want" > "$venv/.requirements-sha256"
 fi
 

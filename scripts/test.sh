@@ -5,7 +5,7 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 cd "$REPO"
 
-apt_install build-essential pkg-config libasound2-dev espeak-ng sox curl
+apt_install build-essential pkg-config libasound2-dev espeak-ng sox curl default-jre-headless
 ensure_rust
 "$REPO/scripts/setup-python.sh"
 venv="$HARK_CACHE/venv"

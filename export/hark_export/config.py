@@ -1,0 +1,161 @@
+"""Model and training configurations, one dataclass per architecture.
+
+Default sizes land near the seed study's parameter counts at a ~4.4k-word vocabulary
+(`hark-train params` prints them); `vocab_size` is set from the data when a run starts.
+"""
+
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class ModelConfig:
+    """Fields every architecture shares."""
+
+    arch: str = ""
+    vocab_size: int = 4400
+    n_mels: int = 64
+    max_len: int = 30  # longest token sequence, <bos> and <eos> included
+    dropout: float = 0.2
+
+
+@dataclass
+class BaselineConfig(ModelConfig):
+    """3-layer CNN encoder; an LSTM decoder that hears the audio only through its initial state."""
+
+    arch: str = "baseline"
+    channels: tuple[int, ...] = (16, 32, 64)
+    time_pool: tuple[int, ...] = (2, 2, 1)  # memory frame = 40 ms at a 10 ms hop
+    d_model: int = 128
+    segments: int = 8  # the initial state sees the memory averaged over this many time slices
+    embed: int = 256
+    hidden: int = 256
+    layers: int = 1
+
+
+@dataclass
+class ImprovedConfig(ModelConfig):
+    """4-layer CNN + bidirectional LSTM over the audio; its summary is fed at every step."""
+
+    arch: str = "improved"
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    time_pool: tuple[int, ...] = (2, 2, 1, 1)
+    d_model: int = 256
+    enc_hidden: int = 352  # per direction
+    enc_layers: int = 2
+    embed: int = 256
+    hidden: int = 512
+    layers: int = 2
+
+
+@dataclass
+class AttentionConfig(ModelConfig):
+    """CNN encoder + Bahdanau (additive) attention + LSTM decoder."""
+
+    arch: str = "attention"
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    time_pool: tuple[int, ...] = (2, 2, 1, 1)
+    d_model: int = 256
+    attn_dim: int = 256
+    embed: int = 320
+    hidden: int = 512
+
+
+@dataclass
+class TransformerConfig(ModelConfig):
+    """CNN front + transformer encoder/decoder; the decoder steps with a fixed-size KV cache."""
+
+    arch: str = "transformer"
+    channels: tuple[int, ...] = (16, 32, 64)
+    time_pool: tuple[int, ...] = (2, 2, 1)
+    d_model: int = 256
+    heads: int = 8
+    enc_layers: int = 3
+    dec_layers: int = 3
+    d_ff: int = 1152
+    dropout: float = 0.1
+
+
+@dataclass
+class PretrainedConfig(AttentionConfig):
+    """A frozen pretrained audio encoder (optionally with LoRA adapters) + the attention decoder.
+
+    `encoder` is "aisfx" or "package.module:function" (see `model.load_pretrained_encoder`).
+    """
+
+    arch: str = "pretrained"
+    encoder: str = "aisfx"
+    lora_rank: int = 0  # 0 = fully frozen encoder
+    lora_alpha: int = 16
+    n_mels: int = 96
+
+
+MODEL_CONFIGS = {c.arch: c for c in (BaselineConfig, ImprovedConfig, AttentionConfig,
+                                     TransformerConfig, PretrainedConfig)}
+
+
+@dataclass
+class ArchRecipe:
+    """Per-architecture defaults of the recipe."""
+
+    lr: float
+    patience: int
+
+
+RECIPES = {
+    "baseline": ArchRecipe(lr=3e-3, patience=5),
+    "improved": ArchRecipe(lr=1e-3, patience=5),
+    "attention": ArchRecipe(lr=2e-3, patience=5),
+    "transformer": ArchRecipe(lr=1e-3, patience=6),
+    "pretrained": ArchRecipe(lr=1e-3, patience=5),
+}
+
+
+@dataclass
+class TrainConfig:
+    """The training recipe. `lr` and `patience` of None take the architecture's defaults."""
+
+    data: str = ""
+    out: str = "runs/run"
+    arch: str = "baseline"
+    layout: str = "auto"
+    cache: str = ""  # feature cache folder; "" = DATA/.hark-cache
+    model: dict = field(default_factory=dict)  # overrides of the architecture's ModelConfig
+    frontend: dict = field(default_factory=dict)  # overrides of the dsp front end
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float | None = None
+    weight_decay: float = 0.01
+    warmup: float = 0.05  # fraction of all steps spent warming up linearly
+    min_lr_ratio: float = 0.05  # the cosine decays to lr * min_lr_ratio
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.1
+    scheduled_sampling: float = 0.2  # probability of feeding back a prediction, ramped up
+    spec_time_masks: int = 2
+    spec_time_width: int = 25  # frames
+    spec_freq_masks: int = 2
+    spec_freq_width: int = 8  # mel bins
+    patience: int | None = None
+    min_freq: int = 1
+    seed: int = 0
+    workers: int = 0
+    device: str = "auto"
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+    resume: bool = False  # continue the run in `out` from last.pt
+    max_minutes: float = 0.0  # stop before an epoch that would end past this budget; 0 = none
+    evaluate_test: bool = True
+
+
+def model_config(arch: str, overrides: dict | None = None) -> ModelConfig:
+    """The architecture's config with `overrides` applied (lists become tuples)."""
+    cls = MODEL_CONFIGS[arch]
+    names = {f.name for f in fields(cls)}
+    unknown = set(overrides or {}) - names
+    if unknown:
+        raise ValueError(f"unknown {arch} model options: {sorted(unknown)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in (overrides or {}).items()}
+    return cls(**values)
+
+
+def to_dict(config) -> dict:
+    """A config as a JSON-friendly dict."""
+    return asdict(config)

@@ -1,0 +1,347 @@
+"""Datasets, caption vocabulary and the log-mel feature cache.
+
+Three layouts are read into one list of `Clip`s per split:
+  - Clotho v2.1: clotho_captions_{development,validation,evaluation}.csv (file_name,
+    caption_1..caption_5) beside the audio folders development/, validation/, evaluation/;
+  - AudioCaps: {train,val,test}.csv (audiocap_id, youtube_id, start_time, caption), one row per
+    caption, audio in {train,val,test}/ named by youtube id (see `_audiocaps_audio`);
+  - generic manifest: {split}.jsonl ({"audio": path, "captions": [...]}) or {split}.csv (an
+    `audio` column and one or more `caption*` columns); paths are relative to the manifest.
+Every caption of a clip is kept. Features are computed only by the Rust `dsp` crate (through
+its PyO3 module `hark_dsp`), unnormalised, and cached on disk keyed by audio file and
+front-end parameters; the global mean/std normalisation is applied when a sample is loaded.
+"""
+
+import argparse
+import csv
+import hashlib
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+SPLIT_NAMES = ("train", "val", "test")
+CLOTHO_SPLITS = {"train": "development", "val": "validation", "test": "evaluation"}
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
+
+
+@dataclass
+class Clip:
+    """One audio file and all of its reference captions.
+
+    `scene` identifies the clip's content when a dataset knows it (the synthetic generator
+    does); otherwise two clips are the same scene when their caption sets are equal.
+    """
+
+    id: str
+    audio: Path
+    captions: list[str]
+    scene: str = ""
+
+
+# ---- captions and vocabulary ----
+
+def normalise_caption(text: str) -> str:
+    """Lowercase, drop punctuation (apostrophes inside words survive) and collapse spaces."""
+    text = re.sub(r"[^a-z0-9' ]+", " ", text.lower())
+    text = re.sub(r"(^|\s)'|'(\s|$)", " ", text)
+    return " ".join(text.split())
+
+
+class Vocab:
+    """Word vocabulary: ids 0-3 are <pad>, <bos>, <eos>, <unk>; the rest ordered by frequency."""
+
+    def __init__(self, itos: list[str]):
+        assert tuple(itos[: len(SPECIALS)]) == SPECIALS, "vocabulary must start with the specials"
+        self.itos = list(itos)
+        self.stoi = {w: i for i, w in enumerate(self.itos)}
+
+    @classmethod
+    def build(cls, captions: list[str], min_freq: int = 1) -> "Vocab":
+        """Vocabulary of every word seen at least `min_freq` times (ties broken alphabetically)."""
+        counts = Counter(w for c in captions for w in normalise_caption(c).split())
+        words = sorted((w for w, n in counts.items() if n >= min_freq),
+                       key=lambda w: (-counts[w], w))
+        return cls(list(SPECIALS) + words)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, caption: str, max_len: int) -> list[int]:
+        """<bos> words <eos>, truncated to `max_len` ids in total (the <eos> is kept)."""
+        ids = [self.stoi.get(w, UNK) for w in normalise_caption(caption).split()]
+        return [BOS] + ids[: max_len - 2] + [EOS]
+
+    def decode(self, ids: list[int]) -> str:
+        """Words up to the first <eos>, specials dropped."""
+        words = []
+        for i in ids:
+            if i == EOS:
+                break
+            if i >= len(SPECIALS):
+                words.append(self.itos[i])
+        return " ".join(words)
+
+    def save(self, path: Path) -> None:
+        """One token per line; the line number is the id."""
+        Path(path).write_text("\n".join(self.itos) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "Vocab":
+        """Read a vocabulary written by `save`."""
+        return cls(Path(path).read_text().splitlines())
+
+
+# ---- dataset layouts ----
+
+def _clotho(root: Path, split: str) -> list[Clip]:
+    """Clotho v2.1: five caption columns per file, audio under the split's folder name."""
+    name = CLOTHO_SPLITS[split]
+    with open(root / f"clotho_captions_{name}.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [Clip(id=r["file_name"], audio=root / name / r["file_name"],
+                 captions=[r[k] for k in sorted(r) if k.startswith("caption") and r[k]])
+            for r in rows]
+
+
+def _audiocaps_audio(folder: Path, row: dict) -> Path | None:
+    """The clip's audio file under the names download tools use, or None when missing."""
+    yid, start = row["youtube_id"], row["start_time"]
+    for stem in (f"{yid}_{start}", f"Y{yid}", yid, row["audiocap_id"]):
+        for ext in AUDIO_EXTENSIONS:
+            if (folder / (stem + ext)).exists():
+                return folder / (stem + ext)
+    return None
+
+
+def _audiocaps(root: Path, split: str) -> list[Clip]:
+    """AudioCaps: one CSV row per caption, grouped by YouTube clip; missing audio is skipped."""
+    with open(root / f"{split}.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    clips: dict[str, Clip] = {}
+    missing = 0
+    for r in rows:
+        key = f"{r['youtube_id']}_{r['start_time']}"
+        if key not in clips:
+            audio = _audiocaps_audio(root / split, r)
+            if audio is None:
+                missing += 1
+                continue
+            clips[key] = Clip(id=key, audio=audio, captions=[])
+        clips[key].captions.append(r["caption"])
+    if missing:
+        print(f"audiocaps {split}: {missing} clips without audio skipped")
+    return list(clips.values())
+
+
+def _manifest(path: Path) -> list[Clip]:
+    """Generic manifest in JSONL or CSV; audio paths are relative to the manifest's folder."""
+    rows = []
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+    else:
+        with open(path, newline="", encoding="utf-8") as f:
+            for r in csv.DictReader(f):
+                caps = [r[k] for k in r if k.startswith("caption") and r[k]]
+                rows.append({"audio": r["audio"], "captions": caps, "scene": r.get("scene", "")})
+    clips = []
+    for r in rows:
+        caps = r.get("captions") or [r["caption"]]
+        clips.append(Clip(id=str(r.get("id", r["audio"])), audio=path.parent / r["audio"],
+                          captions=list(caps), scene=r.get("scene", "")))
+    return clips
+
+
+def detect_layout(root: Path) -> str:
+    """'clotho', 'audiocaps' or 'manifest', from the files present in `root`."""
+    root = Path(root)
+    if (root / "clotho_captions_development.csv").exists():
+        return "clotho"
+    if (root / "train.csv").exists():
+        with open(root / "train.csv", newline="", encoding="utf-8") as f:
+            if "youtube_id" in (csv.DictReader(f).fieldnames or []):
+                return "audiocaps"
+    return "manifest"
+
+
+def load_split(root: Path, split: str, layout: str = "auto") -> list[Clip]:
+    """All clips of `split` (train, val or test) of the dataset at `root`."""
+    root = Path(root)
+    layout = detect_layout(root) if layout == "auto" else layout
+    if layout == "clotho":
+        return _clotho(root, split)
+    if layout == "audiocaps":
+        return _audiocaps(root, split)
+    for ext in (".jsonl", ".csv"):
+        if (root / f"{split}{ext}").exists():
+            return _manifest(root / f"{split}{ext}")
+    raise FileNotFoundError(f"no {split}.jsonl or {split}.csv manifest in {root}")
+
+
+# ---- features ----
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 samples in [-1, 1] (channels averaged) and the file's sample rate."""
+    samples, sr = sf.read(path, dtype="float32", always_2d=True)
+    return samples.mean(axis=1), sr
+
+
+def unnormalised(frontend: dict) -> dict:
+    """The front-end config with normalisation switched off (mean 0, std 1), as cached."""
+    return {**frontend, "norm_mean": 0.0, "norm_std": 1.0}
+
+
+def default_frontend(overrides: dict | None = None) -> dict:
+    """The dsp crate's default front-end parameters, with `overrides` applied."""
+    import hark_dsp  # the Rust dsp crate; the only mel implementation (DESIGN §2)
+    return dict(hark_dsp.Frontend({**hark_dsp.Frontend(None).config, **(overrides or {})}).config)
+
+
+def logmel(samples: np.ndarray, sample_rate: int, frontend: dict) -> np.ndarray:
+    """Log-mel features [n_mels, T] of mono samples, computed by the Rust dsp crate.
+
+    This is the one place the trainer computes features, so training and the daemon cannot
+    compute different mels.
+    """
+    import hark_dsp
+    return hark_dsp.Frontend(frontend).logmel(np.ascontiguousarray(samples, np.float32),
+                                              sample_rate)
+
+
+class FeatureCache:
+    """Unnormalised log-mels on disk, one .npy per audio file, under a folder per front end.
+
+    A file's key hashes its resolved path, size and modification time, so an edited file is
+    recomputed and the cache can be shared by runs with the same front end.
+    """
+
+    def __init__(self, root: Path, frontend: dict):
+        self.frontend = unnormalised(frontend)
+        digest = hashlib.sha1(json.dumps(self.frontend, sort_keys=True).encode()).hexdigest()
+        self.dir = Path(root) / digest[:16]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "frontend.json").write_text(json.dumps(self.frontend, indent=2) + "\n")
+
+    def path(self, audio: Path) -> Path:
+        """Where the features of `audio` are (or will be) stored."""
+        st = Path(audio).stat()
+        key = f"{Path(audio).resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        return self.dir / (hashlib.sha1(key.encode()).hexdigest() + ".npy")
+
+    def get(self, audio: Path) -> np.ndarray:
+        """Features [n_mels, T] of `audio`, computed and stored on first use."""
+        path = self.path(audio)
+        if path.exists():
+            return np.load(path)
+        feats = logmel(*read_audio(audio), self.frontend)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, feats)
+        tmp.replace(path)  # atomic, so concurrent DataLoader workers never read half a file
+        return feats
+
+    def fill(self, clips: list[Clip], desc: str = "features") -> None:
+        """Compute the features of every clip not cached yet."""
+        for clip in tqdm(clips, desc=desc, unit="clip", leave=False):
+            self.get(clip.audio)
+
+
+def norm_stats(cache: FeatureCache, clips: list[Clip]) -> tuple[float, float]:
+    """Global mean and standard deviation of the cached features of `clips`."""
+    total, total_sq, count = 0.0, 0.0, 0
+    for clip in clips:
+        x = cache.get(clip.audio).astype(np.float64)
+        total, total_sq, count = total + x.sum(), total_sq + (x * x).sum(), count + x.size
+    mean = total / count
+    return float(mean), float(np.sqrt(max(total_sq / count - mean * mean, 1e-12)))
+
+
+class CaptionDataset(torch.utils.data.Dataset):
+    """Items are (normalised mel [n_mels, T], token ids of every caption of the clip)."""
+
+    def __init__(self, clips: list[Clip], cache: FeatureCache, vocab: Vocab, mean: float,
+                 std: float, max_len: int):
+        self.clips, self.cache, self.mean, self.std = clips, cache, mean, std
+        self.tokens = [[torch.tensor(vocab.encode(c, max_len)) for c in clip.captions]
+                       for clip in clips]
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        mel = (self.cache.get(self.clips[i].audio) - self.mean) / self.std
+        return torch.from_numpy(mel.astype(np.float32)), self.tokens[i]
+
+
+def pad_mels(mels: list[torch.Tensor]) -> torch.Tensor:
+    """[n_mels, T_i] tensors -> [B, n_mels, T_max], zero-padded (zero is the feature mean)."""
+    t_max = max(m.shape[1] for m in mels)
+    out = torch.zeros(len(mels), mels[0].shape[0], t_max)
+    for i, m in enumerate(mels):
+        out[i, :, : m.shape[1]] = m
+    return out
+
+
+def collate(batch: list[tuple[torch.Tensor, list[torch.Tensor]]]):
+    """Batch clips and flatten their captions.
+
+    Returns mels [B, n_mels, T_max] (see `pad_mels`),
+    tokens [N, L_max] (N captions in all, <pad>-padded) and clip_index [N], the clip of each
+    caption, so the encoder runs once per clip however many captions it has.
+    """
+    mels, caps = zip(*batch)
+    mel = pad_mels(mels)
+    flat = [c for cs in caps for c in cs]
+    clip_index = torch.tensor([i for i, cs in enumerate(caps) for _ in cs])
+    tokens = torch.nn.utils.rnn.pad_sequence(flat, batch_first=True, padding_value=PAD)
+    return mel, tokens, clip_index
+
+
+# ---- command line ----
+
+def main(argv: list[str] | None = None) -> None:
+    """`hark-data`: generate the synthetic benchmark, fill a feature cache, describe a dataset."""
+    parser = argparse.ArgumentParser(prog="hark-data", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("synth", help="generate the synthetic sound-scene benchmark")
+    p.add_argument("--n", type=int, default=4000, help="number of scenes (80/10/10 split)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--no-speech", action="store_true", help="leave out espeak-ng speech")
+    p = sub.add_parser("features", help="compute and cache log-mels of every split")
+    p.add_argument("data", type=Path)
+    p.add_argument("--cache", type=Path, default=None, help="default: DATA/.hark-cache")
+    p.add_argument("--layout", default="auto", choices=["auto", "clotho", "audiocaps", "manifest"])
+    p = sub.add_parser("info", help="clips, captions and vocabulary size of each split")
+    p.add_argument("data", type=Path)
+    p.add_argument("--layout", default="auto", choices=["auto", "clotho", "audiocaps", "manifest"])
+    p.add_argument("--min-freq", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    if args.command == "synth":
+        from hark_export.synth import generate
+        summary = generate(args.n, args.seed, args.out, speech=False if args.no_speech else None)
+        print(json.dumps(summary))
+    elif args.command == "features":
+        cache = FeatureCache(args.cache or args.data / ".hark-cache", default_frontend())
+        for split in SPLIT_NAMES:
+            cache.fill(load_split(args.data, split, args.layout), desc=split)
+        print(f"features cached in {cache.dir}")
+    else:
+        splits = {s: load_split(args.data, s, args.layout) for s in SPLIT_NAMES}
+        vocab = Vocab.build([c for clip in splits["train"] for c in clip.captions], args.min_freq)
+        for s, clips in splits.items():
+            print(f"{s}: {len(clips)} clips, {sum(len(c.captions) for c in clips)} captions")
+        print(f"vocabulary (min freq {args.min_freq}): {len(vocab)} tokens")
+
+
+if __name__ == "__main__":
+    main()

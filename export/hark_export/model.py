@@ -1,0 +1,563 @@
+"""The caption models: four seed architectures and a pretrained-encoder variant.
+
+Every model is a `Captioner` with the decoding contract of the model bundle (DESIGN §3):
+
+    memory = model.encode(mel)                    # mel [B, n_mels, T] -> memory [B, S, D]
+    states = model.init_state(memory)             # tuple of tensors, see model.state_specs()
+    logits, *states = model.step(tokens, memory, *states)   # tokens [B] -> logits [B, V]
+
+`decode(memory, tokens)` is the teacher-forced forward used in training; stepping through the
+same tokens gives the same logits. `step` has no Python branching on tensor values, so it
+traces for ONNX export.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hark_export.config import (AttentionConfig, BaselineConfig, ImprovedConfig, ModelConfig,
+                                PretrainedConfig, TransformerConfig)
+from hark_export.data import BOS, EOS
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """One decoder state: its name, shape (str entries are named dynamic axes), the axis that
+    beam search reorders, how it starts ("zeros", or "memory": computed by `init_state` from
+    the encoder output) and its dtype."""
+
+    name: str
+    shape: tuple
+    batch_axis: int
+    init: str
+    dtype: str = "float32"
+
+
+class ConvEncoder(nn.Module):
+    """CNN over the log-mel that pools frequency but keeps the time axis.
+
+    Each block is conv3x3-BN-ReLU-maxpool(2 in frequency, p in time). The remaining frequency
+    bins are flattened into the channels (so pitch survives), projected to `d_out` and
+    layer-normalised.
+    Pooling time away entirely made the seed models caption every clip alike (mode collapse).
+    """
+
+    def __init__(self, n_mels: int, channels: tuple, time_pool: tuple, d_out: int,
+                 dropout: float):
+        super().__init__()
+        layers, c_in = [], 1
+        for c, p in zip(channels, time_pool):
+            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
+                       nn.ReLU(), nn.MaxPool2d((2, p))]
+            c_in = c
+        self.blocks = nn.Sequential(*layers)
+        self.proj = nn.Linear(c_in * (n_mels >> len(channels)), d_out)
+        # Unnormalised, the memory grows during training until the decoders' tanh
+        # initial states saturate and stop passing gradient: the baseline then ignores audio.
+        self.norm = nn.LayerNorm(d_out)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel [B, n_mels, T] -> [B, S, d_out], S = T // prod(time_pool)."""
+        x = self.blocks(mel.unsqueeze(1))  # (B, C, F', S)
+        x = x.permute(0, 3, 1, 2).flatten(2)  # (B, S, C*F')
+        return self.drop(self.norm(F.relu(self.proj(x))))
+
+
+def segment_mean(memory: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of `memory` over `k` consecutive equal time slices: (B, S, D) -> (B, k, D).
+
+    Built from arange/compare/matmul rather than adaptive pooling so it exports with a
+    dynamic S.
+    """
+    s = memory.shape[1]
+    slice_of = torch.arange(s, device=memory.device) * k // s  # (S,)
+    weights = (slice_of.unsqueeze(0) == torch.arange(k, device=memory.device).unsqueeze(1))
+    weights = weights.to(memory.dtype)  # (k, S)
+    weights = weights / weights.sum(1, keepdim=True).clamp(min=1.0)
+    return torch.einsum("ks,bsd->bkd", weights, memory)
+
+
+def pick(x: torch.Tensor, index: torch.Tensor | None, dim: int = 0) -> torch.Tensor:
+    """Rows of x along `dim` in the order of `index` (None: x itself)."""
+    return x if index is None else x.index_select(dim, index)
+
+
+class Captioner(nn.Module):
+    """Base class: the decoding contract and the training forward."""
+
+    config: ModelConfig
+    frontend_overrides: dict = {}  # front-end parameters the encoder requires, if any
+
+    def encode(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel [B, n_mels, T] -> memory [B, S, D]."""
+        raise NotImplementedError
+
+    def init_state(self, memory: torch.Tensor) -> tuple:
+        """Initial decoder states for `memory`, in `state_specs()` order."""
+        raise NotImplementedError
+
+    def step(self, tokens: torch.Tensor, memory: torch.Tensor, *states):
+        """One decoding step: tokens [B] -> (logits [B, V], *new_states)."""
+        raise NotImplementedError
+
+    def decode(self, memory: torch.Tensor, tokens: torch.Tensor,
+               clip_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced logits [N, L, V] for input tokens [N, L].
+
+        Caption i belongs to clip clip_index[i] of memory [B, S, D] (None: N = B, one caption
+        per clip), so per-clip work (initial states, keys) is done once per clip.
+        """
+        raise NotImplementedError
+
+    def state_specs(self) -> list[StateSpec]:
+        """Declarations of the decoder states."""
+        raise NotImplementedError
+
+    def forward(self, mel: torch.Tensor, tokens: torch.Tensor,
+                clip_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [N, L, V] for captions tokens [N, L] of clips mel [B, ...]; caption i belongs
+        to clip clip_index[i], so each clip is encoded once however many captions it has."""
+        return self.decode(self.encode(mel), tokens, clip_index)
+
+
+class LSTMCaptioner(Captioner):
+    """Shared parts of the baseline and improved models: an LSTM decoder whose (h, c) start
+    from the audio, optionally with an audio context vector concatenated to every input."""
+
+    context_dim = 0
+
+    def _init_lstm(self, cfg, init_in: int):
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed)
+        # Normalised before the tanh: otherwise training drives the initial state into
+        # saturation, where it stops depending on the audio and the decoder mode-collapses.
+        self.init = nn.Sequential(nn.Linear(init_in, 2 * cfg.layers * cfg.hidden),
+                                  nn.LayerNorm(2 * cfg.layers * cfg.hidden))
+        self.lstm = nn.LSTM(cfg.embed + self.context_dim, cfg.hidden, cfg.layers,
+                            batch_first=True, dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def summary(self, memory: torch.Tensor) -> torch.Tensor:
+        """The fixed-size audio summary [B, init_in] the initial state is computed from."""
+        raise NotImplementedError
+
+    def context(self, memory: torch.Tensor) -> torch.Tensor | None:
+        """The audio context [B, context_dim] fed at every step, or None."""
+        return None
+
+    def init_state(self, memory):
+        b, cfg = memory.shape[0], self.config
+        hc = torch.tanh(self.init(self.summary(memory)))  # (B, 2 * layers * hidden)
+        hc = hc.view(b, 2, cfg.layers, cfg.hidden).permute(1, 2, 0, 3)  # (2, layers, B, hidden)
+        return hc[0].contiguous(), hc[1].contiguous()
+
+    def decode(self, memory, tokens, clip_index=None):
+        h, c = (pick(s, clip_index, dim=1) for s in self.init_state(memory))
+        ctx = self.context(memory)
+        x = self.drop(self.embed(tokens))  # (N, L, embed)
+        if ctx is not None:
+            ctx = pick(ctx, clip_index)  # (N, context_dim)
+            x = torch.cat([x, ctx.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=2)
+        out, _ = self.lstm(x, (h, c))
+        return self.head(self.drop(out))
+
+    def step(self, tokens, memory, h, c):
+        x = self.embed(tokens)  # (B, embed)
+        ctx = self.context(memory)
+        if ctx is not None:
+            x = torch.cat([x, ctx], dim=1)
+        out, (h, c) = self.lstm(x.unsqueeze(1), (h, c))  # out (B, 1, hidden)
+        return self.head(out[:, 0]), h, c
+
+    def state_specs(self):
+        shape = (self.config.layers, "batch", self.config.hidden)
+        return [StateSpec("h", shape, 1, "memory"), StateSpec("c", shape, 1, "memory")]
+
+
+class Baseline(LSTMCaptioner):
+    """3-layer CNN + LSTM decoder. The audio reaches the decoder only through its initial
+    state, computed from the memory averaged over a few time slices (so order survives)."""
+
+    def __init__(self, cfg: BaselineConfig):
+        super().__init__()
+        self.config = cfg
+        self.encoder = ConvEncoder(cfg.n_mels, cfg.channels, cfg.time_pool, cfg.d_model,
+                                   cfg.dropout)
+        self._init_lstm(cfg, cfg.segments * cfg.d_model)
+
+    def encode(self, mel):
+        return self.encoder(mel)
+
+    def summary(self, memory):
+        return segment_mean(memory, self.config.segments).flatten(1)  # (B, segments * D)
+
+
+class Improved(LSTMCaptioner):
+    """4-layer CNN + bidirectional LSTM over the audio; the BiLSTM's end states summarise the
+    clip, start the decoder and are fed with every token."""
+
+    def __init__(self, cfg: ImprovedConfig):
+        super().__init__()
+        self.config = cfg
+        self.context_dim = 2 * cfg.enc_hidden
+        self.encoder = ConvEncoder(cfg.n_mels, cfg.channels, cfg.time_pool, cfg.d_model,
+                                   cfg.dropout)
+        self.rnn = nn.LSTM(cfg.d_model, cfg.enc_hidden, cfg.enc_layers, batch_first=True,
+                           bidirectional=True, dropout=cfg.dropout if cfg.enc_layers > 1 else 0.0)
+        self._init_lstm(cfg, self.context_dim)
+
+    def encode(self, mel):
+        memory, _ = self.rnn(self.encoder(mel))  # (B, S, 2 * enc_hidden)
+        return memory
+
+    def context(self, memory):
+        h = self.config.enc_hidden
+        # The forward direction has heard the whole clip at the last frame, the backward one
+        # at the first.
+        return torch.cat([memory[:, -1, :h], memory[:, 0, h:]], dim=1)  # (B, 2 * enc_hidden)
+
+    def summary(self, memory):
+        return self.context(memory)
+
+
+class Attention(Captioner):
+    """CNN encoder + Bahdanau attention + LSTM decoder.
+
+    At each step the previous hidden state attends over the memory (additive scores
+    v . tanh(W_k m + W_q h)); the context joins the token embedding as the LSTM input and the
+    new hidden state as the input of the output layer.
+    """
+
+    def __init__(self, cfg: AttentionConfig, encoder: nn.Module | None = None,
+                 encoder_dim: int | None = None):
+        super().__init__()
+        self.config = cfg
+        if encoder is None:
+            encoder = ConvEncoder(cfg.n_mels, cfg.channels, cfg.time_pool, cfg.d_model,
+                                  cfg.dropout)
+            encoder_dim = cfg.d_model
+        self.encoder = encoder
+        self.adapt = (nn.Identity() if encoder_dim == cfg.d_model
+                      else nn.Sequential(nn.Linear(encoder_dim, cfg.d_model), nn.ReLU()))
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed)
+        self.init = nn.Linear(cfg.d_model, 2 * cfg.hidden)
+        self.w_k = nn.Linear(cfg.d_model, cfg.attn_dim, bias=False)
+        self.w_q = nn.Linear(cfg.hidden, cfg.attn_dim)
+        self.v = nn.Linear(cfg.attn_dim, 1, bias=False)
+        self.cell = nn.LSTMCell(cfg.embed + cfg.d_model, cfg.hidden)
+        self.head = nn.Linear(cfg.hidden + cfg.d_model, cfg.vocab_size)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def encode(self, mel):
+        return self.adapt(self.encoder(mel))
+
+    def init_state(self, memory):
+        hc = torch.tanh(self.init(memory.mean(dim=1)))  # (B, 2 * hidden)
+        h, c = hc.chunk(2, dim=1)
+        return h.contiguous(), c.contiguous()
+
+    def _step(self, emb, memory, keys, h, c):
+        """One step given the embedded token and the projected keys W_k m [B, S, A]."""
+        scores = self.v(torch.tanh(keys + self.w_q(h).unsqueeze(1))).squeeze(2)  # (B, S)
+        alpha = torch.softmax(scores, dim=1)
+        ctx = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # (B, D)
+        h, c = self.cell(torch.cat([emb, ctx], dim=1), (h, c))
+        return self.head(self.drop(torch.cat([h, ctx], dim=1))), h, c
+
+    def step(self, tokens, memory, h, c):
+        return self._step(self.embed(tokens), memory, self.w_k(memory), h, c)
+
+    def decode(self, memory, tokens, clip_index=None):
+        h, c = (pick(s, clip_index) for s in self.init_state(memory))
+        keys = pick(self.w_k(memory), clip_index)  # (N, S, A)
+        memory = pick(memory, clip_index)  # (N, S, D)
+        emb = self.drop(self.embed(tokens))  # (N, L, E)
+        logits = []
+        for t in range(tokens.shape[1]):
+            out, h, c = self._step(emb[:, t], memory, keys, h, c)
+            logits.append(out)
+        return torch.stack(logits, dim=1)  # (B, L, V)
+
+    def state_specs(self):
+        shape = ("batch", self.config.hidden)
+        return [StateSpec("h", shape, 0, "memory"), StateSpec("c", shape, 0, "memory")]
+
+
+def sinusoids(length: int, dim: int, device=None) -> torch.Tensor:
+    """Sinusoidal position encodings [length, dim] (length may be a traced dynamic size)."""
+    pos = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32)
+                     * (-math.log(10000.0) / dim))
+    return torch.cat([torch.sin(pos * freq), torch.cos(pos * freq)], dim=1)
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, T, D) -> (B, heads, T, D / heads)."""
+    b, t, d = x.shape
+    return x.view(b, t, heads, d // heads).transpose(1, 2)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+           keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Scaled dot-product attention of q (B, H, Tq, dh) over k, v (B, H, Tk, dh) -> (B, Tq, D).
+
+    `keep` (broadcastable to (B, H, Tq, Tk)) is True where attention is allowed; every query
+    must keep at least one key. Plain matmul/softmax so it exports to any ONNX runtime.
+    """
+    att = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, Tq, Tk)
+    if keep is not None:
+        att = att.masked_fill(~keep, -1e9)
+    y = torch.softmax(att, dim=-1) @ v  # (B, H, Tq, dh)
+    b, h, t, dh = y.shape
+    return y.transpose(1, 2).reshape(b, t, h * dh)  # (B, Tq, D)
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm transformer encoder layer."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.heads = cfg.heads
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+        self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(),
+                                nn.Linear(cfg.d_ff, cfg.d_model))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=2)  # 3 x (B, S, D)
+        x = x + self.drop(self.out(attend(*(split_heads(t, self.heads) for t in (q, k, v)))))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm transformer decoder layer: causal self-attention, cross-attention, MLP."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.heads = cfg.heads
+        self.ln1, self.ln2, self.ln3 = (nn.LayerNorm(cfg.d_model) for _ in range(3))
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.self_out = nn.Linear(cfg.d_model, cfg.d_model)
+        self.q = nn.Linear(cfg.d_model, cfg.d_model)
+        self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+        self.cross_out = nn.Linear(cfg.d_model, cfg.d_model)
+        self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(),
+                                nn.Linear(cfg.d_ff, cfg.d_model))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def cross_kv(self, memory):
+        """Cross-attention keys and values of the memory, each (B, H, S, dh)."""
+        k, v = self.kv(memory).chunk(2, dim=2)
+        return split_heads(k, self.heads), split_heads(v, self.heads)
+
+    def self_qkv(self, x):
+        """Self-attention q, k, v of x (B, L, D), each (B, H, L, dh)."""
+        q, k, v = self.qkv(self.ln1(x)).chunk(3, dim=2)
+        return tuple(split_heads(t, self.heads) for t in (q, k, v))
+
+    def forward(self, x, q, self_k, self_v, keep, cross_k, cross_v):
+        """x (B, L, D) with its self-attention queries q, attending to self_k/self_v
+        (B, H, Tk, dh) where `keep` and to the memory's cross_k/cross_v. The caller supplies
+        the keys and values so full-sequence and cached decoding share this code."""
+        x = x + self.drop(self.self_out(attend(q, self_k, self_v, keep)))
+        q = split_heads(self.q(self.ln2(x)), self.heads)
+        x = x + self.drop(self.cross_out(attend(q, cross_k, cross_v)))
+        return x + self.drop(self.ff(self.ln3(x)))
+
+
+class Transformer(Captioner):
+    """CNN front + transformer encoder (sinusoidal positions) + transformer decoder (learned
+    positions). Decoder states: per layer a fixed-size self-attention cache k/v
+    [B, H, max_len, dh] written at the step index, the memory's cross-attention k/v
+    [B, H, S, dh] (computed once from the memory), and the step index itself [B]."""
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.config = cfg
+        self.front = ConvEncoder(cfg.n_mels, cfg.channels, cfg.time_pool, cfg.d_model,
+                                 cfg.dropout)
+        self.enc = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
+        self.enc_ln = nn.LayerNorm(cfg.d_model)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.dec = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.dec_layers))
+        self.dec_ln = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def encode(self, mel):
+        x = self.front(mel)  # (B, S, D)
+        x = self.drop(x + sinusoids(x.shape[1], x.shape[2], x.device))
+        for layer in self.enc:
+            x = layer(x)
+        return self.enc_ln(x)
+
+    def init_state(self, memory):
+        b, cfg = memory.shape[0], self.config
+        cache = torch.zeros(b, cfg.heads, cfg.max_len, cfg.d_model // cfg.heads,
+                            device=memory.device, dtype=memory.dtype)
+        states = []
+        for layer in self.dec:
+            states += [cache, cache.clone(), *layer.cross_kv(memory)]
+        return (*states, torch.zeros(b, dtype=torch.long, device=memory.device))
+
+    def decode(self, memory, tokens, clip_index=None):
+        length = tokens.shape[1]
+        x = self.drop(self.embed(tokens) + self.pos.weight[:length])  # (B, L, D)
+        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+        for layer in self.dec:
+            q, k, v = layer.self_qkv(x)
+            cross_k, cross_v = (pick(t, clip_index) for t in layer.cross_kv(memory))
+            x = layer(x, q, k, v, causal, cross_k, cross_v)
+        return self.head(self.dec_ln(x))
+
+    def step(self, tokens, memory, *states):
+        *layer_states, pos = states
+        slots = torch.arange(self.config.max_len, device=tokens.device)
+        write = (slots.unsqueeze(0) == pos.unsqueeze(1)).to(memory.dtype)  # (B, max_len)
+        write = write[:, None, :, None]  # (B, 1, max_len, 1)
+        keep = (slots.unsqueeze(0) <= pos.unsqueeze(1))[:, None, None, :]  # (B, 1, 1, max_len)
+        x = (self.embed(tokens) + self.pos(pos)).unsqueeze(1)  # (B, 1, D)
+        new_states = []
+        for i, layer in enumerate(self.dec):
+            k_cache, v_cache, cross_k, cross_v = layer_states[4 * i: 4 * i + 4]
+            q, k, v = layer.self_qkv(x)  # (B, H, 1, dh) each
+            k_cache = k_cache * (1 - write) + k * write
+            v_cache = v_cache * (1 - write) + v * write
+            x = layer(x, q, k_cache, v_cache, keep, cross_k, cross_v)
+            new_states += [k_cache, v_cache, cross_k, cross_v]
+        logits = self.head(self.dec_ln(x[:, 0]))
+        return (logits, *new_states, pos + 1)
+
+    def state_specs(self):
+        cfg = self.config
+        dh = cfg.d_model // cfg.heads
+        specs = []
+        for i in range(cfg.dec_layers):
+            specs += [StateSpec(f"self_k{i}", ("batch", cfg.heads, cfg.max_len, dh), 0, "zeros"),
+                      StateSpec(f"self_v{i}", ("batch", cfg.heads, cfg.max_len, dh), 0, "zeros"),
+                      StateSpec(f"cross_k{i}", ("batch", cfg.heads, "steps", dh), 0, "memory"),
+                      StateSpec(f"cross_v{i}", ("batch", cfg.heads, "steps", dh), 0, "memory")]
+        return specs + [StateSpec("pos", ("batch",), 0, "zeros", "int64")]
+
+
+class PretrainedEncoder(nn.Module):
+    """A frozen pretrained encoder mel [B, n_mels, T] -> [B, S, out_dim]; only LoRA adapters
+    (if any) train, and its BatchNorm statistics stay frozen in training mode."""
+
+    def __init__(self, net: nn.Module, out_dim: int, lora_targets: list[str], rank: int,
+                 alpha: int):
+        super().__init__()
+        self.out_dim = out_dim
+        for p in net.parameters():
+            p.requires_grad_(False)
+        if rank > 0:
+            from peft import LoraConfig, inject_adapter_in_model
+            net = inject_adapter_in_model(
+                LoraConfig(r=rank, lora_alpha=alpha, target_modules=lora_targets), net)
+        self.net = net
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+    def forward(self, mel):
+        return self.net(mel)
+
+
+class AisfxNet(nn.Module):
+    """The aisfx (MIT) sound-effects CNN without its clip-level max pooling, so time is kept:
+    mel [B, 96, T] (44.1 kHz, 1024-sample hop) -> [B, T // 8, 512]."""
+
+    def __init__(self):
+        super().__init__()
+        from aisfx.inference import get_path_modelWeights
+        from aisfx.models.cnn2d import EmbeddingNet
+        # The checkpoint ships inside the installed package and pickles numpy scalars, which
+        # torch's weights-only loader refuses; aisfx's own loader predates that default.
+        weights, _ = torch.load(get_path_modelWeights(), map_location="cpu", weights_only=False)
+        self.net = EmbeddingNet("max", 3, 1, 64)
+        self.net.load_state_dict({k[len("embedding_net."):]: v for k, v in weights.items()
+                                  if k.startswith("embedding_net.")})
+
+    def forward(self, mel):
+        x = mel.transpose(1, 2).unsqueeze(1)  # (B, 1, T, F): aisfx wants time before frequency
+        for block, pool in ((self.net.conv_block1, (2, 2)), (self.net.conv_block2, (2, 2)),
+                            (self.net.conv_block3, (2, 2)), (self.net.conv_block4, (1, 1))):
+            x = block(x, pool_size=pool, pool_type="max")
+        return x.mean(dim=3).transpose(1, 2)  # (B, S, 512)
+
+
+# aisfx's own features are log10(1e4 * mel + 1) / 9.4578 at 44.1 kHz with a 2048-sample window
+# and 1024-sample hop, 96 HTK mel bands. ln(mel + 1e-4) is an affine function of that, so the
+# dsp front end reproduces it up to the norm_mean/norm_std below.
+AISFX_FRONTEND = {"sample_rate": 44100, "n_fft": 2048, "win_length": 2048, "hop_length": 1024,
+                  "n_mels": 96, "f_min": 0.0, "f_max": 22050.0, "mel_scale": "htk",
+                  "log_offset": 1e-4, "norm_mean": -4 * math.log(10),
+                  "norm_std": 9.457798957824707 * math.log(10)}
+
+
+def load_pretrained_encoder(spec: str) -> tuple[nn.Module, int, dict, list[str]]:
+    """(module mel -> [B, S, D], D, front-end overrides, LoRA target module names).
+
+    `spec` is "aisfx" or "package.module:function", where the function returns the same
+    4-tuple, so any torch audio encoder can be plugged in.
+    """
+    if spec == "aisfx":
+        return AisfxNet(), 512, dict(AISFX_FRONTEND), ["conv1", "conv2"]
+    import importlib
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)()
+
+
+class Pretrained(Attention):
+    """The attention decoder on top of a frozen pretrained encoder (+ optional LoRA)."""
+
+    def __init__(self, cfg: PretrainedConfig):
+        net, dim, frontend, targets = load_pretrained_encoder(cfg.encoder)
+        super().__init__(cfg, PretrainedEncoder(net, dim, targets, cfg.lora_rank,
+                                                cfg.lora_alpha), dim)
+        self.frontend_overrides = frontend
+
+
+ARCHITECTURES = {"baseline": Baseline, "improved": Improved, "attention": Attention,
+                 "transformer": Transformer, "pretrained": Pretrained}
+
+
+def build_model(cfg: ModelConfig) -> Captioner:
+    """The model for a config."""
+    return ARCHITECTURES[cfg.arch](cfg)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@torch.no_grad()
+def greedy_decode(model: Captioner, mel: torch.Tensor,
+                  max_len: int | None = None) -> list[list[int]]:
+    """Greedy token ids (without <bos>/<eos>) for each clip of mel [B, n_mels, T], decoded
+    through the step interface exactly as the daemon does."""
+    max_len = max_len or model.config.max_len
+    memory = model.encode(mel)
+    states = model.init_state(memory)
+    tokens = torch.full((mel.shape[0],), BOS, dtype=torch.long, device=mel.device)
+    out = []
+    for _ in range(max_len - 1):  # the <bos> already used one position
+        logits, *states = model.step(tokens, memory, *states)
+        tokens = logits.argmax(dim=1)
+        out.append(tokens)
+        if bool((torch.stack(out, 1) == EOS).any(1).all()):
+            break
+    ids = torch.stack(out, 1).tolist()
+    return [row[: row.index(EOS)] if EOS in row else row for row in ids]

@@ -1,0 +1,391 @@
+"""The training recipe, learning-rate sweep and `hark-train` command line.
+
+A run folder holds everything needed to rebuild and judge the model:
+    config.json     the training config, model config, front end (with normalisation stats)
+    vocab.txt       the word vocabulary (line number = token id)
+    best.pt         the best checkpoint by validation loss (model + configs + vocab; loads on CPU)
+    last.pt         the latest state (optimizer, schedule, RNG, history) for --resume
+    log.csv         per epoch: train/val loss, learning rate, gradient norm, sampling rate, time
+    loss.png        the loss curves
+    metrics.json    greedy test-split captions scored: BLEU-4 and the share of distinct captions
+
+Recipe: AdamW (weight decay on matrices only), per-architecture learning rate, linear warmup
+then cosine decay, gradient clipping, label smoothing, scheduled sampling, SpecAugment,
+dropout, early stopping on validation loss with per-architecture patience.
+"""
+
+import argparse
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from hark_export.config import (MODEL_CONFIGS, RECIPES, TrainConfig, model_config)
+from hark_export.data import (PAD, SPLIT_NAMES, CaptionDataset, FeatureCache, Vocab, collate,
+                              default_frontend, load_split, normalise_caption, norm_stats, pad_mels)
+from hark_export.metrics import bleu4, distinct_fraction
+from hark_export.model import Captioner, build_model, count_parameters, greedy_decode
+
+NORMALISATION = "front end applies (logmel - norm_mean) / norm_std; the cache holds raw logmel"
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def spec_augment(mel: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """SpecAugment: zero (= the feature mean) random time and frequency bands of each clip."""
+    b, n_mels, t = mel.shape
+    keep = torch.ones_like(mel, dtype=torch.bool)
+    for count, width, size, axis in ((cfg.spec_time_masks, cfg.spec_time_width, t, 2),
+                                     (cfg.spec_freq_masks, cfg.spec_freq_width, n_mels, 1)):
+        positions = torch.arange(size, device=mel.device)
+        for _ in range(count):
+            w = torch.randint(0, width + 1, (b, 1), device=mel.device)
+            start = (torch.rand(b, 1, device=mel.device) * (size - w).clamp(min=1)).long()
+            band = (positions >= start) & (positions < start + w)  # (B, size)
+            keep &= ~(band.unsqueeze(1) if axis == 2 else band.unsqueeze(2))
+    return mel * keep
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine decay to `min_ratio` at `total` steps."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float):
+    """AdamW; matrices and embeddings decay, biases and norm parameters don't (nanoGPT)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
+
+
+def caption_loss(model: Captioner, mel, tokens, clip_index, label_smoothing: float,
+                 sampling: float = 0.0) -> torch.Tensor:
+    """Token cross-entropy of a batch; with probability `sampling` each input token after
+    <bos> is replaced by the model's own previous prediction (scheduled sampling, done as a
+    no-grad teacher-forced pass followed by the real pass)."""
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]  # (N, L-1) each
+    memory = model.encode(mel)  # (B, S, D), one row per clip
+    if sampling > 0:
+        with torch.no_grad():
+            predicted = model.decode(memory, inputs, clip_index).argmax(dim=2)  # (N, L-1)
+        fed_back = torch.cat([inputs[:, :1], predicted[:, :-1]], dim=1)
+        swap = (torch.rand(inputs.shape, device=inputs.device) < sampling) & (inputs != PAD)
+        swap[:, 0] = False
+        inputs = torch.where(swap, fed_back, inputs)
+    logits = model.decode(memory, inputs, clip_index)  # (N, L-1, V)
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD,
+                           label_smoothing=label_smoothing)
+
+
+@torch.no_grad()
+def evaluate_loss(model: Captioner, loader, device) -> float:
+    """Mean teacher-forced token cross-entropy (no smoothing) over a loader."""
+    model.eval()
+    total, count = 0.0, 0
+    for mel, tokens, clip_index in loader:
+        mel, tokens, clip_index = mel.to(device), tokens.to(device), clip_index.to(device)
+        n = int((tokens[:, 1:] != PAD).sum())
+        total += float(caption_loss(model, mel, tokens, clip_index, 0.0)) * n
+        count += n
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def caption_clips(model: Captioner, dataset: CaptionDataset, vocab: Vocab, device,
+                  batch_size: int = 32) -> list[str]:
+    """Greedy captions of every clip of a dataset, decoded step by step."""
+    model.eval()
+    captions = []
+    for lo in range(0, len(dataset), batch_size):
+        mel = pad_mels([dataset[i][0] for i in range(lo, min(lo + batch_size, len(dataset)))])
+        captions += [vocab.decode(ids) for ids in greedy_decode(model, mel.to(device))]
+    return captions
+
+
+def test_metrics(model: Captioner, dataset: CaptionDataset, vocab: Vocab, device) -> dict:
+    """BLEU-4 and distinct-caption share of greedy captions, plus a few examples."""
+    hyps = caption_clips(model, dataset, vocab, device)
+    refs = [[normalise_caption(c) for c in clip.captions] for clip in dataset.clips]
+    scenes = [clip.scene or "|".join(sorted(r)) for clip, r in zip(dataset.clips, refs)]
+    return {"bleu4": bleu4(hyps, refs), "distinct": distinct_fraction(hyps, scenes),
+            "clips": len(hyps), "scenes": len(set(scenes)),
+            "examples": [{"hypothesis": h, "references": r} for h, r in zip(hyps[:8], refs)]}
+
+
+def load_checkpoint(path: Path, device: str = "cpu") -> tuple[Captioner, Vocab, dict, dict]:
+    """(model in eval mode, vocabulary, front end, raw checkpoint) from a run's .pt file."""
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    model = build_model(model_config(ckpt["model_config"]["arch"], ckpt["model_config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), Vocab(ckpt["vocab"]), ckpt["frontend"], ckpt
+
+
+def plot_curves(rows: list[dict], path: Path) -> None:
+    """Train and validation loss per epoch as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = [r["epoch"] for r in rows]
+    ax.plot(epochs, [r["train_loss"] for r in rows], label="train (smoothed targets)")
+    ax.plot(epochs, [r["val_loss"] for r in rows], label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy per token")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+class Prepared:
+    """Everything a run needs before the first step: vocabulary, model, front end, datasets."""
+
+    def __init__(self, cfg: TrainConfig):
+        data = Path(cfg.data)
+        self.clips = {s: load_split(data, s, cfg.layout) for s in SPLIT_NAMES}
+        self.vocab = Vocab.build([c for clip in self.clips["train"] for c in clip.captions],
+                                 cfg.min_freq)
+        self.model_config = model_config(cfg.arch, {"vocab_size": len(self.vocab), **cfg.model})
+        self.model = build_model(self.model_config)
+        frontend = default_frontend({**self.model.frontend_overrides, **cfg.frontend})
+        if frontend["n_mels"] != self.model_config.n_mels:
+            raise ValueError(f"the front end has {frontend['n_mels']} mel bands but the model "
+                             f"expects {self.model_config.n_mels}: set both")
+        cache = FeatureCache(Path(cfg.cache) if cfg.cache else data / ".hark-cache", frontend)
+        for split, clips in self.clips.items():
+            cache.fill(clips, desc=f"features {split}")
+        if "norm_mean" in self.model.frontend_overrides:  # a pretrained encoder fixes its own
+            mean, std = frontend["norm_mean"], frontend["norm_std"]
+        else:
+            mean, std = norm_stats(cache, self.clips["train"])
+        self.frontend = {**frontend, "norm_mean": mean, "norm_std": std}
+        max_len = self.model_config.max_len
+        self.datasets = {s: CaptionDataset(c, cache, self.vocab, mean, std, max_len)
+                         for s, c in self.clips.items()}
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run the recipe; return the run summary (also written to metrics.json)."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "last.pt").exists() and not cfg.resume:
+        raise FileExistsError(f"{out} already holds a run: pass --resume or another --out")
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    recipe = RECIPES[cfg.arch]
+    lr = cfg.lr or recipe.lr
+    patience = cfg.patience or recipe.patience
+
+    prep = Prepared(cfg)
+    model = prep.model.to(device)
+    prep.vocab.save(out / "vocab.txt")
+    run_config = {"train": asdict(cfg), "model": asdict(prep.model_config),
+                  "frontend": prep.frontend, "normalisation": NORMALISATION,
+                  "lr": lr, "patience": patience}
+    (out / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
+
+    generator = torch.Generator().manual_seed(cfg.seed)
+    loader_args = {"batch_size": cfg.batch_size, "collate_fn": collate,
+                   "num_workers": cfg.workers, "pin_memory": device.type == "cuda"}
+    train_loader = torch.utils.data.DataLoader(prep.datasets["train"], shuffle=True,
+                                               generator=generator, drop_last=True, **loader_args)
+    val_loader = torch.utils.data.DataLoader(prep.datasets["val"], **loader_args)
+    optimizer = make_optimizer(model, lr, cfg.weight_decay)
+    total_steps = cfg.epochs * len(train_loader)
+    warmup = max(1, int(cfg.warmup * total_steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.min_lr_ratio))
+    amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    history, best_val, bad_epochs, start_epoch, elapsed = [], math.inf, 0, 0, 0.0
+    if cfg.resume and (out / "last.pt").exists():
+        state = torch.load(out / "last.pt", map_location=device, weights_only=True)
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"])
+        generator.set_state(state["loader_rng"])
+        history, best_val, bad_epochs = state["history"], state["best_val"], state["bad_epochs"]
+        start_epoch, elapsed = state["epoch"] + 1, state["elapsed"]
+
+    checkpoint = {"model_config": asdict(prep.model_config), "frontend": prep.frontend,
+                  "vocab": prep.vocab.itos, "normalisation": NORMALISATION}
+    started = time.time() - elapsed
+    print(f"{cfg.arch}: {count_parameters(model):,} parameters "
+          f"({count_parameters(model, True):,} trainable), vocabulary {len(prep.vocab)}, "
+          f"{len(prep.datasets['train'])} training clips, device {device}, lr {lr:g}")
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        sampling = cfg.scheduled_sampling * epoch / max(1, cfg.epochs - 1)
+        sums = {"loss": 0.0, "grad_norm": 0.0}
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   leave=False)
+        for mel, tokens, clip_index in bar:
+            mel, tokens, clip_index = mel.to(device), tokens.to(device), clip_index.to(device)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                loss = caption_loss(model, spec_augment(mel, cfg), tokens, clip_index,
+                                    cfg.label_smoothing, sampling)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            schedule.step()
+            sums["loss"] += loss.item()
+            sums["grad_norm"] += grad_norm.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        val_loss = evaluate_loss(model, val_loader, device)
+        row = {"epoch": epoch + 1, "train_loss": sums["loss"] / len(train_loader),
+               "val_loss": val_loss, "lr": schedule.get_last_lr()[0],
+               "grad_norm": sums["grad_norm"] / len(train_loader), "sampling": sampling,
+               "seconds": time.time() - started}
+        history.append(row)
+        improved = val_loss < best_val - 1e-4
+        if improved:
+            best_val, bad_epochs = val_loss, 0
+            torch.save({**checkpoint, "state_dict": model.state_dict(), "epoch": epoch + 1,
+                        "val_loss": val_loss}, out / "best.pt")
+        else:
+            bad_epochs += 1
+        torch.save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+                    "rng": torch.get_rng_state(), "loader_rng": generator.get_state(),
+                    "history": history, "best_val": best_val, "bad_epochs": bad_epochs,
+                    "epoch": epoch, "elapsed": time.time() - started}, out / "last.pt")
+        with open(out / "log.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerows(history)
+        plot_curves(history, out / "loss.png")
+        print(f"epoch {epoch + 1}: train {row['train_loss']:.3f}  val {val_loss:.3f}"
+              f"{' (best)' if improved else ''}  lr {row['lr']:.2e}  "
+              f"grad {row['grad_norm']:.2f}  {row['seconds'] / 60:.1f} min")
+        if bad_epochs >= patience:
+            print(f"early stop: no validation improvement for {patience} epochs")
+            break
+        ends = [0.0] + [r["seconds"] for r in history]
+        slowest = max(b - a for a, b in zip(ends, ends[1:]))  # load on a shared machine varies
+        if cfg.max_minutes and row["seconds"] + slowest > 60 * cfg.max_minutes:
+            print(f"stop: another epoch would overrun the {cfg.max_minutes} min budget")
+            break
+
+    best = torch.load(out / "best.pt", map_location=device, weights_only=True)
+    summary = {"arch": cfg.arch, "parameters": count_parameters(model),
+               "train_minutes": history[-1]["seconds"] / 60, "epochs": len(history),
+               "best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "lr": lr}
+    if cfg.evaluate_test:
+        model.load_state_dict(best["state_dict"])
+        summary["test"] = test_metrics(model, prep.datasets["test"], prep.vocab, device)
+        print(f"test: BLEU-4 {summary['test']['bleu4']:.3f}, distinct captions "
+              f"{100 * summary['test']['distinct']:.1f}% of {summary['test']['scenes']} scenes")
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def sweep(cfg: TrainConfig, lrs: list[float]) -> list[dict]:
+    """Train once per learning rate (in OUT/lr<lr>) and print the best validation loss of each."""
+    rows = []
+    for lr in lrs:
+        run = replace(cfg, lr=lr, out=str(Path(cfg.out) / f"lr{lr:g}"), evaluate_test=False)
+        summary = train(run)
+        rows.append({"lr": lr, "best_val_loss": summary["best_val_loss"],
+                     "best_epoch": summary["best_epoch"], "minutes": summary["train_minutes"]})
+    print(f"\n{'lr':>10}  {'best val loss':>13}  {'epoch':>5}  {'minutes':>7}")
+    for r in rows:
+        print(f"{r['lr']:>10.2e}  {r['best_val_loss']:>13.4f}  {r['best_epoch']:>5}  "
+              f"{r['minutes']:>7.1f}")
+    with open(Path(cfg.out) / "sweep.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def _key_values(pairs: list[str]) -> dict:
+    """["hidden=512", "channels=[16,32]"] -> {"hidden": 512, "channels": [16, 32]}."""
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field (dict fields become repeatable KEY=VALUE options)."""
+    parser.add_argument("data", help="dataset folder (Clotho, AudioCaps or manifest layout)")
+    parser.add_argument("--set", dest="model", action="append", default=[], metavar="KEY=VALUE",
+                        help="model option, e.g. --set hidden=512 --set channels=[16,32,64]")
+    parser.add_argument("--frontend", action="append", default=[], metavar="KEY=VALUE",
+                        help="dsp front-end option, e.g. --frontend n_mels=80")
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name in ("data", "model", "frontend"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif f.name == "arch":
+            parser.add_argument(flag, choices=sorted(MODEL_CONFIGS), default=default)
+        else:
+            kind = float if f.name in ("lr",) else type(default) if default is not None else int
+            parser.add_argument(flag, type=kind, default=default)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`hark-train train|sweep|params`."""
+    parser = argparse.ArgumentParser(prog="hark-train", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train_options(sub.add_parser("train", help="train one model"))
+    p = sub.add_parser("sweep", help="learning-rate sweep: best validation loss per lr")
+    _add_train_options(p)
+    p.add_argument("--lrs", default="3e-4,1e-3,3e-3", help="comma-separated learning rates")
+    p = sub.add_parser("params", help="parameter count of each architecture's defaults")
+    p.add_argument("--vocab", type=int, default=4400)
+    args = parser.parse_args(argv)
+
+    if args.command == "params":
+        for arch in ("baseline", "improved", "attention", "transformer"):
+            model = build_model(model_config(arch, {"vocab_size": args.vocab}))
+            print(f"{arch:12s} {count_parameters(model):>12,}")
+        return
+    values = vars(args)
+    cfg = TrainConfig(**{f.name: values[f.name] for f in fields(TrainConfig)
+                         if f.name not in ("model", "frontend")},
+                      model=_key_values(args.model), frontend=_key_values(args.frontend))
+    if args.command == "sweep":
+        sweep(cfg, [float(x) for x in args.lrs.split(",")])
+    else:
+        train(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+import csv
+import json
+
+import pytest
+import torch
+
+from hark_export.config import TrainConfig
+from hark_export.data import collate
+from hark_export.train import (Prepared, caption_loss, evaluate_loss, load_checkpoint, lr_factor,
+                               make_optimizer, spec_augment, sweep, train)
+
+TINY = {
+    "baseline": {"channels": [8, 16, 16], "d_model": 32, "embed": 32, "hidden": 64},
+    "improved": {"channels": [8, 16, 16, 16], "d_model": 32, "enc_hidden": 32,
+                 "enc_layers": 1, "embed": 32, "hidden": 64, "layers": 1},
+    "attention": {"channels": [8, 16, 16, 16], "d_model": 32, "attn_dim": 32, "embed": 32,
+                  "hidden": 64},
+    "transformer": {"channels": [8, 16, 16], "d_model": 32, "heads": 4, "enc_layers": 1,
+                    "dec_layers": 1, "d_ff": 64},
+}
+
+
+def _cfg(data, tmp_path, arch="baseline", **kw):
+    return TrainConfig(data=str(data), out=str(tmp_path / "run"), arch=arch,
+                       cache=str(tmp_path.parent / "cache"), model=TINY[arch], batch_size=8,
+                       **kw)
+
+
+@pytest.mark.parametrize("arch", list(TINY))
+def test_each_architecture_loss_falls_within_a_few_dozen_steps(arch, tiny_synth, tmp_path):
+    torch.manual_seed(0)
+    prep = Prepared(_cfg(tiny_synth, tmp_path, arch))
+    model, data = prep.model, prep.datasets["train"]
+    batches = [collate([data[i] for i in range(lo, lo + 8)]) for lo in range(0, len(data), 8)]
+    before = evaluate_loss(model, batches, "cpu")
+    optimizer = make_optimizer(model, 3e-3, 0.01)
+    model.train()
+    for step in range(36):
+        mel, tokens, clip_index = batches[step % len(batches)]
+        loss = caption_loss(model, mel, tokens, clip_index, 0.1)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = evaluate_loss(model, batches, "cpu")
+    assert after < 0.75 * before, (before, after)
+
+
+def test_a_run_writes_checkpoint_log_curve_and_metrics_and_resumes(tiny_synth, tmp_path):
+    cfg = _cfg(tiny_synth, tmp_path, epochs=2, scheduled_sampling=0.5)
+    summary = train(cfg)
+    out = tmp_path / "run"
+    for name in ("best.pt", "last.pt", "vocab.txt", "config.json", "loss.png", "metrics.json"):
+        assert (out / name).exists(), name
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert set(rows[0]) >= {"train_loss", "val_loss", "lr", "grad_norm"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["frontend"]["norm_std"] > 0 and config["frontend"]["n_mels"] == 64
+    assert 0 <= summary["test"]["bleu4"] <= 1 and 0 < summary["test"]["distinct"] <= 1
+
+    model, vocab, frontend, ckpt = load_checkpoint(out / "best.pt")
+    assert not model.training and len(vocab) == model.config.vocab_size
+    assert frontend == config["frontend"] and ckpt["epoch"] == summary["best_epoch"]
+
+    with pytest.raises(FileExistsError):
+        train(cfg)
+    resumed = train(TrainConfig(**{**cfg.__dict__, "epochs": 3, "resume": True}))
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"] and resumed["epochs"] == 3
+
+
+def test_the_same_seed_trains_the_same_model(tiny_synth, tmp_path):
+    a = train(_cfg(tiny_synth, tmp_path / "a", epochs=1, evaluate_test=False))
+    b = train(_cfg(tiny_synth, tmp_path / "b", epochs=1, evaluate_test=False))
+    assert a["best_val_loss"] == b["best_val_loss"]
+
+
+def test_sweep_prints_the_best_validation_loss_of_each_learning_rate(tiny_synth, tmp_path, capsys):
+    rows = sweep(_cfg(tiny_synth, tmp_path, epochs=1), [1e-3, 3e-3])
+    assert [r["lr"] for r in rows] == [1e-3, 3e-3]
+    table = capsys.readouterr().out.split("best val loss")[1]
+    assert "1.00e-03" in table and "3.00e-03" in table
+    assert (tmp_path / "run" / "sweep.csv").exists()
+
+
+def test_learning_rate_warms_up_linearly_then_decays_along_a_cosine():
+    factors = [lr_factor(s, total=100, warmup=10, min_ratio=0.1) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert factors[55] == pytest.approx(0.55, abs=0.02)
+    assert factors[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_spec_augment_masks_bands_of_time_and_frequency():
+    torch.manual_seed(0)
+    cfg = TrainConfig(spec_time_masks=1, spec_time_width=10, spec_freq_masks=1, spec_freq_width=4)
+    out = spec_augment(torch.ones(16, 64, 100), cfg)
+    zero_frames = (out == 0).all(dim=1).sum(dim=1)  # whole time columns masked per clip
+    zero_bins = (out == 0).all(dim=2).sum(dim=1)
+    assert zero_frames.max() <= 10 and zero_bins.max() <= 4 and zero_frames.sum() > 0
+    assert zero_bins.sum() > 0
