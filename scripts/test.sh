@@ -22,5 +22,7 @@ if [ -d export/tests ]; then
 fi
 
 echo "== Rust tests"
-cargo build --workspace --bins --quiet
+# --all-targets: the binaries get the same dev-dependency feature set as the tests, so
+# tract is compiled once for both.
+cargo build --workspace --all-targets --quiet
 cargo test --workspace

@@ -160,11 +160,11 @@ impl FixedStage {
 
     fn frame(&mut self, samples: &[i16]) -> &[i32] {
         let n = self.n_fft;
-        for i in 0..n {
+        let taps = samples.iter().zip(&self.window_q15);
+        for ((re, im), (&x, &w)) in self.re[..n].iter_mut().zip(&mut self.im[..n]).zip(taps) {
             // Q15 × Q15 product rescaled to 30 − log2(n_fft) fractional bits (see `new`).
-            let product = samples[i] as i32 * self.window_q15[i] as i32;
-            self.re[i] = (product + (1 << (self.log2_n - 1))) >> self.log2_n;
-            self.im[i] = 0;
+            *re = (x as i32 * w as i32 + (1 << (self.log2_n - 1))) >> self.log2_n;
+            *im = 0;
         }
         self.fft();
         for k in 0..=n / 2 {

@@ -1,0 +1,432 @@
+//! The model bundle manifest (docs/BUNDLE.md): parsed, then checked file by file, so every
+//! defect is reported with the file and the field it is in.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::decode::{DecodeParams, SpecialTokens};
+use dsp::FrontendConfig;
+
+/// The manifest's file name inside a bundle.
+pub const MANIFEST: &str = "hark-model.toml";
+
+/// The only format version this build reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Why a bundle cannot be used. Every message names the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// A file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The manifest is not valid TOML or does not match the schema.
+    #[error("{path}: {message}")]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong (the TOML error names the key and line).
+        message: String,
+    },
+    /// A different format version.
+    #[error(
+        "{MANIFEST}: format_version = {found}, but this hark reads version {FORMAT_VERSION}; export the model again with a matching hark-export"
+    )]
+    Version {
+        /// The version found.
+        found: u32,
+    },
+    /// A referenced file is absent.
+    #[error("{field} = \"{file}\", but the bundle has no such file")]
+    MissingFile {
+        /// Manifest field referring to it.
+        field: String,
+        /// The file name.
+        file: String,
+    },
+    /// A file is not listed in `[files]`.
+    #[error("{MANIFEST}: [files] has no sha256 for \"{file}\"")]
+    Unlisted {
+        /// The file name.
+        file: String,
+    },
+    /// A file's content does not match its recorded hash.
+    #[error(
+        "{file}: sha256 is {actual} but [files] in {MANIFEST} says {expected}; the bundle is corrupted or was edited — export it again"
+    )]
+    Hash {
+        /// The file name.
+        file: String,
+        /// Hash from the manifest.
+        expected: String,
+        /// Hash of the file.
+        actual: String,
+    },
+    /// `[frontend]` is not computable by `dsp`.
+    #[error("{MANIFEST}: {0}")]
+    Frontend(#[from] dsp::ConfigError),
+    /// A field's value is invalid.
+    #[error("{MANIFEST}: {field}: {message}")]
+    Field {
+        /// The field, e.g. `tokens.eos`.
+        field: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+    /// An ONNX graph does not load or does not honour the declared interface.
+    #[error("{file}: {message}")]
+    Graph {
+        /// The graph file.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One dimension of a declared shape: fixed, or a named dynamic axis.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Dim {
+    /// A fixed size.
+    Fixed(usize),
+    /// `"batch"` or `"steps"`.
+    Named(String),
+}
+
+/// Element type of a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    /// 32-bit float.
+    Float32,
+    /// 64-bit integer.
+    Int64,
+}
+
+/// A decoder state (recurrent state, KV cache, step counter …).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSpec {
+    /// Human-readable name.
+    pub name: String,
+    /// Decoder input name.
+    pub input: String,
+    /// Decoder output name (the value after the step).
+    pub output: String,
+    /// Encoder output holding the initial value (batch 1).
+    pub init_output: String,
+    /// Shape; `"batch"` and `"steps"` are the dynamic axes.
+    pub shape: Vec<Dim>,
+    /// Axis that beam search reorders.
+    pub batch_axis: usize,
+    /// Element type.
+    pub dtype: DType,
+}
+
+/// `[window]`: how much audio one caption covers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// Audio per caption window, seconds.
+    pub seconds: f32,
+    /// Default hop between windows, seconds.
+    pub hop_seconds: f32,
+}
+
+/// `[tokens]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// Vocabulary file.
+    pub vocab: String,
+    /// Padding id.
+    pub pad: u32,
+    /// Start id.
+    pub bos: u32,
+    /// End id.
+    pub eos: u32,
+    /// Unknown-word id.
+    pub unk: u32,
+    /// Most generated tokens.
+    pub max_len: usize,
+}
+
+/// `[encoder]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderSpec {
+    /// ONNX file.
+    pub file: String,
+    /// Log-mel input name.
+    pub input: String,
+    /// Memory output name.
+    pub memory: String,
+    /// Memory feature size.
+    pub memory_dim: usize,
+}
+
+/// `[decoder]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecoderSpec {
+    /// ONNX file.
+    pub file: String,
+    /// Token input name.
+    pub tokens: String,
+    /// Memory input name.
+    pub memory: String,
+    /// Logits output name.
+    pub logits: String,
+    /// States, in the decoder's input order.
+    #[serde(default)]
+    pub states: Vec<StateSpec>,
+}
+
+/// `[tags]`: an optional clip-level tag head.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagSpec {
+    /// Labels file, one per line.
+    pub labels: String,
+    /// Encoder output with the tag logits.
+    pub output: String,
+}
+
+/// The parsed `hark-model.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Bundle format version.
+    pub format_version: u32,
+    /// Model name, reported in every caption.
+    pub name: String,
+    /// Architecture, informational.
+    pub architecture: String,
+    /// Licence of the weights.
+    pub licence: String,
+    /// What it was trained on.
+    pub training_data: String,
+    /// Exporter and version.
+    pub created_by: String,
+    /// The front end the model was trained with.
+    pub frontend: FrontendConfig,
+    /// Caption window.
+    pub window: WindowSpec,
+    /// Special tokens and vocabulary.
+    pub tokens: TokenSpec,
+    /// Encoder graph.
+    pub encoder: EncoderSpec,
+    /// Decoder graph.
+    pub decoder: DecoderSpec,
+    /// Default decoding.
+    pub decoding: DecodeParams,
+    /// Optional tag head.
+    pub tags: Option<TagSpec>,
+    /// sha256 of every file.
+    pub files: BTreeMap<String, String>,
+    /// Evaluation results.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, toml::Value>,
+}
+
+/// A bundle whose manifest, files and hashes have been checked (graphs not yet loaded).
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Token strings by id.
+    pub vocab: Vec<String>,
+    /// Tag labels, if the bundle has a tag head.
+    pub labels: Vec<String>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BundleError> {
+    std::fs::read(path).map_err(|source| BundleError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn field(field: &str, message: impl Into<String>) -> BundleError {
+    BundleError::Field {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl Bundle {
+    /// Reads and checks the bundle in `dir`: manifest schema and version, every referenced
+    /// file present and hashed, front end, token ids, decoding defaults, state declarations.
+    pub fn open(dir: &Path) -> Result<Self, BundleError> {
+        let manifest_path = dir.join(MANIFEST);
+        let text = String::from_utf8(read(&manifest_path)?).map_err(|_| BundleError::Manifest {
+            path: manifest_path.clone(),
+            message: "not UTF-8 text".into(),
+        })?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| BundleError::Manifest {
+            path: manifest_path.clone(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        if manifest.format_version != FORMAT_VERSION {
+            return Err(BundleError::Version {
+                found: manifest.format_version,
+            });
+        }
+        let m = &manifest;
+        let mut referenced = vec![
+            ("encoder.file", &m.encoder.file),
+            ("decoder.file", &m.decoder.file),
+            ("tokens.vocab", &m.tokens.vocab),
+        ];
+        if let Some(tags) = &m.tags {
+            referenced.push(("tags.labels", &tags.labels));
+        }
+        for (name, file) in &referenced {
+            if !dir.join(file).is_file() {
+                return Err(BundleError::MissingFile {
+                    field: name.to_string(),
+                    file: file.to_string(),
+                });
+            }
+            if !m.files.contains_key(*file) {
+                return Err(BundleError::Unlisted {
+                    file: file.to_string(),
+                });
+            }
+        }
+        for (file, expected) in &m.files {
+            let path = dir.join(file);
+            if !path.is_file() {
+                return Err(BundleError::MissingFile {
+                    field: format!("files.\"{file}\""),
+                    file: file.clone(),
+                });
+            }
+            let actual = format!("{:x}", Sha256::digest(read(&path)?));
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(BundleError::Hash {
+                    file: file.clone(),
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        m.frontend.validate()?;
+        let lines = |file: &str| -> Result<Vec<String>, BundleError> {
+            let bytes = read(&dir.join(file))?;
+            let text = String::from_utf8(bytes).map_err(|_| field(file, "not UTF-8 text"))?;
+            Ok(text.lines().map(str::to_string).collect())
+        };
+        let vocab = lines(&m.tokens.vocab)?;
+        for (name, id) in [
+            ("pad", m.tokens.pad),
+            ("bos", m.tokens.bos),
+            ("eos", m.tokens.eos),
+            ("unk", m.tokens.unk),
+        ] {
+            if id as usize >= vocab.len() {
+                return Err(field(
+                    &format!("tokens.{name}"),
+                    format!(
+                        "id {id} is outside the vocabulary ({} tokens in {})",
+                        vocab.len(),
+                        m.tokens.vocab
+                    ),
+                ));
+            }
+        }
+        if m.tokens.max_len == 0 {
+            return Err(field("tokens.max_len", "must be at least 1"));
+        }
+        m.decoding.validate().map_err(|e| field("decoding", e))?;
+        if !(m.window.seconds > 0.0 && m.window.seconds <= 600.0) {
+            return Err(field("window.seconds", "must be in (0, 600]"));
+        }
+        if !(m.window.hop_seconds > 0.0 && m.window.hop_seconds <= m.window.seconds) {
+            return Err(field(
+                "window.hop_seconds",
+                "must be in (0, window.seconds]",
+            ));
+        }
+        for (i, s) in m.decoder.states.iter().enumerate() {
+            let at = format!("decoder.states[{i}] ({})", s.name);
+            if s.batch_axis >= s.shape.len() || s.shape[s.batch_axis] != Dim::Named("batch".into())
+            {
+                return Err(field(
+                    &at,
+                    format!(
+                        "batch_axis = {} must index the \"batch\" entry of shape",
+                        s.batch_axis
+                    ),
+                ));
+            }
+            for d in &s.shape {
+                if let Dim::Named(n) = d
+                    && n != "batch"
+                    && n != "steps"
+                {
+                    let msg = format!(
+                        "unknown dynamic axis \"{n}\" in shape; use \"batch\" or \"steps\""
+                    );
+                    return Err(field(&at, msg));
+                }
+            }
+        }
+        let labels = match &m.tags {
+            Some(t) => lines(&t.labels)?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            manifest,
+            vocab,
+            labels,
+        })
+    }
+
+    /// One line describing the model, for the log.
+    pub fn describe(&self) -> String {
+        let m = &self.manifest;
+        let metrics: Vec<String> = m.metrics.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!(
+            "model {} ({}, licence {}) trained on {}, made by {}; metrics: {}",
+            m.name,
+            m.architecture,
+            m.licence,
+            m.training_data,
+            m.created_by,
+            if metrics.is_empty() {
+                "none recorded".to_string()
+            } else {
+                metrics.join(", ")
+            }
+        )
+    }
+
+    /// The special token ids for decoding.
+    pub fn special(&self) -> SpecialTokens {
+        let t = &self.manifest.tokens;
+        SpecialTokens {
+            bos: t.bos,
+            eos: t.eos,
+            pad: t.pad,
+        }
+    }
+
+    /// Joins token ids into a caption (special tokens dropped).
+    pub fn text(&self, tokens: &[u32]) -> String {
+        let t = &self.manifest.tokens;
+        tokens
+            .iter()
+            .filter(|&&id| id != t.pad && id != t.bos && id != t.eos)
+            .filter_map(|&id| self.vocab.get(id as usize).map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}

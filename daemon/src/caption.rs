@@ -1,0 +1,158 @@
+//! `hark caption`: captions audio files window by window with a bundle, for one-off use and
+//! for evaluating bundles through exactly the daemon's code path.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::decode::{self, DecodeParams};
+use crate::model::Model;
+
+/// Where the shipped default bundle is looked for, in order.
+pub fn default_bundle_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        // An installed layout: <prefix>/bin/hark and <prefix>/share/hark/model.
+        if let Some(prefix) = exe.parent().and_then(Path::parent) {
+            dirs.push(prefix.join("share/hark/model"));
+        }
+    }
+    dirs.push(PathBuf::from("/usr/share/hark/model"));
+    // A build from the repository.
+    dirs.push(PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/assets/model"
+    )));
+    dirs
+}
+
+/// The bundle directory to use: `explicit`, else the first default that exists.
+pub fn resolve_bundle(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let candidates = default_bundle_dirs();
+    candidates
+        .iter()
+        .find(|d| d.join(crate::bundle::MANIFEST).is_file())
+        .cloned()
+        .with_context(|| {
+            let list: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
+            format!(
+                "no model bundle given and none found at {}; pass --bundle DIR",
+                list.join(", ")
+            )
+        })
+}
+
+/// One captioned window.
+#[derive(Debug, Serialize)]
+pub struct WindowCaption {
+    /// The file.
+    pub file: String,
+    /// Window start, seconds from the file's start.
+    pub start: f32,
+    /// Window end, seconds.
+    pub end: f32,
+    /// Best caption.
+    pub text: String,
+    /// The model that made it.
+    pub model: String,
+    /// Clip-level tags whose probability exceeds 0.5 (bundles with a tag head).
+    pub tags: Vec<String>,
+    /// Its score (length-normalised log-probability).
+    pub score: f32,
+    /// Its token ids.
+    pub tokens: Vec<u32>,
+    /// Other captions, best first.
+    pub alternatives: Vec<Alternative>,
+    /// Milliseconds spent per stage.
+    pub timings_ms: Timings,
+}
+
+/// An alternative caption.
+#[derive(Debug, Serialize)]
+pub struct Alternative {
+    /// Caption text.
+    pub text: String,
+    /// Its score.
+    pub score: f32,
+}
+
+/// Time per stage, milliseconds.
+#[derive(Debug, Serialize, Default)]
+pub struct Timings {
+    /// Log-mel of the window (shared computation split evenly over windows).
+    pub mel: f64,
+    /// Encoder.
+    pub encoder: f64,
+    /// Decoding.
+    pub decoding: f64,
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+/// Captions `file`: one caption per window of the bundle's length, windows `hop` apart
+/// (a file shorter than a window is one window).
+pub fn caption_file(
+    model: &Model,
+    file: &Path,
+    params: &DecodeParams,
+) -> Result<Vec<WindowCaption>> {
+    let m = &model.bundle.manifest;
+    let clip = crate::wav::read(file)?;
+    let t0 = Instant::now();
+    let mel = dsp::features(&m.frontend, &clip.samples, clip.sample_rate)
+        .with_context(|| format!("{}: cannot compute features", file.display()))?;
+    let mel_ms = ms(t0);
+    let n_mels = m.frontend.n_mels;
+    let frames = mel.len() / n_mels;
+    let fps = m.frontend.sample_rate as f32 / m.frontend.hop_length as f32;
+    let window = ((m.window.seconds * fps).round() as usize).max(1);
+    let hop = ((m.window.hop_seconds * fps).round() as usize).max(1);
+    let mut starts = vec![0];
+    while starts.last().expect("non-empty") + window < frames {
+        starts.push(starts.last().expect("non-empty") + hop);
+    }
+    let mut out = Vec::new();
+    for &start in &starts {
+        let end = (start + window).min(frames);
+        let t0 = Instant::now();
+        let encoded = model
+            .encode(&mel[start * n_mels..end * n_mels])
+            .map_err(|e| anyhow::anyhow!("{}: encoder failed: {e:#}", file.display()))?;
+        let encoder_ms = ms(t0);
+        let t0 = Instant::now();
+        let hyps = decode::decode(&mut model.stepper(&encoded), model.bundle.special(), params)
+            .with_context(|| format!("{}: decoding failed", file.display()))?;
+        let decoding_ms = ms(t0);
+        let (best, rest) = hyps.split_first().context("decoder produced no caption")?;
+        out.push(WindowCaption {
+            file: file.display().to_string(),
+            start: start as f32 / fps,
+            end: end as f32 / fps,
+            text: model.bundle.text(&best.tokens),
+            model: m.name.clone(),
+            tags: model.tags(&encoded),
+            score: best.score,
+            tokens: best.tokens.clone(),
+            alternatives: rest
+                .iter()
+                .map(|h| Alternative {
+                    text: model.bundle.text(&h.tokens),
+                    score: h.score,
+                })
+                .collect(),
+            timings_ms: Timings {
+                mel: mel_ms / starts.len() as f64,
+                encoder: encoder_ms,
+                decoding: decoding_ms,
+            },
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,406 @@
+//! A bundle's graphs loaded into tract: loaded and optimised once, shared by every caption;
+//! each caption gets its own [`TractStepper`] for decoding.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use tract_onnx::prelude::*;
+
+use crate::bundle::{Bundle, BundleError, DType, Dim, StateSpec};
+use crate::decode::Stepper;
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// A loaded, validated model.
+pub struct Model {
+    /// The bundle it came from.
+    pub bundle: Bundle,
+    /// The parsed encoder; optimised per window length (frames), since concrete shapes
+    /// run faster and some exported graphs only resolve their shape arithmetic then.
+    encoder: InferenceModel,
+    encoder_plans: Mutex<HashMap<usize, Plan>>,
+    decoder: Plan,
+}
+
+/// The encoder's output for one window.
+pub struct Encoded {
+    memory: Tensor,
+    init: Vec<Tensor>,
+    tags: Option<Vec<f32>>,
+}
+
+fn graph_error(file: &str, e: impl std::fmt::Display) -> BundleError {
+    BundleError::Graph {
+        file: file.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn datum(dtype: DType) -> DatumType {
+    match dtype {
+        DType::Float32 => f32::datum_type(),
+        DType::Int64 => i64::datum_type(),
+    }
+}
+
+/// Parses `file` and selects its inputs (names, and facts built from the model's own symbol
+/// scope) and outputs. The exporter's own shape annotations are ignored: ours replace them.
+fn parse_graph(
+    dir: &Path,
+    file: &str,
+    inputs: &[&str],
+    facts: impl FnOnce(&SymbolScope) -> Vec<InferenceFact>,
+    outputs: &[&str],
+) -> Result<InferenceModel, BundleError> {
+    let mut model = tract_onnx::onnx()
+        .with_ignore_output_shapes(true)
+        .with_ignore_value_info(true)
+        .model_for_path(dir.join(file))
+        .map_err(|e| graph_error(file, format!("not a loadable ONNX model: {e:#}")))?;
+    let present: Vec<String> = model
+        .input_outlets()
+        .map_err(|e| graph_error(file, e))?
+        .iter()
+        .map(|o| model.node(o.node).name.clone())
+        .collect();
+    for name in inputs {
+        if !present.iter().any(|p| p == name) {
+            return Err(graph_error(
+                file,
+                format!(
+                    "has no input \"{name}\" (its inputs: {})",
+                    present.join(", ")
+                ),
+            ));
+        }
+    }
+    model
+        .set_input_names(inputs)
+        .map_err(|e| graph_error(file, e))?;
+    for (i, fact) in facts(&model.symbols.clone()).into_iter().enumerate() {
+        model
+            .set_input_fact(i, fact)
+            .map_err(|e| graph_error(file, e))?;
+    }
+    for name in outputs {
+        if model.find_outlet_label(name).is_none() {
+            return Err(graph_error(file, format!("has no output \"{name}\"")));
+        }
+    }
+    model
+        .select_outputs_by_name(outputs.iter())
+        .map_err(|e| graph_error(file, e))?;
+    Ok(model)
+}
+
+/// Optimises a parsed graph into a runnable plan.
+fn plan(model: InferenceModel) -> TractResult<Plan> {
+    model.into_optimized()?.into_runnable()
+}
+
+/// Converts a declared state shape into a tract fact (`batch` → B, `steps` → S).
+fn state_fact(spec: &StateSpec, batch: &TDim, steps: &TDim) -> InferenceFact {
+    let dims: TVec<TDim> = spec
+        .shape
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => (*n).into(),
+            Dim::Named(n) if n == "batch" => batch.clone(),
+            Dim::Named(_) => steps.clone(),
+        })
+        .collect();
+    InferenceFact::dt_shape(datum(spec.dtype), dims)
+}
+
+/// Gathers `rows` of `t` along `axis` (beam reordering, batch tiling).
+fn gather(t: &Tensor, axis: usize, rows: &[usize]) -> TractResult<Tensor> {
+    Ok(match t.datum_type() {
+        dt if dt == i64::datum_type() => t
+            .to_plain_array_view::<i64>()?
+            .select(tract_ndarray::Axis(axis), rows)
+            .into(),
+        _ => t
+            .to_plain_array_view::<f32>()?
+            .select(tract_ndarray::Axis(axis), rows)
+            .into(),
+    })
+}
+
+impl Model {
+    /// Opens, checks and loads the bundle in `dir`, then probes both graphs once so that
+    /// shape, dtype and vocabulary mismatches are reported now, not mid-caption.
+    pub fn load(dir: &Path) -> Result<Self, BundleError> {
+        let bundle = Bundle::open(dir)?;
+        let m = &bundle.manifest;
+
+        let mut enc_outputs: Vec<&str> = vec![&m.encoder.memory];
+        enc_outputs.extend(m.decoder.states.iter().map(|s| s.init_output.as_str()));
+        if let Some(t) = &m.tags {
+            enc_outputs.push(&t.output);
+        }
+        let mel_fact = |_: &SymbolScope| vec![InferenceFact::dt(f32::datum_type())];
+        let encoder = parse_graph(
+            dir,
+            &m.encoder.file,
+            &[&m.encoder.input],
+            mel_fact,
+            &enc_outputs,
+        )?;
+
+        let mut dec_inputs: Vec<&str> = vec![&m.decoder.tokens, &m.decoder.memory];
+        dec_inputs.extend(m.decoder.states.iter().map(|s| s.input.as_str()));
+        let dec_facts = |sym: &SymbolScope| {
+            let (batch, steps) = (sym.sym("batch").to_dim(), sym.sym("steps").to_dim());
+            let memory_shape = tvec![batch.clone(), steps.clone(), m.encoder.memory_dim.to_dim()];
+            let mut facts = vec![
+                InferenceFact::dt_shape(i64::datum_type(), tvec![batch.clone()]),
+                InferenceFact::dt_shape(f32::datum_type(), memory_shape),
+            ];
+            facts.extend(
+                m.decoder
+                    .states
+                    .iter()
+                    .map(|s| state_fact(s, &batch, &steps)),
+            );
+            facts
+        };
+        let mut dec_outputs: Vec<&str> = vec![&m.decoder.logits];
+        dec_outputs.extend(m.decoder.states.iter().map(|s| s.output.as_str()));
+        let decoder = parse_graph(dir, &m.decoder.file, &dec_inputs, dec_facts, &dec_outputs)
+            .and_then(|g| {
+                plan(g).map_err(|e| {
+                    graph_error(
+                        &m.decoder.file,
+                        format!("cannot be prepared for inference: {e:#}"),
+                    )
+                })
+            })?;
+
+        let model = Self {
+            bundle,
+            encoder,
+            encoder_plans: Mutex::default(),
+            decoder,
+        };
+        model.probe()?;
+        Ok(model)
+    }
+
+    /// Runs one second of silence through the encoder and one decoder step, checking every
+    /// declared shape and the logits width against the vocabulary.
+    fn probe(&self) -> Result<(), BundleError> {
+        let m = &self.bundle.manifest;
+        let frames = (m.frontend.sample_rate as usize / m.frontend.hop_length).max(1);
+        let enc_file = &m.encoder.file;
+        let dec_file = &m.decoder.file;
+        let encoded = self
+            .encode(&vec![0.0; frames * m.frontend.n_mels])
+            .map_err(|e| graph_error(enc_file, format!("fails on one second of silence: {e:#}")))?;
+        let mshape = encoded.memory.shape();
+        if mshape.len() != 3 || mshape[0] != 1 || mshape[2] != m.encoder.memory_dim {
+            return Err(graph_error(
+                enc_file,
+                format!(
+                    "output \"{}\" has shape {mshape:?}, expected [1, steps, {}]",
+                    m.encoder.memory, m.encoder.memory_dim
+                ),
+            ));
+        }
+        let steps = mshape[1];
+        let expect = |spec: &StateSpec, batch: usize| -> Vec<usize> {
+            spec.shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(n) => *n,
+                    Dim::Named(n) if n == "batch" => batch,
+                    Dim::Named(_) => steps,
+                })
+                .collect()
+        };
+        for (spec, t) in m.decoder.states.iter().zip(&encoded.init) {
+            if t.shape() != expect(spec, 1).as_slice() || t.datum_type() != datum(spec.dtype) {
+                return Err(graph_error(
+                    enc_file,
+                    format!(
+                        "output \"{}\" (initial {}) is {:?} {:?}, but decoder.states declares {:?} {:?} (batch 1)",
+                        spec.init_output,
+                        spec.name,
+                        t.datum_type(),
+                        t.shape(),
+                        datum(spec.dtype),
+                        expect(spec, 1)
+                    ),
+                ));
+            }
+        }
+        let mut stepper = self.stepper(&encoded);
+        let mut state = stepper.init(2).map_err(|e| graph_error(dec_file, e))?;
+        let bos = m.tokens.bos;
+        let logits = stepper
+            .step(&[bos, bos], &mut state)
+            .map_err(|e| graph_error(dec_file, format!("fails on a first step: {e:#}")))?;
+        let vocab = self.bundle.vocab.len();
+        if logits.len() != 2 * vocab {
+            return Err(graph_error(
+                dec_file,
+                format!(
+                    "output \"{}\" has {} values per hypothesis but {} has {vocab} tokens",
+                    m.decoder.logits,
+                    logits.len() / 2,
+                    m.tokens.vocab
+                ),
+            ));
+        }
+        for (spec, t) in m.decoder.states.iter().zip(&state) {
+            if t.shape() != expect(spec, 2).as_slice() || t.datum_type() != datum(spec.dtype) {
+                return Err(graph_error(
+                    dec_file,
+                    format!(
+                        "output \"{}\" is {:?} {:?}, but decoder.states declares {:?} {:?} (batch 2)",
+                        spec.output,
+                        t.datum_type(),
+                        t.shape(),
+                        datum(spec.dtype),
+                        expect(spec, 2)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the encoder on a frame-major log-mel (`frames × n_mels`, already normalised).
+    pub fn encode(&self, mel: &[f32]) -> TractResult<Encoded> {
+        let m = &self.bundle.manifest;
+        let n_mels = m.frontend.n_mels;
+        let frames = mel.len() / n_mels;
+        // The encoder wants [1, n_mels, frames].
+        let mut input = vec![0.0f32; mel.len()];
+        for (t, frame) in mel.chunks_exact(n_mels).enumerate() {
+            for (b, v) in frame.iter().enumerate() {
+                input[b * frames + t] = *v;
+            }
+        }
+        let input = Tensor::from_shape(&[1, n_mels, frames], &input)?;
+        let mut out = self
+            .encoder_plan(frames)?
+            .run(tvec![input.into_tvalue()])?
+            .into_iter();
+        let memory = out
+            .next()
+            .context("encoder returned no memory")?
+            .into_tensor();
+        let n_states = m.decoder.states.len();
+        let init: Vec<Tensor> = out
+            .by_ref()
+            .take(n_states)
+            .map(|v| v.into_tensor())
+            .collect();
+        let tags = match out.next() {
+            Some(t) => Some(t.to_plain_array_view::<f32>()?.iter().copied().collect()),
+            None => None,
+        };
+        Ok(Encoded { memory, init, tags })
+    }
+
+    /// The encoder optimised for windows of `frames` frames, built on first use.
+    fn encoder_plan(&self, frames: usize) -> TractResult<Plan> {
+        // A poisoned lock only means another caption panicked; the cache is still valid.
+        let mut plans = self.encoder_plans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = plans.get(&frames) {
+            return Ok(p.clone());
+        }
+        let n_mels = self.bundle.manifest.frontend.n_mels;
+        let fact = f32::fact([1, n_mels, frames]);
+        let p = plan(self.encoder.clone().with_input_fact(0, fact.into())?)?;
+        plans.insert(frames, p.clone());
+        Ok(p)
+    }
+
+    /// Labels of the tags the encoder scored above probability 0.5, most probable first.
+    pub fn tags(&self, encoded: &Encoded) -> Vec<String> {
+        let Some(logits) = &encoded.tags else {
+            return Vec::new();
+        };
+        let mut on: Vec<(f32, &String)> = logits
+            .iter()
+            .zip(&self.bundle.labels)
+            .filter(|(l, _)| **l > 0.0)
+            .map(|(l, n)| (*l, n))
+            .collect();
+        on.sort_by(|a, b| b.0.total_cmp(&a.0));
+        on.into_iter().map(|(_, n)| n.clone()).collect()
+    }
+
+    /// A decoding session over one encoded window.
+    pub fn stepper<'a>(&'a self, encoded: &'a Encoded) -> TractStepper<'a> {
+        TractStepper {
+            model: self,
+            encoded,
+            tiled: None,
+        }
+    }
+}
+
+/// [`Stepper`] over the bundle's decoder graph.
+pub struct TractStepper<'a> {
+    model: &'a Model,
+    encoded: &'a Encoded,
+    /// The memory tiled to the last batch size used.
+    tiled: Option<(usize, TValue)>,
+}
+
+impl Stepper for TractStepper<'_> {
+    type State = Vec<Tensor>;
+
+    fn init(&mut self, batch: usize) -> anyhow::Result<Self::State> {
+        let rows = vec![0; batch];
+        let states = &self.model.bundle.manifest.decoder.states;
+        states
+            .iter()
+            .zip(&self.encoded.init)
+            .map(|(spec, t)| gather(t, spec.batch_axis, &rows))
+            .collect()
+    }
+
+    fn step(&mut self, tokens: &[u32], state: &mut Self::State) -> anyhow::Result<Vec<f32>> {
+        let batch = tokens.len();
+        if self.tiled.as_ref().map(|(b, _)| *b) != Some(batch) {
+            let memory = gather(&self.encoded.memory, 0, &vec![0; batch])?;
+            self.tiled = Some((batch, memory.into_tvalue()));
+        }
+        let memory = self
+            .tiled
+            .as_ref()
+            .map(|(_, m)| m.clone())
+            .expect("tiled above");
+        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let mut inputs: TVec<TValue> =
+            tvec![Tensor::from_shape(&[batch], &ids)?.into_tvalue(), memory];
+        inputs.extend(state.drain(..).map(Tensor::into_tvalue));
+        let mut out = self.model.decoder.run(inputs)?.into_iter();
+        let logits = out.next().context("decoder returned no logits")?;
+        let logits = logits
+            .to_plain_array_view::<f32>()?
+            .iter()
+            .copied()
+            .collect();
+        state.extend(out.map(|v| v.into_tensor()));
+        Ok(logits)
+    }
+
+    fn select(&mut self, state: &Self::State, rows: &[usize]) -> anyhow::Result<Self::State> {
+        let states = &self.model.bundle.manifest.decoder.states;
+        states
+            .iter()
+            .zip(state)
+            .map(|(spec, t)| gather(t, spec.batch_axis, rows))
+            .collect()
+    }
+
+    fn vocab(&self) -> usize {
+        self.model.bundle.vocab.len()
+    }
+}
