@@ -1,0 +1,771 @@
+"""`hark-export`: a trained run -> a model bundle the daemon loads (docs/BUNDLE.md).
+
+    hark-export runs/attention --out bundles/synth-attention     # + bundles/synth-attention-int8
+
+writes
+    hark-model.toml   the manifest: front end (with norm_mean/norm_std), tokens, graphs, every
+                      decoder state's shape and batch axis, default decoding, sha256 of every
+                      file, the evaluation metrics
+    encoder.onnx      mel [1, n_mels, frames] -> memory [1, steps, D], init_<state>...
+    decoder.onnx      ONE step: tokens [batch], memory [batch, steps, D], states... ->
+                      logits [batch, V], <state>_out...
+    vocab.txt, MODEL_CARD.md
+
+Both graphs are exported with `torch.onnx.export(dynamo=False, opset_version=17)`. Export
+refuses (non-zero exit, the reason printed) when the parity gate fails: onnxruntime fp32 vs
+PyTorch logits must agree within 1e-4 on a sample of test clips and give identical greedy
+captions. The int8 variant (onnxruntime dynamic quantization of MatMul/Gemm/Gather only: the
+default would turn LSTMs into com.microsoft.DynamicQuantizeLSTM, which tract lacks) is refused
+unless its greedy captions equal the fp32 ones on at least 80 % of the test split.
+
+`validate_bundle` repeats the daemon's loading checks (daemon/src/bundle.rs, model.rs) in
+Python, so a bad bundle is caught where it is made.
+"""
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import shutil
+import sys
+import tomllib
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hark_export.data import BOS, EOS, PAD, UNK, Vocab, load_split, logmel, read_audio
+from hark_export.decode import DecodeParams, SpecialTokens, TorchStepper, decode
+
+MANIFEST = "hark-model.toml"
+FORMAT_VERSION = 1
+OPSET = 17
+SPECIAL = SpecialTokens(bos=BOS, eos=EOS, pad=PAD)
+INT8_OPS = ["MatMul", "Gemm", "Gather"]
+DYNAMIC_AXES = ("batch", "steps")
+DEFAULT_DECODING = DecodeParams(strategy="beam", beam_size=3, alternatives=2)
+
+
+class BundleError(Exception):
+    """A bundle the daemon would refuse; the message names the file and the field."""
+
+
+class ExportRefused(Exception):
+    """The parity or int8 gate failed; the message says which numbers and why."""
+
+
+# ---- the two graphs ----
+
+class EncoderGraph(torch.nn.Module):
+    """mel [1, n_mels, frames] -> (memory [1, steps, D], *initial states with batch 1)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, mel):
+        memory = self.model.encode(mel)
+        return (memory, *self.model.init_state(memory))
+
+
+class DecoderGraph(torch.nn.Module):
+    """(tokens [batch], memory [batch, steps, D], *states) -> (logits [batch, V], *states)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens, memory, *states):
+        return tuple(self.model.step(tokens, memory, *states))
+
+
+def _axes(shape) -> dict:
+    """{axis: name} of a declared shape's named (dynamic) axes."""
+    return {i: d for i, d in enumerate(shape) if isinstance(d, str)}
+
+
+def state_entries(model) -> list[dict]:
+    """The manifest's [[decoder.states]] for a model, in its `state_specs()` order."""
+    entries = []
+    for s in model.state_specs():
+        unknown = [d for d in s.shape if isinstance(d, str) and d not in DYNAMIC_AXES]
+        if unknown:
+            raise ValueError(f"state {s.name}: dynamic axis {unknown[0]!r} is not one of "
+                             f"{DYNAMIC_AXES}; the daemon knows only those")
+        entries.append({"name": s.name, "input": s.name, "output": f"{s.name}_out",
+                        "init_output": f"init_{s.name}", "shape": list(s.shape),
+                        "batch_axis": s.batch_axis, "dtype": s.dtype})
+    return entries
+
+
+def export_graphs(model, out: Path, n_mels: int, frames: int = 400) -> list[dict]:
+    """Writes OUT/encoder.onnx and OUT/decoder.onnx; returns the state entries.
+
+    Traced on a `frames`-long random mel and a decoder batch of 2, with frames, steps and
+    batch declared dynamic.
+    """
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer warns about Python values read from tensors: here they are sizes fixed
+        # by the config or recorded as dynamic axes, and the parity gate checks the result.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*LSTM can cause an error")  # h0/c0 are inputs
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+        return _export_graphs(model, out, n_mels, frames)
+
+
+def _export_graphs(model, out: Path, n_mels: int, frames: int) -> list[dict]:
+    model = model.eval()
+    states = state_entries(model)
+    mel = torch.randn(1, n_mels, frames, generator=torch.Generator().manual_seed(0))
+    memory = model.encode(mel)
+    enc_names = ["memory"] + [s["init_output"] for s in states]
+    enc_axes = {"mel": {2: "frames"}, "memory": {1: "steps"}}
+    for s in states:  # the encoder's batch is 1: only "steps" stays dynamic
+        enc_axes[s["init_output"]] = {i: d for i, d in _axes(s["shape"]).items() if d != "batch"}
+    # Wrappers are built in eval mode: export restores the wrapper's mode onto the model.
+    torch.onnx.export(EncoderGraph(model).eval(), (mel,), out / "encoder.onnx", dynamo=False,
+                      opset_version=OPSET, input_names=["mel"], output_names=enc_names,
+                      dynamic_axes=enc_axes)
+
+    batch = 2
+    init = TorchStepper(model, memory).init(batch)
+    tokens = torch.full((batch,), BOS, dtype=torch.long)
+    dec_in = ["tokens", "memory"] + [s["input"] for s in states]
+    dec_out = ["logits"] + [s["output"] for s in states]
+    dec_axes = {"tokens": {0: "batch"}, "memory": {0: "batch", 1: "steps"},
+                "logits": {0: "batch"}}
+    for s in states:
+        dec_axes[s["input"]] = dec_axes[s["output"]] = _axes(s["shape"])
+    example = (tokens, memory.expand(batch, -1, -1), *init)
+    torch.onnx.export(DecoderGraph(model).eval(), example, out / "decoder.onnx", dynamo=False,
+                      opset_version=OPSET, input_names=dec_in, output_names=dec_out,
+                      dynamic_axes=dec_axes)
+    shapes = [["batch"], ["batch", "steps", memory.shape[2]]] + [s["shape"] for s in states]
+    keep_unused_inputs(out / "decoder.onnx", dec_in, example, shapes)
+    return states
+
+
+def keep_unused_inputs(path: Path, names: list[str], example: tuple, shapes: list) -> None:
+    """Declares again the inputs the exporter dropped because the graph ignores them (the
+    baseline's step never reads the memory), so every graph has the contract's inputs."""
+    import onnx
+    model = onnx.load(str(path))
+    present = {i.name for i in model.graph.input}
+    for index, (name, x, shape) in enumerate(zip(names, example, shapes)):
+        if name not in present:
+            dtype = onnx.helper.np_dtype_to_tensor_dtype(x.numpy().dtype)
+            model.graph.input.insert(index, onnx.helper.make_tensor_value_info(name, dtype, shape))
+    onnx.save(model, str(path))
+
+
+# ---- running a bundle with onnxruntime ----
+
+def _session(path: Path):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxModel:
+    """A bundle's graphs in onnxruntime, driven like the daemon drives them in tract."""
+
+    def __init__(self, bundle: Path):
+        self.dir = Path(bundle)
+        self.manifest = tomllib.loads((self.dir / MANIFEST).read_text())
+        self.encoder = _session(self.dir / self.manifest["encoder"]["file"])
+        self.decoder = _session(self.dir / self.manifest["decoder"]["file"])
+        self.states = self.manifest["decoder"].get("states", [])
+        self.vocab = (self.dir / self.manifest["tokens"]["vocab"]).read_text().splitlines()
+
+    def encode(self, mel: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(memory [1, S, D], initial states) of a normalised log-mel [n_mels, frames]."""
+        enc = self.manifest["encoder"]
+        names = [enc["memory"]] + [s["init_output"] for s in self.states]
+        out = self.encoder.run(names, {enc["input"]: np.asarray(mel, np.float32)[None]})
+        return out[0], out[1:]
+
+    def stepper(self, mel: np.ndarray) -> "OnnxStepper":
+        """A decoding session over one clip."""
+        return OnnxStepper(self, *self.encode(mel))
+
+    def decode(self, mel: np.ndarray, params: DecodeParams | None = None):
+        """Hypotheses for one clip, best first (default: the manifest's decoding)."""
+        params = params or DecodeParams.from_manifest(self.manifest["decoding"])
+        t = self.manifest["tokens"]
+        return decode(self.stepper(mel), SpecialTokens(t["bos"], t["eos"], t["pad"]), params)
+
+    def text(self, tokens: list[int]) -> str:
+        """Tokens joined into a caption, special tokens dropped (as `Bundle::text`)."""
+        t = self.manifest["tokens"]
+        return " ".join(self.vocab[i] for i in tokens if i not in (t["pad"], t["bos"], t["eos"]))
+
+
+class OnnxStepper:
+    """`decode.Stepper` over the decoder graph; states are numpy arrays."""
+
+    def __init__(self, model: OnnxModel, memory: np.ndarray, init: list[np.ndarray]):
+        self.model, self.memory, self.init_states = model, memory, init
+        self._tiled = memory
+
+    def init(self, batch):
+        return self.select(self.init_states, [0] * batch)
+
+    def step(self, tokens, state):
+        dec = self.model.manifest["decoder"]
+        if self._tiled.shape[0] != len(tokens):
+            self._tiled = np.repeat(self.memory, len(tokens), axis=0)
+        feed = {dec["tokens"]: np.asarray(tokens, np.int64), dec["memory"]: self._tiled}
+        feed.update({s["input"]: x for s, x in zip(self.model.states, state)})
+        names = [dec["logits"]] + [s["output"] for s in self.model.states]
+        out = self.model.decoder.run(names, feed)
+        return out[0], out[1:]
+
+    def select(self, state, rows):
+        return [np.take(x, rows, axis=s["batch_axis"]) for s, x in zip(self.model.states, state)]
+
+    def vocab(self):
+        return len(self.model.vocab)
+
+
+# ---- the manifest ----
+
+def _key(k: str) -> str:
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else
+                                                 ("inf" if v > 0 else "-inf"))
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)  # JSON escapes are valid TOML basic strings
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def to_toml(doc: dict) -> str:
+    """A small TOML writer for the manifest: scalars and arrays inline, nested tables as
+    [a.b] headers, lists of tables as [[a.b]]."""
+    lines = []
+
+    def table(prefix: str, d: dict, header: str | None):
+        if header:
+            lines.extend(["", header])
+        subtables = []
+        for k, v in d.items():
+            if isinstance(v, dict):
+                subtables.append((k, v, False))
+            elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+                subtables.append((k, v, True))
+            else:
+                lines.append(f"{_key(k)} = {_value(v)}")
+        for k, v, many in subtables:
+            name = prefix + _key(k)
+            for item in (v if many else [v]):
+                table(name + ".", item, f"[[{name}]]" if many else f"[{name}]")
+
+    table("", doc, None)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass
+class BundleInfo:
+    """What the manifest says about a model beyond its graphs."""
+
+    name: str
+    architecture: str
+    licence: str
+    training_data: str
+    window_seconds: float
+    hop_seconds: float
+    decoding: DecodeParams
+
+
+def build_manifest(model, frontend: dict, vocab: Vocab, states: list[dict], info: BundleInfo,
+                   memory_dim: int, metrics: dict | None = None) -> dict:
+    """The manifest without [files] (added by `write_manifest`)."""
+    import hark_dsp  # the daemon's front end validates and completes the parameters
+    return {
+        "format_version": FORMAT_VERSION, "name": info.name, "architecture": info.architecture,
+        "licence": info.licence, "training_data": info.training_data,
+        "created_by": f"hark-export {version('hark-export')}",
+        "frontend": dict(hark_dsp.Frontend(frontend).config),
+        "window": {"seconds": info.window_seconds, "hop_seconds": info.hop_seconds},
+        # model max_len counts <bos>; the manifest counts generated tokens, <eos> included.
+        "tokens": {"vocab": "vocab.txt", "pad": PAD, "bos": BOS, "eos": EOS, "unk": UNK,
+                   "max_len": model.config.max_len - 1},
+        "encoder": {"file": "encoder.onnx", "input": "mel", "memory": "memory",
+                    "memory_dim": memory_dim},
+        "decoder": {"file": "decoder.onnx", "tokens": "tokens", "memory": "memory",
+                    "logits": "logits", "states": states},
+        "decoding": info.decoding.to_manifest(),
+        "metrics": dict(metrics or {}),
+    }
+
+
+def write_manifest(bundle: Path, manifest: dict) -> None:
+    """Hashes every file the bundle holds besides the manifest into [files] and writes it."""
+    files = sorted(p.name for p in Path(bundle).iterdir() if p.is_file() and p.name != MANIFEST)
+    doc = {k: v for k, v in manifest.items() if k not in ("files", "metrics")}
+    doc["files"] = {f: sha256(Path(bundle) / f) for f in files}
+    doc["metrics"] = dict(manifest.get("metrics") or {})
+    (Path(bundle) / MANIFEST).write_text(to_toml(doc))
+
+
+# ---- validation: the daemon's loading checks ----
+
+REQUIRED = {
+    "": ("format_version", "name", "architecture", "licence", "training_data", "created_by",
+         "frontend", "window", "tokens", "encoder", "decoder", "decoding", "files"),
+    "window": ("seconds", "hop_seconds"),
+    "tokens": ("vocab", "pad", "bos", "eos", "unk", "max_len"),
+    "encoder": ("file", "input", "memory", "memory_dim"),
+    "decoder": ("file", "tokens", "memory", "logits"),
+    "decoder.states": ("name", "input", "output", "init_output", "shape", "batch_axis", "dtype"),
+    "tags": ("labels", "output"),
+}
+OPTIONAL = {"": ("tags", "metrics"), "decoder": ("states",)}
+
+
+def _check_keys(where: str, table, path: str) -> None:
+    if not isinstance(table, dict):
+        raise BundleError(f"{MANIFEST}: {path or 'top level'} must be a table")
+    required = REQUIRED[where]
+    for k in required:
+        if k not in table:
+            raise BundleError(f"{MANIFEST}: missing key {(path + '.' if path else '') + k}")
+    for k in table:
+        if k not in required and k not in OPTIONAL.get(where, ()):
+            raise BundleError(f"{MANIFEST}: unknown key {(path + '.' if path else '') + k}")
+
+
+def validate_bundle(bundle: Path, graphs: bool = True) -> dict:
+    """Checks a bundle as `hark` does when loading it and returns its manifest.
+
+    Raises BundleError naming the file and field when: the manifest is missing or not TOML;
+    format_version is not 1; a key is missing or unknown; a referenced or listed file is
+    missing or unlisted; a sha256 differs; [frontend] is not computable by dsp; a token id is
+    outside the vocabulary; [decoding] or [window] is out of range; a state's batch axis or
+    dynamic axis is wrong; and with `graphs`, when an ONNX file does not load, lacks a
+    declared input/output, its logits width differs from the vocabulary or a state's shape
+    or dtype disagrees with what the graphs produce (probed on one second of silence).
+    """
+    bundle = Path(bundle)
+    path = bundle / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{path}: cannot read: no such file")
+    try:
+        m = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{path}: not valid TOML: {e}") from None
+    _check_keys("", m, "")
+    if m["format_version"] != FORMAT_VERSION:
+        raise BundleError(f"{MANIFEST}: format_version = {m['format_version']}, but this "
+                          f"validator reads version {FORMAT_VERSION}")
+    for section in ("window", "tokens", "encoder", "decoder"):
+        _check_keys(section, m[section], section)
+    for i, s in enumerate(m["decoder"].get("states", [])):
+        _check_keys("decoder.states", s, f"decoder.states[{i}]")
+    if "tags" in m:
+        _check_keys("tags", m["tags"], "tags")
+
+    referenced = [("encoder.file", m["encoder"]["file"]), ("decoder.file", m["decoder"]["file"]),
+                  ("tokens.vocab", m["tokens"]["vocab"])]
+    if "tags" in m:
+        referenced.append(("tags.labels", m["tags"]["labels"]))
+    for name, file in referenced:
+        if not (bundle / file).is_file():
+            raise BundleError(f'{name} = "{file}", but the bundle has no such file')
+        if file not in m["files"]:
+            raise BundleError(f'{MANIFEST}: [files] has no sha256 for "{file}"')
+    for file, expected in m["files"].items():
+        if not (bundle / file).is_file():
+            raise BundleError(f'files."{file}" = "{file}", but the bundle has no such file')
+        actual = sha256(bundle / file)
+        if actual.lower() != str(expected).lower():
+            raise BundleError(f"{file}: sha256 is {actual} but [files] in {MANIFEST} says "
+                              f"{expected}; the bundle is corrupted or was edited")
+
+    import hark_dsp
+    try:
+        hark_dsp.Frontend(m["frontend"])
+    except ValueError as e:
+        raise BundleError(f"{MANIFEST}: frontend: {e}") from None
+    vocab = (bundle / m["tokens"]["vocab"]).read_text().splitlines()
+    for name in ("pad", "bos", "eos", "unk"):
+        if not 0 <= m["tokens"][name] < len(vocab):
+            raise BundleError(f"{MANIFEST}: tokens.{name}: id {m['tokens'][name]} is outside "
+                              f"the vocabulary ({len(vocab)} tokens in {m['tokens']['vocab']})")
+    if m["tokens"]["max_len"] < 1:
+        raise BundleError(f"{MANIFEST}: tokens.max_len: must be at least 1")
+    try:
+        params = DecodeParams.from_manifest(m["decoding"])
+        params.validate()
+    except (ValueError, TypeError) as e:
+        raise BundleError(f"{MANIFEST}: decoding: {e}") from None
+    if set(m["decoding"]) - set(params.to_manifest()):
+        extra = sorted(set(m["decoding"]) - set(params.to_manifest()))
+        raise BundleError(f"{MANIFEST}: decoding: {extra} do not apply to strategy "
+                          f"{params.strategy}")
+    w = m["window"]
+    if not 0 < w["seconds"] <= 600:
+        raise BundleError(f"{MANIFEST}: window.seconds: must be in (0, 600]")
+    if not 0 < w["hop_seconds"] <= w["seconds"]:
+        raise BundleError(f"{MANIFEST}: window.hop_seconds: must be in (0, window.seconds]")
+    for i, s in enumerate(m["decoder"].get("states", [])):
+        at = f"{MANIFEST}: decoder.states[{i}] ({s['name']})"
+        shape, axis = s["shape"], s["batch_axis"]
+        if not (0 <= axis < len(shape) and shape[axis] == "batch"):
+            raise BundleError(f"{at}: batch_axis = {axis} must index the \"batch\" entry of shape")
+        for d in shape:
+            if isinstance(d, str) and d not in DYNAMIC_AXES:
+                raise BundleError(f'{at}: unknown dynamic axis "{d}" in shape; use "batch" or "steps"')
+        if s["dtype"] not in ("float32", "int64"):
+            raise BundleError(f"{at}: dtype = {s['dtype']!r}, must be float32 or int64")
+    if graphs:
+        _probe_graphs(bundle, m, len(vocab))
+    return m
+
+
+def _probe_graphs(bundle: Path, m: dict, vocab: int) -> None:
+    """The daemon's probe: one second of silence through the encoder, one decoder step."""
+    import onnx
+    enc, dec, states = m["encoder"], m["decoder"], m["decoder"].get("states", [])
+    declared = {enc["file"]: ([enc["input"]], [enc["memory"]] + [s["init_output"] for s in states]
+                              + ([m["tags"]["output"]] if "tags" in m else [])),
+                dec["file"]: ([dec["tokens"], dec["memory"]] + [s["input"] for s in states],
+                              [dec["logits"]] + [s["output"] for s in states])}
+    for file, (inputs, outputs) in declared.items():
+        try:
+            graph = onnx.load(str(bundle / file), load_external_data=False).graph
+        except Exception as e:  # onnx raises DecodeError and others for a damaged file
+            raise BundleError(f"{file}: not a loadable ONNX model: {e}") from None
+        have_in, have_out = [i.name for i in graph.input], [o.name for o in graph.output]
+        for name in inputs:
+            if name not in have_in:
+                raise BundleError(f'{file}: has no input "{name}" (its inputs: {", ".join(have_in)})')
+        for name in outputs:
+            if name not in have_out:
+                raise BundleError(f'{file}: has no output "{name}"')
+    model = OnnxModel(bundle)
+    frames = max(1, m["frontend"]["sample_rate"] // m["frontend"]["hop_length"])
+    try:
+        memory, init = model.encode(np.zeros((m["frontend"]["n_mels"], frames), np.float32))
+    except Exception as e:
+        raise BundleError(f"{enc['file']}: fails on one second of silence: {e}") from None
+    if memory.ndim != 3 or memory.shape[0] != 1 or memory.shape[2] != enc["memory_dim"]:
+        raise BundleError(f'{enc["file"]}: output "{enc["memory"]}" has shape '
+                          f'{list(memory.shape)}, expected [1, steps, {enc["memory_dim"]}]')
+    steps = memory.shape[1]
+
+    def expect(s, batch):
+        return [batch if d == "batch" else steps if d == "steps" else d for d in s["shape"]]
+
+    for s, x in zip(states, init):
+        if list(x.shape) != expect(s, 1) or str(x.dtype) != s["dtype"]:
+            raise BundleError(f'{enc["file"]}: output "{s["init_output"]}" (initial {s["name"]}) '
+                              f'is {x.dtype} {list(x.shape)}, but decoder.states declares '
+                              f'{s["dtype"]} {expect(s, 1)} (batch 1)')
+    stepper = OnnxStepper(model, memory, init)
+    try:
+        logits, out = stepper.step([m["tokens"]["bos"]] * 2, stepper.init(2))
+    except Exception as e:
+        raise BundleError(f"{dec['file']}: fails on a first step: {e}") from None
+    if logits.shape != (2, vocab):
+        raise BundleError(f'{dec["file"]}: output "{dec["logits"]}" has {logits.shape[-1]} '
+                          f'values per hypothesis but {m["tokens"]["vocab"]} has {vocab} tokens')
+    for s, x in zip(states, out):
+        if list(x.shape) != expect(s, 2) or str(x.dtype) != s["dtype"]:
+            raise BundleError(f'{dec["file"]}: output "{s["output"]}" is {x.dtype} '
+                              f'{list(x.shape)}, but decoder.states declares {s["dtype"]} '
+                              f'{expect(s, 2)} (batch 2)')
+
+
+# ---- the gates ----
+
+@dataclass
+class Parity:
+    """onnxruntime fp32 against PyTorch on a sample of clips."""
+
+    clips: int
+    max_abs_diff: float  # over memory, initial states and every step's logits
+    captions_equal: int  # clips whose greedy captions are identical
+
+
+@torch.no_grad()
+def parity(model, onnx_model: OnnxModel, mels: list[np.ndarray]) -> Parity:
+    """Compares encoder outputs and the logits along PyTorch's greedy path, and greedy
+    captions, of a PyTorch model and its exported bundle."""
+    greedy = DecodeParams(max_len=onnx_model.manifest["tokens"]["max_len"])
+    worst, equal = 0.0, 0
+    for mel in mels:
+        memory = model.encode(torch.from_numpy(np.asarray(mel, np.float32))[None])
+        torch_stepper = TorchStepper(model, memory)
+        onnx_stepper = onnx_model.stepper(mel)
+        worst = max(worst, float(np.abs(memory.numpy() - onnx_stepper.memory).max()))
+        for a, b in zip(torch_stepper.init_states, onnx_stepper.init_states):
+            worst = max(worst, float(np.abs(a.numpy() - b).max(initial=0.0)))
+        path = decode(torch_stepper, SPECIAL, greedy)[0].tokens
+        onnx_path = decode(onnx_stepper, SPECIAL, greedy)[0].tokens
+        equal += path == onnx_path
+        ts, os_ = torch_stepper.init(1), onnx_stepper.init(1)
+        for token in [BOS] + path:
+            lt, ts = torch_stepper.step([token], ts)
+            lo, os_ = onnx_stepper.step([token], os_)
+            worst = max(worst, float(np.abs(lt - lo).max()))
+    return Parity(len(mels), worst, equal)
+
+
+def check_parity(p: Parity, tolerance: float = 1e-4) -> None:
+    """Raises ExportRefused unless logits agree within `tolerance` and every greedy caption
+    is identical."""
+    if p.max_abs_diff > tolerance or p.captions_equal < p.clips:
+        raise ExportRefused(
+            f"parity gate: onnxruntime fp32 vs PyTorch max |diff| {p.max_abs_diff:.2e} "
+            f"(limit {tolerance:.0e}), identical greedy captions {p.captions_equal}/{p.clips}; "
+            "the exported graphs do not compute the model")
+
+
+@dataclass
+class Agreement:
+    """Greedy decoding of one bundle against another on the same clips."""
+
+    clips: int
+    exact: float  # share of clips with identical token sequences
+    tokens: float  # share of positions (end token included) with the same token
+
+
+def greedy_tokens(onnx_model: OnnxModel, mels: list[np.ndarray]) -> list[list[int]]:
+    """Greedy token ids of every clip."""
+    greedy = DecodeParams(max_len=onnx_model.manifest["tokens"]["max_len"])
+    return [onnx_model.decode(mel, greedy)[0].tokens for mel in mels]
+
+
+def agreement(a: list[list[int]], b: list[list[int]]) -> Agreement:
+    """Exact-caption and position-wise token agreement of two decodings of the same clips."""
+    same = positions = 0
+    for x, y in zip(a, b):
+        x, y = x + [EOS], y + [EOS]
+        same += sum(i == j for i, j in zip(x, y))
+        positions += max(len(x), len(y))
+    exact = sum(x == y for x, y in zip(a, b))
+    return Agreement(len(a), exact / max(len(a), 1), same / max(positions, 1))
+
+
+def quantize(src: Path, dst: Path) -> None:
+    """Copies bundle `src` to `dst` with both graphs dynamically quantized to int8 (weights
+    of MatMul, Gemm and Gather; LSTM, Conv and Softmax stay fp32). The manifest is not
+    rewritten here."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.suffix == ".onnx":
+            quantize_dynamic(f, dst / f.name, op_types_to_quantize=INT8_OPS,
+                             weight_type=QuantType.QInt8)
+        elif f.is_file():
+            shutil.copy2(f, dst / f.name)
+
+
+def check_int8(a: Agreement, minimum: float = 0.8) -> None:
+    """Raises ExportRefused when int8 greedy captions equal fp32 on fewer than `minimum`."""
+    if a.exact < minimum:
+        raise ExportRefused(
+            f"int8 gate: greedy captions equal fp32 on {100 * a.exact:.1f}% of {a.clips} clips "
+            f"(token agreement {100 * a.tokens:.1f}%), below the required {100 * minimum:.0f}%: "
+            "quantization changes what the model says; ship the fp32 bundle")
+
+
+# ---- model card ----
+
+def model_card(manifest: dict, parameters: int, notes: list[str]) -> str:
+    """MODEL_CARD.md: what the model is, its data, licence, metrics and limits."""
+    fe = manifest["frontend"]
+    lines = [f"# {manifest['name']}", "",
+             f"An audio-captioning model for hark: architecture `{manifest['architecture']}`, "
+             f"{parameters:,} parameters, exported by {manifest['created_by']}.", "",
+             "## Data", "", f"Trained on: {manifest['training_data']}.", "",
+             "## Input", "",
+             f"{fe['sample_rate']} Hz audio, {fe['n_mels']} log-mel bands, {fe['hop_length']}-"
+             f"sample hop, normalised as (logmel - ({fe['norm_mean']:.4f})) / "
+             f"{fe['norm_std']:.4f}; windows of {manifest['window']['seconds']} s.", "",
+             "## Licence", "", manifest["licence"], "", "## Metrics", ""]
+    metrics = manifest.get("metrics") or {}
+    if metrics:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                  for k, v in metrics.items()]
+    else:
+        lines.append("Not evaluated.")
+    lines += ["", "## Limits", "",
+              "Captions describe only what the training data described; a model trained on the "
+              "synthetic benchmark knows tones, noises, beeps, chirps and speech, nothing of "
+              "real-world scenes."] + [""] + notes
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---- the export ----
+
+def write_bundle(out: Path, model, vocab: Vocab, frontend: dict, info: BundleInfo,
+                 metrics: dict | None = None, notes: list[str] | None = None) -> dict:
+    """Exports graphs, vocabulary, model card and manifest into `out`; returns the manifest."""
+    from hark_export.model import count_parameters
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    states = export_graphs(model, out, model.config.n_mels)
+    vocab.save(out / "vocab.txt")
+    with torch.no_grad():
+        memory_dim = model.encode(torch.zeros(1, model.config.n_mels, 100)).shape[2]
+    manifest = build_manifest(model, frontend, vocab, states, info, int(memory_dim), metrics)
+    finish_bundle(out, manifest, count_parameters(model), notes or [])
+    return manifest
+
+
+def finish_bundle(out: Path, manifest: dict, parameters: int, notes: list[str]) -> None:
+    """(Re)writes MODEL_CARD.md and the hashed manifest of the bundle in `out`."""
+    (Path(out) / "MODEL_CARD.md").write_text(model_card(manifest, parameters, notes))
+    write_manifest(out, manifest)
+
+
+def features(audio: Path, frontend: dict) -> np.ndarray:
+    """Normalised log-mel [n_mels, frames] of a file, computed by the Rust dsp exactly as the
+    daemon computes it (normalisation included)."""
+    return logmel(*read_audio(audio), frontend)
+
+
+def window_seconds(audio: list[Path], frontend: dict) -> float:
+    """A caption window that holds the longest file whole: the daemon cuts
+    round(seconds * frames_per_second) frames, and a 4 s clip has 401 frames, not 400."""
+    import hark_dsp
+    import soundfile as sf
+    fe = hark_dsp.Frontend(frontend)
+    rate, hop = fe.config["sample_rate"], fe.config["hop_length"]
+    samples = max(math.ceil(sf.info(a).frames * rate / sf.info(a).samplerate) for a in audio)
+    return fe.frames_for(samples) * hop / rate
+
+
+def training_data(data: Path) -> str:
+    """A one-line description of the dataset for the manifest."""
+    summary = Path(data) / "synth.json"
+    if summary.exists():
+        s = json.loads(summary.read_text())
+        speech = "" if s.get("speech", True) else " --no-speech"
+        return f"synthetic benchmark: hark-data synth --n {s['n']} --seed {s['seed']}{speech}"
+    return f"dataset {Path(data).name}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`hark-export RUN --out DIR`: export, gate and evaluate a fp32 and an int8 bundle."""
+    parser = argparse.ArgumentParser(prog="hark-export", description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="training run folder (with best.pt)")
+    parser.add_argument("--out", type=Path, required=True, help="fp32 bundle folder")
+    parser.add_argument("--int8-out", type=Path, help="int8 bundle folder (default: OUT-int8)")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 variant")
+    parser.add_argument("--data", type=Path, help="dataset (default: the run's)")
+    parser.add_argument("--name", help="bundle name (default: synth-ARCH or the run's name)")
+    parser.add_argument("--licence", default="MIT")
+    parser.add_argument("--parity-clips", type=int, default=16)
+    parser.add_argument("--eval-clips", type=int, default=0, help="test clips scored (0 = all)")
+    parser.add_argument("--min-int8-agreement", type=float, default=0.8)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        export_run(args)
+    except ExportRefused as e:
+        sys.exit(f"hark-export refuses: {e}")
+
+
+def export_run(args) -> None:
+    """The CLI's work (see `main`)."""
+    from hark_export.evaluate import caption_metrics
+    from hark_export.train import load_checkpoint
+    torch.set_num_threads(args.threads)
+    model, vocab, frontend, _ = load_checkpoint(args.run / "best.pt")
+    config = json.loads((args.run / "config.json").read_text())
+    data = args.data or Path(config["train"]["data"])
+    arch = model.config.arch
+    name = args.name or (f"synth-{arch}" if (data / "synth.json").exists() else args.run.name)
+    clips = load_split(data, "test")
+    if args.eval_clips:
+        clips = clips[: args.eval_clips]
+    seconds = window_seconds([c.audio for c in clips], frontend)
+    info = BundleInfo(name, arch, args.licence, training_data(data), seconds, seconds / 2,
+                      DecodeParams(**{**DEFAULT_DECODING.__dict__,
+                                      "max_len": model.config.max_len - 1}))
+    mels = [features(c.audio, frontend) for c in clips]
+    refs = [c.captions for c in clips]
+    scenes = [c.scene or "|".join(sorted(c.captions)) for c in clips]
+    print(f"{name}: exporting {arch} ({args.run}) to {args.out}; {len(clips)} test clips")
+    write_bundle(args.out, model, vocab, frontend, info)
+    fp32 = OnnxModel(args.out)
+    p = parity(model, fp32, mels[: args.parity_clips])
+    print(f"parity: max |onnx - torch| {p.max_abs_diff:.2e} over {p.clips} clips, "
+          f"identical greedy captions {p.captions_equal}/{p.clips}")
+    check_parity(p)
+
+    def score(bundle: OnnxModel) -> dict:
+        hyps = [bundle.text(bundle.decode(mel)[0].tokens) for mel in mels]
+        return caption_metrics(hyps, refs, scenes)
+
+    def graph_megabytes(bundle: Path) -> float:
+        return sum(f.stat().st_size for f in bundle.glob("*.onnx")) / 1e6
+
+    metrics = {**score(fp32), "parity_max_abs_diff": p.max_abs_diff, "test_clips": len(clips),
+               "onnx_megabytes": graph_megabytes(args.out)}
+    fp32_greedy = greedy_tokens(fp32, mels)
+    parameters = sum(t.numel() for t in model.parameters())
+    int8_note, refused = [], None
+    if not args.no_int8:
+        int8_dir = args.int8_out or args.out.with_name(args.out.name + "-int8")
+        if int8_dir.exists():
+            shutil.rmtree(int8_dir)
+        quantize(args.out, int8_dir)
+        int8 = OnnxModel(int8_dir)
+        a = agreement(greedy_tokens(int8, mels), fp32_greedy)
+        size8 = graph_megabytes(int8_dir)
+        print(f"int8: {size8:.2f} MB vs fp32 {metrics['onnx_megabytes']:.2f} MB; "
+              f"greedy captions equal fp32 on {100 * a.exact:.1f}% of {a.clips} clips, "
+              f"token agreement {100 * a.tokens:.1f}%")
+        agree = {"int8_exact_agreement": a.exact, "int8_token_agreement": a.tokens}
+        metrics.update(agree)
+        try:
+            check_int8(a, args.min_int8_agreement)
+        except ExportRefused as e:
+            shutil.rmtree(int8_dir)
+            refused = e
+        else:
+            m8 = {**score(int8), **agree, "test_clips": len(clips), "onnx_megabytes": size8}
+            manifest8 = {**int8.manifest, "name": f"{name}-int8", "metrics": m8}
+            finish_bundle(int8_dir, manifest8, parameters, [
+                f"int8: onnxruntime dynamic quantization of {', '.join(INT8_OPS)} weights; "
+                f"greedy captions equal the fp32 bundle's on {100 * a.exact:.1f}% of "
+                f"{a.clips} test clips."])
+            validate_bundle(int8_dir)
+            int8_note = [f"An int8 variant is {int8_dir.name} ({size8:.2f} MB of graphs vs "
+                         f"{metrics['onnx_megabytes']:.2f} MB)."]
+    finish_bundle(args.out, {**fp32.manifest, "metrics": metrics}, parameters, int8_note)
+    validate_bundle(args.out)
+    print(json.dumps({"bundle": str(args.out), "metrics": metrics}, indent=2))
+    if refused:
+        raise refused
+
+
+if __name__ == "__main__":
+    main()

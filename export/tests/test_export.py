@@ -1,0 +1,241 @@
+"""hark-export: every architecture round-trips through onnxruntime behind the parity gate, the
+int8 variant is gated on agreement, and the validator refuses bad bundles as the daemon does."""
+
+import shutil
+import tomllib
+
+import pytest
+import torch
+
+from hark_export.config import model_config
+from hark_export.data import SPECIALS, Vocab, load_split
+from hark_export.decode import DecodeParams, TorchStepper, decode
+from hark_export.export import (MANIFEST, SPECIAL, Agreement, BundleError, BundleInfo,
+                                ExportRefused, OnnxModel, agreement, check_int8, check_parity,
+                                features, greedy_tokens, parity, quantize, to_toml,
+                                validate_bundle, write_bundle, write_manifest)
+from hark_export.model import build_model
+
+TINY = {
+    "baseline": {"channels": [8, 16, 16], "d_model": 32, "embed": 32, "hidden": 64},
+    "improved": {"channels": [8, 16, 16, 16], "d_model": 32, "enc_hidden": 32,
+                 "enc_layers": 1, "embed": 32, "hidden": 64, "layers": 2},
+    "attention": {"channels": [8, 16, 16, 16], "d_model": 32, "attn_dim": 32, "embed": 32,
+                  "hidden": 64},
+    "transformer": {"channels": [8, 16, 16], "d_model": 32, "heads": 4, "enc_layers": 1,
+                    "dec_layers": 2, "d_ff": 64},
+}
+VOCAB = Vocab(list(SPECIALS) + [f"w{i}" for i in range(36)])
+FRONTEND = {"norm_mean": -6.5, "norm_std": 3.25}
+
+
+def _model(arch):
+    torch.manual_seed(0)
+    model = build_model(model_config(arch, {"vocab_size": len(VOCAB), **TINY[arch]})).eval()
+    with torch.no_grad():  # make <eos> likely enough that captions end at varied lengths
+        model.head.bias[2] += 1.5
+    return model
+
+
+def _export(arch, out):
+    info = BundleInfo(f"tiny-{arch}", arch, "MIT", "none", 4.0, 2.0,
+                      DecodeParams(strategy="beam", beam_size=3, alternatives=2, max_len=29))
+    model = _model(arch)
+    write_bundle(out, model, VOCAB, FRONTEND, info, metrics={"bleu_4": 0.5})
+    return model
+
+
+@pytest.fixture(scope="module")
+def mels(tiny_synth):
+    """Normalised features of the tiny synthetic test and validation clips, from the dsp."""
+    import hark_dsp
+    frontend = dict(hark_dsp.Frontend(FRONTEND).config)
+    clips = load_split(tiny_synth, "test") + load_split(tiny_synth, "val")
+    return [features(c.audio, frontend) for c in clips]
+
+
+@pytest.fixture(scope="module")
+def baseline_bundle(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "baseline"
+    _export("baseline", out)
+    return out
+
+
+@pytest.mark.parametrize("arch", list(TINY))
+def test_each_architecture_exports_a_bundle_that_passes_the_parity_gate(arch, mels, tmp_path):
+    model = _export(arch, tmp_path / arch)
+    manifest = validate_bundle(tmp_path / arch)
+    assert manifest["architecture"] == arch and manifest["metrics"] == {"bleu_4": 0.5}
+    onnx_model = OnnxModel(tmp_path / arch)
+    p = parity(model, onnx_model, mels)
+    check_parity(p)
+    assert p.max_abs_diff <= 1e-4 and p.captions_equal == len(mels)
+    # Beam search runs the decoder with batch 3 and reorders every state.
+    beam = DecodeParams(strategy="beam", beam_size=3, alternatives=2, max_len=29)
+    for mel in mels[:2]:
+        memory = model.encode(torch.from_numpy(mel)[None]).detach()
+        expected = [h.tokens for h in decode(TorchStepper(model, memory), SPECIAL, beam)]
+        assert [h.tokens for h in onnx_model.decode(mel)] == expected
+
+
+@pytest.mark.parametrize("arch", ["attention", "transformer"])
+def test_int8_bundles_quantize_only_matmul_gemm_gather_and_still_validate(arch, mels, tmp_path):
+    import onnx
+    _export(arch, tmp_path / "fp32")
+    quantize(tmp_path / "fp32", tmp_path / "int8")
+    write_manifest(tmp_path / "int8", tomllib.loads((tmp_path / "int8" / MANIFEST).read_text()))
+    validate_bundle(tmp_path / "int8")
+    ops = {n.op_type for f in ("encoder.onnx", "decoder.onnx")
+           for n in onnx.load(str(tmp_path / "int8" / f)).graph.node}
+    assert "MatMulInteger" in ops and not any(o.startswith("DynamicQuantizeLSTM") for o in ops)
+    a = agreement(greedy_tokens(OnnxModel(tmp_path / "int8"), mels),
+                  greedy_tokens(OnnxModel(tmp_path / "fp32"), mels))
+    assert 0 <= a.exact <= a.tokens <= 1 and a.clips == len(mels)
+    size = {d: sum(f.stat().st_size for f in (tmp_path / d).glob("*.onnx")) for d in ("fp32", "int8")}
+    assert size["int8"] < size["fp32"]
+
+
+def test_the_parity_gate_refuses_graphs_that_do_not_compute_the_model(baseline_bundle, mels):
+    model = _model("baseline")
+    with torch.no_grad():
+        model.head.weight.mul_(1.01)
+    with pytest.raises(ExportRefused, match="parity gate: .* max \\|diff\\|"):
+        check_parity(parity(model, OnnxModel(baseline_bundle), mels[:2]))
+
+
+def test_the_int8_gate_refuses_below_80_percent_exact_agreement_and_says_why():
+    # Positions compared include the end token: 4 5 <eos> | 6 <eos> vs 4 5 <eos> | 7 <eos>.
+    assert agreement([[4, 5], [6]], [[4, 5], [7]]) == Agreement(2, 0.5, 0.8)
+    check_int8(Agreement(10, 0.8, 0.9))
+    with pytest.raises(ExportRefused, match=r"int8 gate: .* 70.0% of 10 clips .* required 80%"):
+        check_int8(Agreement(10, 0.7, 0.95))
+
+
+def test_the_manifest_declares_frontend_normalisation_tokens_states_and_hashes(baseline_bundle):
+    m = tomllib.loads((baseline_bundle / MANIFEST).read_text())
+    assert m["frontend"]["norm_mean"] == -6.5 and m["frontend"]["n_mels"] == 64
+    assert (m["tokens"]["pad"], m["tokens"]["bos"], m["tokens"]["eos"]) == (0, 1, 2)
+    assert m["tokens"]["max_len"] == 29 and m["decoding"]["strategy"] == "beam"
+    assert [s["name"] for s in m["decoder"]["states"]] == ["h", "c"]
+    assert m["decoder"]["states"][0]["shape"] == [1, "batch", 64]
+    assert set(m["files"]) == {"encoder.onnx", "decoder.onnx", "vocab.txt", "MODEL_CARD.md"}
+    assert "bleu_4" in (baseline_bundle / "MODEL_CARD.md").read_text()
+
+
+def test_toml_writer_round_trips_nested_tables_arrays_of_tables_and_quoted_keys():
+    doc = {"a": 1, "b": "x \"y\"", "t": {"f": 1e-6, "l": [2, "batch", 3],
+                                          "rows": [{"n": 1}, {"n": 2}]}, "files": {"a.b": "h"}}
+    assert tomllib.loads(to_toml(doc)) == doc
+
+
+def _copy(src, tmp_path):
+    dst = tmp_path / "bundle"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit(bundle, old, new):
+    path = bundle / MANIFEST
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def _rehash(bundle):
+    write_manifest(bundle, tomllib.loads((bundle / MANIFEST).read_text()))
+
+
+def test_validator_reports_a_missing_manifest(baseline_bundle, tmp_path):
+    b = _copy(baseline_bundle, tmp_path)
+    (b / MANIFEST).unlink()
+    with pytest.raises(BundleError, match="hark-model.toml: cannot read"):
+        validate_bundle(b)
+
+
+def test_validator_reports_a_corrupted_manifest(baseline_bundle, tmp_path):
+    b = _copy(baseline_bundle, tmp_path)
+    _edit(b, "[encoder]", "[encoder")
+    with pytest.raises(BundleError, match="not valid TOML"):
+        validate_bundle(b)
+
+
+def test_validator_reports_missing_and_unknown_keys(baseline_bundle, tmp_path):
+    b = _copy(baseline_bundle, tmp_path)
+    _edit(b, 'logits = "logits"', 'logitz = "logits"')
+    with pytest.raises(BundleError, match="missing key decoder.logits"):
+        validate_bundle(b)
+    _edit(b, 'logitz = "logits"', 'logits = "logits"\ncolour = "red"')
+    with pytest.raises(BundleError, match="unknown key decoder.colour"):
+        validate_bundle(b)
+
+
+def test_validator_reports_a_missing_file(baseline_bundle, tmp_path):
+    b = _copy(baseline_bundle, tmp_path)
+    (b / "decoder.onnx").unlink()
+    with pytest.raises(BundleError, match='decoder.file = "decoder.onnx", but the bundle has no such file'):
+        validate_bundle(b)
+
+
+def test_validator_reports_a_hash_mismatch(baseline_bundle, tmp_path):
+    b = _copy(baseline_bundle, tmp_path)
+    with open(b / "vocab.txt", "a") as f:
+        f.write("extra\n")
+    with pytest.raises(BundleError, match="vocab.txt: sha256 is .* but \\[files\\]"):
+        validate_bundle(b)
+
+
+def test_validator_reports_token_ids_frontend_and_batch_axis_errors(baseline_bundle, tmp_path):
+    b = _copy(baseline_bundle, tmp_path)
+    _edit(b, "eos = 2", "eos = 99")
+    with pytest.raises(BundleError, match="tokens.eos: id 99 is outside the vocabulary"):
+        validate_bundle(b)
+    _edit(b, "eos = 99", "eos = 2")
+    _edit(b, "n_mels = 64", "n_mels = 0")
+    with pytest.raises(BundleError, match="frontend"):
+        validate_bundle(b)
+    _edit(b, "n_mels = 0", "n_mels = 64")
+    _edit(b, "batch_axis = 1", "batch_axis = 0")
+    with pytest.raises(BundleError, match=r"decoder.states\[0\] \(h\): batch_axis = 0"):
+        validate_bundle(b)
+
+
+def test_validator_reports_graphs_that_disagree_with_the_declarations(baseline_bundle, tmp_path):
+    b = _copy(baseline_bundle, tmp_path)
+    _edit(b, 'output = "h_out"', 'output = "hidden_out"')
+    with pytest.raises(BundleError, match='decoder.onnx: has no output "hidden_out"'):
+        validate_bundle(b)
+    _edit(b, 'output = "hidden_out"', 'output = "h_out"')
+    _edit(b, 'shape = [1, "batch", 64]', 'shape = [1, "batch", 65]')
+    with pytest.raises(BundleError, match=r'"init_h" \(initial h\) is float32 \[1, 1, 64\]'):
+        validate_bundle(b)
+    _edit(b, 'shape = [1, "batch", 65]', 'shape = [1, "batch", 64]')
+    (b / "vocab.txt").write_text("\n".join(VOCAB.itos[:-1]) + "\n")
+    _rehash(b)
+    with pytest.raises(BundleError, match="has 40 values per hypothesis but vocab.txt has 39"):
+        validate_bundle(b)
+
+
+def test_hark_export_writes_evaluated_bundles_and_refuses_an_int8_below_the_gate(tiny_synth,
+                                                                                 tmp_path, capsys):
+    from hark_export.config import TrainConfig
+    from hark_export.export import main
+    from hark_export.train import train
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(tiny_synth), out=str(run), arch="attention", epochs=1,
+                      cache=str(tmp_path / "cache"), batch_size=8, evaluate_test=False,
+                      model=TINY["attention"]))
+    out = tmp_path / "bundles" / "tiny"
+    # No int8 model can agree on more than 100 % of the captions: the gate must refuse.
+    with pytest.raises(SystemExit, match=r"hark-export refuses: int8 gate: .* required 101%"):
+        main([str(run), "--out", str(out), "--min-int8-agreement", "1.01"])
+    assert not (tmp_path / "bundles" / "tiny-int8").exists()
+    m = validate_bundle(out)
+    assert m["name"] == "synth-attention" and m["window"]["seconds"] == 4.01
+    assert {"bleu_4", "meteor", "cider_d", "sbert_sim", "distinct_1", "parity_max_abs_diff",
+            "int8_exact_agreement"} <= set(m["metrics"])
+    assert "parity: max |onnx - torch|" in capsys.readouterr().out
+
+    main([str(run), "--out", str(out), "--min-int8-agreement", "0"])
+    m8 = validate_bundle(tmp_path / "bundles" / "tiny-int8")
+    assert m8["name"] == "synth-attention-int8"
+    assert m8["metrics"]["onnx_megabytes"] < validate_bundle(out)["metrics"]["onnx_megabytes"]
