@@ -24,5 +24,5 @@ fi
 # The binding is the dsp crate itself, built in release into the shared target dir.
 (cd "$REPO/export/dsp-py" && VIRTUAL_ENV="$venv" "$venv/bin/maturin" develop --release -q >/dev/null)
 if [ -f "$REPO/export/pyproject.toml" ]; then
-  "$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$REPO/export"
+  "$venv/bin/pip" install -q --no-deps -e "$REPO/export"
 fi

@@ -21,6 +21,18 @@ if [ -d export/tests ]; then
   "$venv/bin/python" -m pytest -q export/tests
 fi
 
+echo "== model fixtures for the Rust end-to-end tests"
+# Tiny trained models of every architecture, exported, with PyTorch reference decodes.
+# Rebuilt only when the trainer, the front end or the Python pins change.
+export HARK_FIXTURES="$HARK_CACHE/fixtures"
+key=$(cat export/hark_export/*.py export/requirements.txt dsp/src/*.rs export/dsp-py/src/*.rs | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$HARK_FIXTURES/.key" 2>/dev/null)" != "$key" ]; then
+  rm -rf "$HARK_FIXTURES" "$HARK_FIXTURES.tmp"
+  "$venv/bin/python" -m hark_export.fixtures --out "$HARK_FIXTURES.tmp"
+  echo "$key" > "$HARK_FIXTURES.tmp/.key"
+  mv "$HARK_FIXTURES.tmp" "$HARK_FIXTURES"
+fi
+
 echo "== Rust tests"
 # --all-targets: the binaries get the same dev-dependency feature set as the tests, so
 # tract is compiled once for both.

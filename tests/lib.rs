@@ -48,3 +48,24 @@ pub fn read_npy(path: &std::path::Path) -> (Vec<u64>, Vec<f32>) {
     let shape = npy.shape().to_vec();
     (shape, npy.into_vec::<f32>().expect("f32 data"))
 }
+
+/// The test fixtures made by `python -m hark_export.fixtures` (scripts/test.sh builds them
+/// into `$HARK_FIXTURES`, default `~/.cache/hark/fixtures`).
+pub fn fixtures_dir() -> PathBuf {
+    let dir = std::env::var_os("HARK_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/hark/fixtures")
+        });
+    assert!(
+        dir.is_dir(),
+        "{} not found: run scripts/test.sh (it builds the fixtures)",
+        dir.display()
+    );
+    dir
+}
+
+/// A fixture bundle by name (`baseline`, `attention-int8`, …).
+pub fn fixture_bundle(name: &str) -> PathBuf {
+    fixtures_dir().join("bundles").join(name)
+}
