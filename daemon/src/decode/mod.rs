@@ -172,9 +172,33 @@ pub struct Hypothesis {
     pub score: f32,
 }
 
-/// Normalised score of a hypothesis of `len` generated tokens.
-fn normalised(logprob: f32, len: usize, length_penalty: f32) -> f32 {
-    logprob / (len.max(1) as f32).powf(length_penalty)
+impl Hypothesis {
+    /// The hypothesis `tokens` ended by the end token, with its total log-probability; the
+    /// score counts the end token in the length.
+    fn ended(tokens: Vec<u32>, logprob: f32, length_penalty: f32) -> Self {
+        let len = tokens.len() + 1;
+        Self {
+            tokens,
+            logprob,
+            score: logprob / (len as f32).powf(length_penalty),
+        }
+    }
+}
+
+/// A hypothesis still being extended.
+struct Live {
+    tokens: Vec<u32>,
+    logprob: f32,
+}
+
+impl Live {
+    /// The empty hypothesis every search starts from.
+    fn root() -> Self {
+        Self {
+            tokens: Vec::new(),
+            logprob: 0.0,
+        }
+    }
 }
 
 /// Decodes with `params`; returns hypotheses best first (at least one, at most

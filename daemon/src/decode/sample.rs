@@ -1,7 +1,7 @@
 //! Sampling strategies: plain ancestral sampling and seed 003's sample-and-rerank.
 
 use super::logits::process_row;
-use super::{DecodeParams, Hypothesis, SpecialTokens, Stepper, normalised};
+use super::{DecodeParams, Hypothesis, Live, SpecialTokens, Stepper};
 
 /// SplitMix64: tiny, seedable and identical on every platform and version, so a seed
 /// reproduces its captions forever.
@@ -53,11 +53,6 @@ fn draw(lp: &[f32], temperature: f32, top_k: usize, top_p: f32, rng: &mut SplitM
     order[keep - 1] as u32
 }
 
-struct Live {
-    tokens: Vec<u32>,
-    logprob: f32,
-}
-
 /// `n` independent samples decoded as one batch. Each hypothesis's log-probability is the
 /// untempered model's, so samples are comparable with beam hypotheses.
 pub fn sample<S: Stepper>(
@@ -72,12 +67,7 @@ pub fn sample<S: Stepper>(
     let vocab = stepper.vocab();
     let mut rng = SplitMix64(params.seed);
     let mut state = stepper.init(n)?;
-    let mut live: Vec<Live> = (0..n)
-        .map(|_| Live {
-            tokens: Vec::new(),
-            logprob: 0.0,
-        })
-        .collect();
+    let mut live: Vec<Live> = (0..n).map(|_| Live::root()).collect();
     let mut last = vec![special.bos; n];
     let mut done = Vec::new();
     while !live.is_empty() {
@@ -93,13 +83,11 @@ pub fn sample<S: Stepper>(
             let t = draw(&row, temperature, top_k, top_p, &mut rng);
             hyp.logprob += row[t as usize];
             if t == special.eos {
-                let len = hyp.tokens.len() + 1;
-                let score = normalised(hyp.logprob, len, params.length_penalty);
-                done.push(Hypothesis {
-                    tokens: hyp.tokens,
-                    logprob: hyp.logprob,
-                    score,
-                });
+                done.push(Hypothesis::ended(
+                    hyp.tokens,
+                    hyp.logprob,
+                    params.length_penalty,
+                ));
             } else {
                 hyp.tokens.push(t);
                 rows.push(i);

@@ -10,12 +10,7 @@
 //! (HF's `early_stopping=True`). The reference decoder in the trainer implements the same.
 
 use super::logits::process_row;
-use super::{DecodeParams, Hypothesis, SpecialTokens, Stepper, normalised};
-
-struct Live {
-    tokens: Vec<u32>,
-    logprob: f32,
-}
+use super::{DecodeParams, Hypothesis, Live, SpecialTokens, Stepper};
 
 /// Runs (diverse) beam search with `beam_size` hypotheses split into `groups` groups.
 pub fn beam<S: Stepper>(
@@ -29,14 +24,7 @@ pub fn beam<S: Stepper>(
     let width = beam_size / groups;
     let vocab = stepper.vocab();
     // All groups' live hypotheses share one batched state, group after group.
-    let mut live: Vec<Vec<Live>> = (0..groups)
-        .map(|_| {
-            vec![Live {
-                tokens: Vec::new(),
-                logprob: 0.0,
-            }]
-        })
-        .collect();
+    let mut live: Vec<Vec<Live>> = (0..groups).map(|_| vec![Live::root()]).collect();
     let mut state = stepper.init(groups)?;
     let mut last: Vec<u32> = vec![special.bos; groups];
     let mut finished: Vec<Vec<Hypothesis>> = (0..groups).map(|_| Vec::new()).collect();
@@ -70,13 +58,12 @@ pub fn beam<S: Stepper>(
                 // its model log-probability.
                 let lp = score - parent.logprob + diversity_penalty * chosen_now[t as usize] as f32;
                 if t == special.eos {
-                    let logprob = parent.logprob + lp;
-                    let len = parent.tokens.len() + 1;
-                    finished[g].push(Hypothesis {
-                        tokens: parent.tokens.clone(),
-                        logprob,
-                        score: normalised(logprob, len, params.length_penalty),
-                    });
+                    let ended = Hypothesis::ended(
+                        parent.tokens.clone(),
+                        parent.logprob + lp,
+                        params.length_penalty,
+                    );
+                    finished[g].push(ended);
                 } else {
                     let mut tokens = parent.tokens.clone();
                     tokens.push(t);
