@@ -148,6 +148,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot use model bundle {}", dir.display()))?;
             log::info!("{}", model.bundle.describe());
             let params = decoding.apply(model.bundle.manifest.decoding.clone())?;
+            model
+                .bundle
+                .manifest
+                .check_max_len(params.max_len)
+                .map_err(|e| anyhow::anyhow!("--max-len: {e}"))?;
             for file in &files {
                 for w in caption::caption_file(&model, file, &params)? {
                     if json {
