@@ -237,6 +237,18 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Log-mel frames per second of audio.
+    pub fn frames_per_second(&self) -> f32 {
+        self.frontend.sample_rate as f32 / self.frontend.hop_length as f32
+    }
+
+    /// Frames in one caption window and between window starts.
+    pub fn window_frames(&self) -> (usize, usize) {
+        let fps = self.frames_per_second();
+        let frames = |seconds: f32| ((seconds * fps).round() as usize).max(1);
+        (frames(self.window.seconds), frames(self.window.hop_seconds))
+    }
+
     /// Decoding may not run past `tokens.max_len`: fixed-size caches (e.g. a transformer's
     /// KV cache) have no room beyond it.
     pub fn check_max_len(&self, max_len: usize) -> Result<(), String> {

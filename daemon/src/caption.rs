@@ -111,9 +111,8 @@ pub fn caption_file(
     let mel_ms = ms(t0);
     let n_mels = m.frontend.n_mels;
     let frames = mel.len() / n_mels;
-    let fps = m.frontend.sample_rate as f32 / m.frontend.hop_length as f32;
-    let window = ((m.window.seconds * fps).round() as usize).max(1);
-    let hop = ((m.window.hop_seconds * fps).round() as usize).max(1);
+    let fps = m.frames_per_second();
+    let (window, hop) = m.window_frames();
     let mut starts = vec![0];
     while starts.last().expect("non-empty") + window < frames {
         starts.push(starts.last().expect("non-empty") + hop);

@@ -188,16 +188,17 @@ impl Model {
         Ok(model)
     }
 
-    /// Runs one second of silence through the encoder and one decoder step, checking every
+    /// Runs one window of silence through the encoder and one decoder step, checking every
     /// declared shape and the logits width against the vocabulary.
     fn probe(&self) -> Result<(), BundleError> {
         let m = &self.bundle.manifest;
-        let frames = (m.frontend.sample_rate as usize / m.frontend.hop_length).max(1);
+        // A full window, so the encoder plan optimised here is the one live windows reuse.
+        let (frames, _) = m.window_frames();
         let enc_file = &m.encoder.file;
         let dec_file = &m.decoder.file;
         let encoded = self
             .encode(&vec![0.0; frames * m.frontend.n_mels])
-            .map_err(|e| graph_error(enc_file, format!("fails on one second of silence: {e:#}")))?;
+            .map_err(|e| graph_error(enc_file, format!("fails on a window of silence: {e:#}")))?;
         let mshape = encoded.memory.shape();
         if mshape.len() != 3 || mshape[0] != 1 || mshape[2] != m.encoder.memory_dim {
             return Err(graph_error(
