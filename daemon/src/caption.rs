@@ -73,7 +73,7 @@ pub struct WindowCaption {
 }
 
 /// An alternative caption.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Alternative {
     /// Caption text.
     pub text: String,
@@ -120,38 +120,79 @@ pub fn caption_file(
     let mut out = Vec::new();
     for &start in &starts {
         let end = (start + window).min(frames);
-        let t0 = Instant::now();
-        let encoded = model
-            .encode(&mel[start * n_mels..end * n_mels])
-            .map_err(|e| anyhow::anyhow!("{}: encoder failed: {e:#}", file.display()))?;
-        let encoder_ms = ms(t0);
-        let t0 = Instant::now();
-        let hyps = decode::decode(&mut model.stepper(&encoded), model.bundle.special(), params)
-            .with_context(|| format!("{}: decoding failed", file.display()))?;
-        let decoding_ms = ms(t0);
-        let (best, rest) = hyps.split_first().context("decoder produced no caption")?;
+        let c =
+            caption_mel(model, &mel[start * n_mels..end * n_mels], params).with_context(|| {
+                format!(
+                    "{}: window {:.1}-{:.1} s",
+                    file.display(),
+                    start as f32 / fps,
+                    end as f32 / fps
+                )
+            })?;
         out.push(WindowCaption {
             file: file.display().to_string(),
             start: start as f32 / fps,
             end: end as f32 / fps,
-            text: model.bundle.text(&best.tokens),
+            text: c.text,
             model: m.name.clone(),
-            tags: model.tags(&encoded),
-            score: best.score,
-            tokens: best.tokens.clone(),
-            alternatives: rest
-                .iter()
-                .map(|h| Alternative {
-                    text: model.bundle.text(&h.tokens),
-                    score: h.score,
-                })
-                .collect(),
+            tags: c.tags,
+            score: c.score,
+            tokens: c.tokens,
+            alternatives: c.alternatives,
             timings_ms: Timings {
                 mel: mel_ms / starts.len() as f64,
-                encoder: encoder_ms,
-                decoding: decoding_ms,
+                encoder: c.encoder_ms,
+                decoding: c.decoding_ms,
             },
         });
     }
     Ok(out)
+}
+
+/// A caption of one window of log-mel frames.
+pub struct Captioned {
+    /// Best caption.
+    pub text: String,
+    /// Its token ids.
+    pub tokens: Vec<u32>,
+    /// Its score.
+    pub score: f32,
+    /// Other captions, best first.
+    pub alternatives: Vec<Alternative>,
+    /// Tags of the bundle's tag head.
+    pub tags: Vec<String>,
+    /// Encoder time, ms.
+    pub encoder_ms: f64,
+    /// Decoding time, ms.
+    pub decoding_ms: f64,
+}
+
+/// Encodes and decodes one window (`frames × n_mels`, frame-major): the step shared by
+/// `hark caption` and the daemon's inference thread.
+pub fn caption_mel(model: &Model, mel: &[f32], params: &DecodeParams) -> Result<Captioned> {
+    let t0 = Instant::now();
+    let encoded = model
+        .encode(mel)
+        .map_err(|e| anyhow::anyhow!("encoder failed: {e:#}"))?;
+    let encoder_ms = ms(t0);
+    let t0 = Instant::now();
+    let hyps = decode::decode(&mut model.stepper(&encoded), model.bundle.special(), params)
+        .context("decoding failed")?;
+    let decoding_ms = ms(t0);
+    let (best, rest) = hyps.split_first().context("decoder produced no caption")?;
+    Ok(Captioned {
+        text: model.bundle.text(&best.tokens),
+        tokens: best.tokens.clone(),
+        score: best.score,
+        alternatives: rest
+            .iter()
+            .map(|h| Alternative {
+                text: model.bundle.text(&h.tokens),
+                score: h.score,
+            })
+            .collect(),
+        tags: model.tags(&encoded),
+        encoder_ms,
+        decoding_ms,
+    })
 }

@@ -2,18 +2,28 @@
 
 mod bundle;
 mod caption;
+mod commands;
+mod config;
 mod decode;
+mod events;
 mod features;
 mod model;
+mod mqtt;
+mod pipeline;
+mod queue;
+mod run;
+mod source;
+mod stats;
 mod wav;
+mod window;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use decode::{DecodeParams, Strategy};
+use decode::Strategy;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +38,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Listen and publish captions: the service (see docs/CONFIG.md and docs/MQTT.md).
+    Run(RunArgs),
+    /// List capture devices (ids for `source.device`).
+    Devices,
+    /// Check a configuration file and the model bundle it names, then exit.
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
     /// Caption WAV files, window by window, and print the captions.
     Caption {
         /// WAV files (any rate and channel count).
@@ -56,6 +75,108 @@ enum Command {
         #[arg(long)]
         bundle: Option<PathBuf>,
     },
+}
+
+/// `hark run` flags; each overrides the configuration file and the environment.
+#[derive(Args)]
+struct RunArgs {
+    /// Configuration file (TOML); without it, built-in defaults and `HARK__…` variables.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Caption this WAV file instead of the configured source, then exit.
+    #[arg(long, conflicts_with_all = ["stdin", "microphone"])]
+    file: Option<PathBuf>,
+    /// With --file: deliver the audio at its real speed, like a microphone.
+    #[arg(long, requires = "file")]
+    realtime: bool,
+    /// Read raw little-endian PCM from stdin at this sample rate (Hz).
+    #[arg(long, value_name = "RATE", conflicts_with = "microphone")]
+    stdin: Option<u32>,
+    /// With --stdin: interleaved channels.
+    #[arg(long, requires = "stdin", default_value_t = 1)]
+    channels: u16,
+    /// With --stdin: 32-bit float samples instead of 16-bit integers.
+    #[arg(long, requires = "stdin")]
+    float: bool,
+    /// Capture from this device (id or part of its name; `default` = the system default).
+    #[arg(long, value_name = "DEVICE")]
+    microphone: Option<String>,
+    /// With a microphone: stop after this many seconds of audio.
+    #[arg(long)]
+    seconds: Option<f32>,
+    /// Model bundle directory.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// Publish to this MQTT broker, HOST or HOST:PORT (default: the config's, else stdout).
+    #[arg(long)]
+    broker: Option<String>,
+    /// Device id (the MQTT topic level).
+    #[arg(long)]
+    device_id: Option<String>,
+    #[command(flatten)]
+    decoding: DecodeArgs,
+}
+
+impl RunArgs {
+    /// Applies the flags to a loaded configuration.
+    fn apply(self, cfg: &mut config::Config) -> anyhow::Result<()> {
+        use config::{PcmFormat, SourceConfig};
+        if let Some(path) = self.file {
+            cfg.source = SourceConfig::File {
+                path,
+                realtime: self.realtime,
+            };
+        }
+        if let Some(sample_rate) = self.stdin {
+            cfg.source = SourceConfig::Stdin {
+                sample_rate,
+                channels: self.channels,
+                format: if self.float {
+                    PcmFormat::F32le
+                } else {
+                    PcmFormat::S16le
+                },
+            };
+        }
+        if let Some(name) = self.microphone {
+            cfg.source = SourceConfig::Microphone {
+                device: (name != "default").then_some(name),
+                sample_rate: None,
+                max_seconds: None,
+            };
+        }
+        if let (Some(s), SourceConfig::Microphone { max_seconds, .. }) =
+            (self.seconds, &mut cfg.source)
+        {
+            *max_seconds = Some(s);
+        }
+        if self.bundle.is_some() {
+            cfg.model.bundle = self.bundle;
+        }
+        if let Some(broker) = self.broker {
+            let (host, port) = match broker.rsplit_once(':') {
+                Some((h, p)) => {
+                    let port: u16 = p
+                        .parse()
+                        .with_context(|| format!("--broker {broker}: the port must be a number"))?;
+                    (h.to_string(), Some(port))
+                }
+                None => (broker.clone(), None),
+            };
+            let mut m = cfg
+                .mqtt
+                .take()
+                .unwrap_or(config::MqttConfig::new(host.clone()));
+            m.host = host;
+            m.port = port.or(m.port);
+            cfg.mqtt = Some(m);
+        }
+        if self.device_id.is_some() {
+            cfg.device = self.device_id;
+        }
+        cfg.decoding.extend(self.decoding.overrides());
+        Ok(())
+    }
 }
 
 /// Decoding overrides; anything not given comes from the bundle's `[decoding]`.
@@ -109,34 +230,81 @@ struct DecodeArgs {
 }
 
 impl DecodeArgs {
-    /// `base` (the bundle's defaults) with these overrides applied, validated.
-    fn apply(&self, base: DecodeParams) -> anyhow::Result<DecodeParams> {
-        let p = DecodeParams {
-            strategy: self.strategy.unwrap_or(base.strategy),
-            beam_size: self.beam_size.unwrap_or(base.beam_size),
-            groups: self.groups.unwrap_or(base.groups),
-            diversity_penalty: self.diversity_penalty.unwrap_or(base.diversity_penalty),
-            temperature: self.temperature.unwrap_or(base.temperature),
-            top_k: self.top_k.unwrap_or(base.top_k),
-            top_p: self.top_p.unwrap_or(base.top_p),
-            samples: self.samples.unwrap_or(base.samples),
-            alternatives: self.alternatives.unwrap_or(base.alternatives),
-            seed: self.seed.unwrap_or(base.seed),
-            min_len: self.min_len.unwrap_or(base.min_len),
-            max_len: self.max_len.unwrap_or(base.max_len),
-            length_penalty: self.length_penalty.unwrap_or(base.length_penalty),
-            repetition_penalty: self.repetition_penalty.unwrap_or(base.repetition_penalty),
-            no_repeat_ngram: self.no_repeat_ngram.unwrap_or(base.no_repeat_ngram),
-        };
-        if let Err(e) = p.validate() {
-            bail!("{e}");
-        }
-        Ok(p)
+    /// The flags given, as `[decoding]` keys.
+    fn overrides(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        let pairs = [
+            ("strategy", self.strategy.map(|v| json!(v))),
+            ("beam_size", self.beam_size.map(|v| json!(v))),
+            ("groups", self.groups.map(|v| json!(v))),
+            (
+                "diversity_penalty",
+                self.diversity_penalty.map(|v| json!(v)),
+            ),
+            ("temperature", self.temperature.map(|v| json!(v))),
+            ("top_k", self.top_k.map(|v| json!(v))),
+            ("top_p", self.top_p.map(|v| json!(v))),
+            ("samples", self.samples.map(|v| json!(v))),
+            ("alternatives", self.alternatives.map(|v| json!(v))),
+            ("seed", self.seed.map(|v| json!(v))),
+            ("min_len", self.min_len.map(|v| json!(v))),
+            ("max_len", self.max_len.map(|v| json!(v))),
+            ("length_penalty", self.length_penalty.map(|v| json!(v))),
+            (
+                "repetition_penalty",
+                self.repetition_penalty.map(|v| json!(v)),
+            ),
+            ("no_repeat_ngram", self.no_repeat_ngram.map(|v| json!(v))),
+        ];
+        pairs
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v?)))
+            .collect()
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run(args) => {
+            let file = args.config.clone();
+            let cfg = config::Config::load(file.as_deref(), |cfg| args.apply(cfg))?;
+            run::run(cfg)?;
+        }
+        Command::Devices => {
+            let devices = source::devices()?;
+            if devices.is_empty() {
+                println!("no capture devices found");
+            }
+            for (id, description, format) in devices {
+                println!("{id}\n    {description}\n    {format}");
+            }
+        }
+        Command::CheckConfig { file } => {
+            let cfg = config::Config::load(Some(&file), |_| Ok(()))?;
+            let dir = caption::resolve_bundle(cfg.model.bundle.as_deref())?;
+            let bundle = bundle::Bundle::open(&dir)
+                .with_context(|| format!("{}: model bundle {}", file.display(), dir.display()))?;
+            let params = commands::merge(&bundle.manifest.decoding, &cfg.decoding)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            bundle
+                .manifest
+                .check_max_len(params.max_len)
+                .map_err(|e| anyhow::anyhow!("{}: decoding.max_len: {e}", file.display()))?;
+            println!("{}: ok", file.display());
+            println!("  device id: {}", cfg.device_id());
+            println!("  source:    {}", cfg.source.describe());
+            println!("  model:     {} ({})", bundle.manifest.name, dir.display());
+            match &cfg.mqtt {
+                Some(m) => println!(
+                    "  mqtt:      {}:{} as {}/{}/…",
+                    m.host,
+                    m.port(),
+                    m.topic_prefix,
+                    cfg.device_id()
+                ),
+                None => println!("  mqtt:      none (captions to stdout)"),
+            }
+        }
         Command::Caption {
             files,
             bundle,
@@ -147,7 +315,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let model = model::Model::load(&dir)
                 .with_context(|| format!("cannot use model bundle {}", dir.display()))?;
             log::info!("{}", model.bundle.describe());
-            let params = decoding.apply(model.bundle.manifest.decoding.clone())?;
+            let params = commands::merge(&model.bundle.manifest.decoding, &decoding.overrides())
+                .map_err(anyhow::Error::msg)?;
             model
                 .bundle
                 .manifest
@@ -188,8 +357,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("hark=info,warn"))
-        .init();
+    let mut logger = env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("hark=info,warn"),
+    );
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        // Under systemd: journald adds time and unit; `<N>` prefixes carry the priority.
+        logger.format(|out, record| {
+            use std::io::Write as _;
+            let priority = match record.level() {
+                log::Level::Error => 3,
+                log::Level::Warn => 4,
+                log::Level::Info => 6,
+                _ => 7,
+            };
+            writeln!(out, "<{priority}>{}", record.args())
+        });
+    }
+    logger.init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,0 +1,174 @@
+//! Commands from `<prefix>/<device>/set` (docs/schema/command.schema.json): pause and resume
+//! captioning, change or reset decoding parameters, ask for stats. A command that cannot be
+//! parsed or applied changes nothing and is answered on `<prefix>/<device>/error`.
+
+use std::sync::RwLock;
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde::{Deserialize, Serialize};
+
+use crate::decode::DecodeParams;
+use crate::stats::Counters;
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Stop captioning (audio keeps flowing and is counted as paused windows).
+    Pause,
+    /// Caption again.
+    Resume,
+    /// Override decoding parameters (any `[decoding]` key of the manifest).
+    Decoding {
+        /// The keys to change.
+        params: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Back to the configured decoding parameters.
+    ResetDecoding,
+    /// Publish stats now.
+    Stats,
+}
+
+/// The payload on the error topic.
+#[derive(Debug, Serialize)]
+pub struct CommandError {
+    /// Payload version.
+    pub v: u32,
+    /// What was wrong and what is accepted.
+    pub error: String,
+    /// The offending command (at most 256 bytes of it).
+    pub command: String,
+}
+
+/// State that commands change and the inference thread reads.
+pub struct Control {
+    /// Decoding parameters in effect.
+    pub params: RwLock<DecodeParams>,
+    configured: DecodeParams,
+    max_len: usize,
+}
+
+/// The commands, for error messages.
+const ALLOWED: &str = "pause, resume, decoding (with params), reset_decoding, stats";
+
+impl Control {
+    /// Starts from the configured parameters; `max_len` is the bundle's `tokens.max_len`.
+    pub fn new(configured: DecodeParams, max_len: usize) -> Self {
+        Self {
+            params: RwLock::new(configured.clone()),
+            configured,
+            max_len,
+        }
+    }
+
+    /// The parameters in effect.
+    pub fn params(&self) -> DecodeParams {
+        self.params
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Parses and applies a raw command; the error says why nothing changed.
+    pub fn apply(&self, raw: &[u8], counters: &Counters) -> Result<Command, CommandError> {
+        let fail = |error: String| CommandError {
+            v: 1,
+            error,
+            command: String::from_utf8_lossy(&raw[..raw.len().min(256)]).into_owned(),
+        };
+        let cmd: Command = serde_json::from_slice(raw).map_err(|e| {
+            fail(format!(
+                "not a valid command ({e}); send JSON like {{\"cmd\": \"pause\"}}; commands: {ALLOWED}"
+            ))
+        })?;
+        match &cmd {
+            Command::Pause => counters.paused.store(true, Relaxed),
+            Command::Resume => counters.paused.store(false, Relaxed),
+            Command::Decoding { params } => {
+                let next = merge(&self.params(), params).map_err(fail)?;
+                if next.max_len > self.max_len {
+                    return Err(fail(format!(
+                        "decoding.max_len = {}: this model allows at most {}",
+                        next.max_len, self.max_len
+                    )));
+                }
+                *self.params.write().unwrap_or_else(|e| e.into_inner()) = next;
+            }
+            Command::ResetDecoding => {
+                *self.params.write().unwrap_or_else(|e| e.into_inner()) = self.configured.clone();
+            }
+            Command::Stats => {}
+        }
+        Ok(cmd)
+    }
+}
+
+/// `base` with the keys of `overrides` replaced, validated. Used for the config file's
+/// `[decoding]` table as well as for commands.
+pub fn merge(
+    base: &DecodeParams,
+    overrides: &serde_json::Map<String, serde_json::Value>,
+) -> Result<DecodeParams, String> {
+    let mut value = serde_json::to_value(base).map_err(|e| e.to_string())?;
+    let obj = value
+        .as_object_mut()
+        .ok_or("decoding parameters are not a table")?;
+    for (k, v) in overrides {
+        obj.insert(k.clone(), v.clone());
+    }
+    let params: DecodeParams =
+        serde_json::from_value(value).map_err(|e| format!("decoding: {e}"))?;
+    params.validate()?;
+    Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control() -> (Control, Counters) {
+        (
+            Control::new(DecodeParams::default(), 30),
+            Counters::default(),
+        )
+    }
+
+    #[test]
+    fn pause_and_resume() {
+        let (c, n) = control();
+        c.apply(br#"{"cmd":"pause"}"#, &n).unwrap();
+        assert!(n.paused.load(Relaxed));
+        c.apply(br#"{"cmd":"resume"}"#, &n).unwrap();
+        assert!(!n.paused.load(Relaxed));
+    }
+
+    #[test]
+    fn decoding_changes_only_the_given_keys_and_resets() {
+        let (c, n) = control();
+        c.apply(
+            br#"{"cmd":"decoding","params":{"strategy":"beam","beam_size":4}}"#,
+            &n,
+        )
+        .unwrap();
+        let p = c.params();
+        assert_eq!(p.beam_size, 4);
+        assert_eq!(p.max_len, DecodeParams::default().max_len);
+        c.apply(br#"{"cmd":"reset_decoding"}"#, &n).unwrap();
+        assert_eq!(c.params(), DecodeParams::default());
+    }
+
+    #[test]
+    fn bad_commands_change_nothing_and_say_why() {
+        let (c, n) = control();
+        let err = |raw: &[u8]| c.apply(raw, &n).unwrap_err().error;
+        assert!(err(b"pause").contains("not a valid command"));
+        assert!(err(br#"{"cmd":"explode"}"#).contains("explode"));
+        assert!(err(br#"{"cmd":"decoding","params":{"beam_size":0}}"#).contains("beam_size"));
+        assert!(err(br#"{"cmd":"decoding","params":{"max_len":31}}"#).contains("at most 30"));
+        assert!(err(br#"{"cmd":"decoding","params":{"colour":"red"}}"#).contains("colour"));
+        assert_eq!(c.params(), DecodeParams::default());
+        assert!(!n.paused.load(Relaxed));
+        let long = vec![b'x'; 1000];
+        assert_eq!(c.apply(&long, &n).unwrap_err().command.len(), 256);
+    }
+}

@@ -1,0 +1,567 @@
+//! The daemon's configuration: a TOML file, then `HARK__SECTION__KEY` environment variables,
+//! then command-line flags; validated at start with errors that name the key and the allowed
+//! values. docs/CONFIG.md documents every key; `hark check-config FILE` runs these checks.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// Where audio comes from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A capture device through cpal.
+    Microphone {
+        /// Device id or a unique part of its id or description (see `hark devices`);
+        /// absent = the system default.
+        #[serde(default)]
+        device: Option<String>,
+        /// Preferred capture rate in Hz (absent: the bundle's rate if the device supports
+        /// it, else the device default). Audio is resampled to the bundle's rate either way.
+        #[serde(default)]
+        sample_rate: Option<u32>,
+        /// Stop after this much audio (seconds); absent = run until stopped.
+        #[serde(default)]
+        max_seconds: Option<f32>,
+    },
+    /// A WAV file, read as fast as possible or paced in real time.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Deliver samples at the file's own rate instead of as fast as possible.
+        #[serde(default)]
+        realtime: bool,
+    },
+    /// Raw little-endian PCM on standard input.
+    Stdin {
+        /// Sample rate of the stream in Hz.
+        sample_rate: u32,
+        /// Interleaved channels.
+        #[serde(default = "one")]
+        channels: u16,
+        /// `s16le` or `f32le`.
+        #[serde(default)]
+        format: PcmFormat,
+    },
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self::Microphone {
+            device: None,
+            sample_rate: None,
+            max_seconds: None,
+        }
+    }
+}
+
+impl SourceConfig {
+    /// One line for humans.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Microphone { device, .. } => {
+                format!(
+                    "microphone {}",
+                    device.as_deref().unwrap_or("(system default)")
+                )
+            }
+            Self::File { path, realtime } => format!(
+                "file {}{}",
+                path.display(),
+                if *realtime { " (real time)" } else { "" }
+            ),
+            Self::Stdin {
+                sample_rate,
+                channels,
+                format,
+            } => format!("stdin, {format:?} {channels} ch at {sample_rate} Hz"),
+        }
+    }
+
+    /// Live sources run at the speed of the world: when inference falls behind, windows must
+    /// be dropped. Replayed sources can wait for inference instead.
+    pub fn is_live(&self) -> bool {
+        match self {
+            Self::Microphone { .. } => true,
+            Self::File { realtime, .. } => *realtime,
+            Self::Stdin { .. } => false,
+        }
+    }
+}
+
+fn one() -> u16 {
+    1
+}
+
+/// Raw PCM sample format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PcmFormat {
+    /// Signed 16-bit little-endian.
+    #[default]
+    S16le,
+    /// 32-bit float little-endian.
+    F32le,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Bundle directory; absent = the shipped default.
+    #[serde(default)]
+    pub bundle: Option<PathBuf>,
+}
+
+/// `[window]`: overrides of the bundle's caption window.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Audio per caption, seconds (default: the bundle's).
+    pub seconds: Option<f32>,
+    /// Time between window starts, seconds (default: the bundle's).
+    pub hop_seconds: Option<f32>,
+}
+
+/// `[events]`: which windows become captions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Windows whose RMS level is below this (dBFS) are silence: no caption is published.
+    pub silence_dbfs: f32,
+    /// An identical caption repeated within this many seconds is not published again.
+    pub dedup_hold_seconds: f32,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            silence_dbfs: -60.0,
+            dedup_hold_seconds: 30.0,
+        }
+    }
+}
+
+/// What to do with a finished window when the inference thread is still busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overflow {
+    /// Drop the oldest queued window and count it (bounded latency; live sources).
+    DropOldest,
+    /// Make the audio thread wait (nothing skipped; replayed files and pipes).
+    Block,
+}
+
+/// `[pipeline]`: the queues between the threads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Windows waiting for inference, at most.
+    pub queue: usize,
+    /// Overflow policy; default `drop-oldest` for live sources, `block` otherwise.
+    pub overflow: Option<Overflow>,
+    /// Capacity of the capture ring buffer, seconds of audio.
+    pub ring_seconds: f32,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            queue: 2,
+            overflow: None,
+            ring_seconds: 2.0,
+        }
+    }
+}
+
+/// `[mqtt.tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CA that signed the broker's certificate.
+    pub ca_file: PathBuf,
+    /// PEM client certificate (mutual TLS), with `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+}
+
+/// `[mqtt]`: absent (or no host) = captions go to stdout as JSON lines.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port (default 1883, or 8883 with TLS).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// MQTT client id (default `hark-<device>`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// First topic level: topics are `<prefix>/<device>/…`.
+    #[serde(default = "default_prefix")]
+    pub topic_prefix: String,
+    /// QoS of captions, status and discovery: 0, 1 or 2.
+    #[serde(default = "default_qos")]
+    pub qos: u8,
+    /// Keep-alive interval, seconds.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_seconds: u64,
+    /// User name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the password (first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// TLS; absent = plain TCP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Publish Home Assistant MQTT discovery.
+    #[serde(default = "yes")]
+    pub discovery: bool,
+    /// Home Assistant's discovery prefix.
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
+    /// Seconds between `stats` messages.
+    #[serde(default = "default_stats_interval")]
+    pub stats_interval_seconds: f32,
+}
+
+fn default_prefix() -> String {
+    "hark".into()
+}
+fn default_qos() -> u8 {
+    1
+}
+fn default_keep_alive() -> u64 {
+    30
+}
+fn yes() -> bool {
+    true
+}
+fn default_discovery_prefix() -> String {
+    "homeassistant".into()
+}
+fn default_stats_interval() -> f32 {
+    60.0
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Device id: the MQTT topic namespace (`hark/<device>/…`). Default: the host name.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Audio source (default: the default microphone).
+    #[serde(default)]
+    pub source: SourceConfig,
+    /// Model.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// Caption window.
+    #[serde(default)]
+    pub window: WindowConfig,
+    /// Decoding overrides: any key of the bundle manifest's `[decoding]`.
+    #[serde(default)]
+    pub decoding: serde_json::Map<String, serde_json::Value>,
+    /// Event filtering.
+    #[serde(default)]
+    pub events: EventsConfig,
+    /// Queues.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// Broker; absent = stdout.
+    #[serde(default)]
+    pub mqtt: Option<MqttConfig>,
+}
+
+impl Config {
+    /// Builds the configuration from `file` (TOML, optional) and `HARK__…` environment
+    /// variables, lets `cli` apply command-line flags, and validates the result.
+    pub fn load(file: Option<&Path>, cli: impl FnOnce(&mut Config) -> Result<()>) -> Result<Self> {
+        let origin = file.map_or("configuration".to_string(), |p| p.display().to_string());
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            if !path.is_file() {
+                bail!(
+                    "config file {} does not exist (see docs/CONFIG.md for an example)",
+                    path.display()
+                );
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("HARK")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let mut cfg: Config = builder
+            .build()
+            .and_then(|b| b.try_deserialize())
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        cli(&mut cfg)?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        Ok(cfg)
+    }
+
+    /// The device id: configured, else the host name, made safe as a topic level.
+    pub fn device_id(&self) -> String {
+        self.device.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let id: String = host
+                .trim()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if id.is_empty() { "hark".into() } else { id }
+        })
+    }
+
+    /// Overflow policy in effect.
+    pub fn overflow(&self) -> Overflow {
+        self.pipeline.overflow.unwrap_or(if self.source.is_live() {
+            Overflow::DropOldest
+        } else {
+            Overflow::Block
+        })
+    }
+
+    /// Checks values serde cannot: ranges and combinations.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(d) = &self.device {
+            if d.is_empty() || d.contains(['/', '+', '#']) {
+                bail!(
+                    "device = {d:?}: must be non-empty and contain no '/', '+' or '#' (it is an MQTT topic level)"
+                );
+            }
+        }
+        match &self.source {
+            SourceConfig::Stdin {
+                sample_rate,
+                channels,
+                ..
+            } => {
+                if !(1_000..=384_000).contains(sample_rate) {
+                    bail!("source.sample_rate = {sample_rate}: must be in 1000..=384000");
+                }
+                if *channels == 0 || *channels > 32 {
+                    bail!("source.channels = {channels}: must be in 1..=32");
+                }
+            }
+            SourceConfig::Microphone {
+                sample_rate,
+                max_seconds,
+                ..
+            } => {
+                if let Some(r) = sample_rate {
+                    if !(1_000..=384_000).contains(r) {
+                        bail!("source.sample_rate = {r}: must be in 1000..=384000");
+                    }
+                }
+                if let Some(s) = max_seconds {
+                    if !(s.is_finite() && *s > 0.0) {
+                        bail!("source.max_seconds = {s}: must be a number > 0");
+                    }
+                }
+            }
+            SourceConfig::File { path, .. } => {
+                if !path.is_file() {
+                    bail!(
+                        "source.path = {}: no such file (give a WAV file)",
+                        path.display()
+                    );
+                }
+            }
+        }
+        if let Some(s) = self.window.seconds {
+            if !(s > 0.0 && s <= 600.0) {
+                bail!("window.seconds = {s}: must be in (0, 600]");
+            }
+        }
+        if let Some(h) = self.window.hop_seconds {
+            if !(h > 0.0 && h <= self.window.seconds.unwrap_or(600.0)) {
+                bail!("window.hop_seconds = {h}: must be > 0 and at most window.seconds");
+            }
+        }
+        let ev = &self.events;
+        if !(ev.silence_dbfs.is_finite() && ev.silence_dbfs <= 0.0) {
+            bail!(
+                "events.silence_dbfs = {}: must be a number <= 0",
+                ev.silence_dbfs
+            );
+        }
+        if !(ev.dedup_hold_seconds.is_finite() && ev.dedup_hold_seconds >= 0.0) {
+            bail!(
+                "events.dedup_hold_seconds = {}: must be a number >= 0",
+                ev.dedup_hold_seconds
+            );
+        }
+        let p = &self.pipeline;
+        if !(1..=64).contains(&p.queue) {
+            bail!("pipeline.queue = {}: must be in 1..=64", p.queue);
+        }
+        if !(p.ring_seconds >= 0.1 && p.ring_seconds <= 60.0) {
+            bail!(
+                "pipeline.ring_seconds = {}: must be in 0.1..=60",
+                p.ring_seconds
+            );
+        }
+        if let Some(m) = &self.mqtt {
+            m.validate()?;
+        }
+        Ok(())
+    }
+}
+
+impl MqttConfig {
+    /// A broker at `host` with every other key at its default.
+    pub fn new(host: String) -> Self {
+        serde_json::from_value(serde_json::json!({ "host": host }))
+            .expect("every other [mqtt] key has a default")
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.host.trim().is_empty() {
+            bail!(
+                "mqtt.host is empty: give the broker's host name, or remove [mqtt] to print captions to stdout"
+            );
+        }
+        if self.port == Some(0) {
+            bail!("mqtt.port = 0: must be in 1..=65535");
+        }
+        if self.qos > 2 {
+            bail!("mqtt.qos = {}: must be 0, 1 or 2", self.qos);
+        }
+        for (key, value) in [
+            ("topic_prefix", &self.topic_prefix),
+            ("discovery_prefix", &self.discovery_prefix),
+        ] {
+            if value.is_empty() || value.contains(['+', '#']) {
+                bail!("mqtt.{key} = {value:?}: must be non-empty without '+' or '#'");
+            }
+        }
+        if !(self.keep_alive_seconds >= 5 && self.keep_alive_seconds <= 3600) {
+            bail!(
+                "mqtt.keep_alive_seconds = {}: must be in 5..=3600",
+                self.keep_alive_seconds
+            );
+        }
+        if !(self.stats_interval_seconds >= 0.1 && self.stats_interval_seconds <= 86_400.0) {
+            bail!(
+                "mqtt.stats_interval_seconds = {}: must be in 0.1..=86400",
+                self.stats_interval_seconds
+            );
+        }
+        if self.password_file.is_some() && self.password_env.is_some() {
+            bail!("mqtt.password_file and mqtt.password_env are both set: choose one");
+        }
+        if (self.password_file.is_some() || self.password_env.is_some()) && self.username.is_none()
+        {
+            bail!("a password is configured but mqtt.username is not: set mqtt.username");
+        }
+        if let Some(path) = &self.password_file {
+            check_readable("mqtt.password_file", path)?;
+        }
+        if let Some(var) = &self.password_env {
+            if std::env::var_os(var).is_none() {
+                bail!("mqtt.password_env = {var:?}: that environment variable is not set");
+            }
+        }
+        if let Some(tls) = &self.tls {
+            check_pem("mqtt.tls.ca_file", &tls.ca_file, "CERTIFICATE")?;
+            match (&tls.client_cert, &tls.client_key) {
+                (Some(cert), Some(key)) => {
+                    check_pem("mqtt.tls.client_cert", cert, "CERTIFICATE")?;
+                    check_pem("mqtt.tls.client_key", key, "PRIVATE KEY")?;
+                }
+                (None, None) => {}
+                _ => bail!("mqtt.tls.client_cert and mqtt.tls.client_key must be given together"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The port in effect.
+    pub fn port(&self) -> u16 {
+        self.port
+            .unwrap_or(if self.tls.is_some() { 8883 } else { 1883 })
+    }
+}
+
+fn check_readable(key: &str, path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("{key} = {}: cannot read it", path.display()))
+}
+
+/// A PEM file with a block of `label`; its contents are never echoed (keys are secrets).
+fn check_pem(key: &str, path: &Path, label: &str) -> Result<()> {
+    let text = check_readable(key, path)?;
+    let text = String::from_utf8_lossy(&text);
+    if !text.contains("-----BEGIN ") || !text.contains(label) {
+        bail!(
+            "{key} = {}: not a PEM file with a {label} block",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml: &str) -> Result<Config> {
+        let dir = std::env::temp_dir().join(format!("hark-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!(
+            "{:x}.toml",
+            toml.len() * 7919 + toml.bytes().map(usize::from).sum::<usize>()
+        ));
+        std::fs::write(&path, toml)?;
+        let r = Config::load(Some(&path), |_| Ok(()));
+        std::fs::remove_file(&path)?;
+        r
+    }
+
+    #[test]
+    fn empty_file_means_default_microphone_and_stdout() {
+        let cfg = parse("").unwrap();
+        assert_eq!(cfg.source, SourceConfig::default());
+        assert!(cfg.mqtt.is_none());
+        assert_eq!(cfg.overflow(), Overflow::DropOldest);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let msg = |t: &str| format!("{:#}", parse(t).unwrap_err());
+        assert!(msg("[mqtt]\nhost = \"b\"\nqos = 3\n").contains("mqtt.qos = 3: must be 0, 1 or 2"));
+        assert!(msg("[mqtt]\nhots = \"b\"\n").contains("hots"));
+        assert!(msg("[source]\nkind = \"radio\"\n").contains("radio"));
+        assert!(msg("[events]\nsilence_dbfs = 3.0\n").contains("events.silence_dbfs"));
+        assert!(msg("[pipeline]\noverflow = \"sometimes\"\n").contains("sometimes"));
+        assert!(
+            msg("[source]\nkind = \"stdin\"\nsample_rate = 5\n").contains("source.sample_rate = 5")
+        );
+        assert!(msg("device = \"a/b\"\n").contains("device"));
+    }
+
+    #[test]
+    fn stdin_source_blocks_by_default() {
+        let cfg = parse("[source]\nkind = \"stdin\"\nsample_rate = 16000\n").unwrap();
+        assert_eq!(cfg.overflow(), Overflow::Block);
+    }
+}

@@ -1,0 +1,101 @@
+//! Caption events: the payload published on `<prefix>/<device>/caption`
+//! (docs/schema/caption.schema.json) and the rule that suppresses repeats.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::caption::Alternative;
+
+/// Payload version; bump on incompatible changes.
+pub const VERSION: u32 = 1;
+
+/// One published caption.
+#[derive(Debug, Clone, Serialize)]
+pub struct Caption {
+    /// Payload version.
+    pub v: u32,
+    /// Monotonic, contiguous per run: a gap means a lost message.
+    pub seq: u64,
+    /// Device id.
+    pub device: String,
+    /// Best caption.
+    pub text: String,
+    /// Start of the captioned audio, RFC 3339 UTC.
+    pub start: String,
+    /// End of the captioned audio, RFC 3339 UTC.
+    pub end: String,
+    /// Length-normalised log-probability of `text`.
+    pub score: f32,
+    /// Other captions, best first.
+    pub alternatives: Vec<Alternative>,
+    /// Tags over 0.5 (bundles with a tag head; else empty).
+    pub tags: Vec<String>,
+    /// Whether the bundle's tag head heard speech; null when it has no "speech" tag.
+    pub speech: Option<bool>,
+    /// RMS level of the window, dBFS.
+    pub level_dbfs: f32,
+    /// Model name.
+    pub model: String,
+    /// From the window's last sample reaching the DSP thread to this caption, ms.
+    pub latency_ms: f64,
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Suppresses a caption identical to the previous one within `hold` seconds of stream time.
+pub struct Dedup {
+    hold: f64,
+    last: Option<(String, f64)>,
+}
+
+impl Dedup {
+    /// Repeats within `hold` seconds are suppressed (0 = never).
+    pub fn new(hold: f64) -> Self {
+        Self { hold, last: None }
+    }
+
+    /// Whether `text` ending at `end` (seconds) should be published. A suppressed repeat
+    /// does not extend the hold: a sound that goes on is re-announced every `hold` seconds.
+    pub fn admit(&mut self, text: &str, end: f64) -> bool {
+        if let Some((last, at)) = &self.last {
+            if last == text && end - at < self.hold {
+                return false;
+            }
+        }
+        self.last = Some((text.to_string(), end));
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_within_the_hold_are_suppressed() {
+        let mut d = Dedup::new(10.0);
+        assert!(d.admit("a dog barks", 4.0));
+        assert!(!d.admit("a dog barks", 6.0));
+        assert!(!d.admit("a dog barks", 13.9));
+        assert!(d.admit("a dog barks", 14.0));
+        assert!(d.admit("rain falls", 15.0));
+        assert!(d.admit("a dog barks", 16.0));
+    }
+
+    #[test]
+    fn zero_hold_publishes_everything() {
+        let mut d = Dedup::new(0.0);
+        assert!(d.admit("x", 1.0));
+        assert!(d.admit("x", 1.0));
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123Z");
+    }
+}

@@ -1,0 +1,332 @@
+//! The MQTT side of `hark run` (rumqttc): topics of docs/MQTT.md, a retained `status` with a
+//! last will, Home Assistant discovery, the `set` command subscription, reconnection with
+//! backoff, and a shutdown that publishes `offline` and waits for every QoS 1 acknowledgement.
+//! Credentials are read here and never formatted into logs or errors.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rumqttc::{
+    AsyncClient, ClientError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
+    TlsConfiguration, Transport,
+};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::config::MqttConfig;
+
+/// The topics of one device.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    /// Captions.
+    pub caption: String,
+    /// `online` / `offline`, retained; the last will.
+    pub status: String,
+    /// Periodic counters.
+    pub stats: String,
+    /// Commands in.
+    pub set: String,
+    /// Answers to bad commands.
+    pub error: String,
+    /// Home Assistant discovery config topic, if enabled.
+    pub discovery: Option<String>,
+}
+
+impl Topics {
+    fn new(cfg: &MqttConfig, device: &str) -> Self {
+        let base = format!("{}/{device}", cfg.topic_prefix);
+        Self {
+            caption: format!("{base}/caption"),
+            status: format!("{base}/status"),
+            stats: format!("{base}/stats"),
+            set: format!("{base}/set"),
+            error: format!("{base}/error"),
+            discovery: cfg.discovery.then(|| {
+                format!(
+                    "{}/sensor/hark_{device}/caption/config",
+                    cfg.discovery_prefix
+                )
+            }),
+        }
+    }
+}
+
+/// Home Assistant MQTT discovery: one sensor whose state is the latest caption and whose
+/// attributes are the rest of the payload.
+fn discovery_payload(topics: &Topics, device: &str, model: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": "Caption",
+        "unique_id": format!("hark_{device}_caption"),
+        "state_topic": topics.caption,
+        "value_template": "{{ value_json.text[:255] }}",
+        "json_attributes_topic": topics.caption,
+        "availability_topic": topics.status,
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "icon": "mdi:ear-hearing",
+        "device": {
+            "identifiers": [format!("hark_{device}")],
+            "name": format!("hark {device}"),
+            "manufacturer": "hark",
+            "model": model,
+            "sw_version": env!("CARGO_PKG_VERSION"),
+        },
+    })
+}
+
+fn qos(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+/// Acknowledgement accounting for a clean shutdown.
+#[derive(Default)]
+struct Acks {
+    /// Publishes with QoS > 0 handed to the client.
+    requested: AtomicU64,
+    /// Of those, acknowledged by the broker.
+    acked: AtomicU64,
+}
+
+/// A connected (or connecting) client.
+pub struct Mqtt {
+    client: AsyncClient,
+    topics: Topics,
+    qos: QoS,
+    acks: Arc<Acks>,
+    task: tokio::task::JoinHandle<()>,
+    endpoint: String,
+}
+
+/// The password, from the file or variable the config names.
+fn password(cfg: &MqttConfig) -> Result<Option<String>> {
+    if let Some(path) = &cfg.password_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("mqtt.password_file = {}: cannot read it", path.display()))?;
+        return Ok(Some(text.lines().next().unwrap_or("").to_string()));
+    }
+    if let Some(var) = &cfg.password_env {
+        let value = std::env::var(var).with_context(|| {
+            format!("mqtt.password_env = {var:?}: variable not set or not UTF-8")
+        })?;
+        return Ok(Some(value));
+    }
+    Ok(None)
+}
+
+impl Mqtt {
+    /// Configures the client and starts its event loop; returns at once (the connection is
+    /// made, and remade, in the background). Commands received on `set` go to `commands`.
+    pub fn start(
+        cfg: &MqttConfig,
+        device: &str,
+        model: &str,
+        commands: mpsc::Sender<Vec<u8>>,
+    ) -> Result<Self> {
+        let topics = Topics::new(cfg, device);
+        let client_id = cfg
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("hark-{device}"));
+        let port = cfg.port();
+        let mut opts = MqttOptions::new(client_id, cfg.host.clone(), port);
+        opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_seconds));
+        opts.set_clean_session(true);
+        opts.set_last_will(LastWill::new(&topics.status, "offline", qos(cfg.qos), true));
+        opts.set_max_packet_size(256 * 1024, 256 * 1024);
+        if let Some(user) = &cfg.username {
+            opts.set_credentials(user.clone(), password(cfg)?.unwrap_or_default());
+        }
+        if let Some(tls) = &cfg.tls {
+            // ring: one provider for the whole process (installing twice is harmless).
+            let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+            let read = |key: &str, p: &std::path::Path| {
+                std::fs::read(p).with_context(|| format!("{key} = {}: cannot read it", p.display()))
+            };
+            let ca = read("mqtt.tls.ca_file", &tls.ca_file)?;
+            let client_auth = match (&tls.client_cert, &tls.client_key) {
+                (Some(c), Some(k)) => Some((
+                    read("mqtt.tls.client_cert", c)?,
+                    read("mqtt.tls.client_key", k)?,
+                )),
+                _ => None,
+            };
+            opts.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth,
+            }));
+        }
+        let (client, eventloop) = AsyncClient::new(opts, 256);
+        let acks = Arc::new(Acks::default());
+        let endpoint = format!(
+            "{}://{}:{port}",
+            if cfg.tls.is_some() { "mqtts" } else { "mqtt" },
+            cfg.host
+        );
+        let on_connect = OnConnect {
+            client: client.clone(),
+            topics: topics.clone(),
+            qos: qos(cfg.qos),
+            discovery: discovery_payload(&topics, device, model).to_string(),
+            acks: acks.clone(),
+        };
+        let task = tokio::spawn(drive(eventloop, on_connect, commands, endpoint.clone()));
+        Ok(Self {
+            client,
+            topics,
+            qos: qos(cfg.qos),
+            acks,
+            task,
+            endpoint,
+        })
+    }
+
+    /// Publishes a caption; waits while the client's queue is full (the broker is away),
+    /// which holds back the pipeline, whose bounded queues then drop and count.
+    pub async fn caption(&self, payload: &impl Serialize) -> Result<()> {
+        let body = serde_json::to_vec(payload)?;
+        self.publish(&self.topics.caption, self.qos, false, body)
+            .await
+    }
+
+    async fn publish(&self, topic: &str, qos: QoS, retain: bool, body: Vec<u8>) -> Result<()> {
+        if qos != QoS::AtMostOnce {
+            self.acks.requested.fetch_add(1, Relaxed);
+        }
+        self.client
+            .publish(topic, qos, retain, body)
+            .await
+            .map_err(|e| anyhow::anyhow!("MQTT client stopped: {e}"))
+    }
+
+    /// Publishes stats (QoS 0; skipped when the client's queue is full).
+    pub fn stats(&self, payload: &impl Serialize) {
+        if let Ok(body) = serde_json::to_vec(payload) {
+            let _ = self
+                .client
+                .try_publish(&self.topics.stats, QoS::AtMostOnce, false, body);
+        }
+    }
+
+    /// Answers a bad command on the error topic.
+    pub async fn error(&self, payload: &impl Serialize) -> Result<()> {
+        let body = serde_json::to_vec(payload)?;
+        self.publish(&self.topics.error, self.qos, false, body)
+            .await
+    }
+
+    /// Publishes `offline`, waits until every QoS > 0 message is acknowledged, disconnects.
+    /// Gives up at `deadline`; returns how many messages the broker did not acknowledge.
+    pub async fn shutdown(&self, deadline: tokio::time::Instant) -> u64 {
+        let flush = async {
+            self.publish(&self.topics.status, self.qos, true, b"offline".to_vec())
+                .await?;
+            while self.acks.acked.load(Relaxed) < self.acks.requested.load(Relaxed) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            self.client.disconnect().await?;
+            anyhow::Ok(())
+        };
+        match tokio::time::timeout_at(deadline, flush).await {
+            Ok(Ok(())) => {
+                // The event loop ends once the DISCONNECT is written.
+                while !self.task.is_finished() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            Ok(Err(e)) => log::warn!("MQTT shutdown: {e:#}"),
+            Err(_) => {}
+        }
+        let missing = self
+            .acks
+            .requested
+            .load(Relaxed)
+            .saturating_sub(self.acks.acked.load(Relaxed));
+        if missing > 0 {
+            log::warn!(
+                "{}: {missing} message(s) not acknowledged by the broker at shutdown",
+                self.endpoint
+            );
+        }
+        missing
+    }
+}
+
+/// What to (re)do on every connection: status, discovery, subscription.
+struct OnConnect {
+    client: AsyncClient,
+    topics: Topics,
+    qos: QoS,
+    discovery: String,
+    acks: Arc<Acks>,
+}
+
+impl OnConnect {
+    fn run(&self) -> Result<(), ClientError> {
+        // try_*: this runs inside the event loop, which must not wait on its own queue.
+        self.client
+            .try_subscribe(&self.topics.set, QoS::AtLeastOnce)?;
+        let publish = |topic: &str, body: Vec<u8>| {
+            if self.qos != QoS::AtMostOnce {
+                self.acks.requested.fetch_add(1, Relaxed);
+            }
+            self.client.try_publish(topic, self.qos, true, body)
+        };
+        publish(&self.topics.status, b"online".to_vec())?;
+        if let Some(topic) = &self.topics.discovery {
+            publish(topic, self.discovery.clone().into_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// Polls the event loop for the life of the client: connects and reconnects with backoff,
+/// re-announces and resubscribes on every connection, forwards commands, counts acks.
+async fn drive(
+    mut eventloop: EventLoop,
+    on_connect: OnConnect,
+    commands: mpsc::Sender<Vec<u8>>,
+    endpoint: String,
+) {
+    let mut backoff = Duration::from_millis(500);
+    let mut connected_once = false;
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                log::info!(
+                    "MQTT connected to {endpoint}{}",
+                    if connected_once { " again" } else { "" }
+                );
+                connected_once = true;
+                backoff = Duration::from_millis(500);
+                if let Err(e) = on_connect.run() {
+                    log::warn!("MQTT: cannot announce the device: {e}");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == on_connect.topics.set => {
+                if commands.try_send(p.payload.to_vec()).is_err() {
+                    log::warn!("command ignored: too many commands at once");
+                }
+            }
+            Ok(Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_))) => {
+                on_connect.acks.acked.fetch_add(1, Relaxed);
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(_) => {}
+            Err(e) => {
+                log::warn!(
+                    "MQTT {endpoint}: {e}; retrying in {:.1} s",
+                    backoff.as_secs_f32()
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}

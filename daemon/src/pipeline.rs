@@ -1,0 +1,353 @@
+//! The capture-to-caption pipeline of `hark run`, one thread per stage:
+//!
+//! ```text
+//! source thread / cpal callback ─▶ capture ring (SPSC) ─▶ DSP thread: resample → log-mel → windows
+//!     ─▶ bounded window queue (drop-oldest or block) ─▶ inference thread: silence gate → encoder
+//!     → decoding → de-duplication ─▶ caption channel ─▶ the sink (MQTT or stdout, in run.rs)
+//! ```
+//!
+//! Every buffer is bounded. Stopping is two-level: `stop` abandons work in flight (a signal);
+//! the end of the source drains everything already captured and then ends the pipeline.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use ringbuf::traits::{Consumer, Observer, Split};
+use ringbuf::{HeapCons, HeapRb};
+use tokio::sync::mpsc;
+
+use crate::commands::Control;
+use crate::config::Overflow;
+use crate::events::{self, Caption, Dedup};
+use crate::model::Model;
+use crate::queue::{Pushed, Queue};
+use crate::source::{RingWriter, Source};
+use crate::stats::Counters;
+use crate::window::{Assembler, Window};
+
+/// Everything the pipeline is built from.
+pub struct Setup {
+    /// The loaded model.
+    pub model: Arc<Model>,
+    /// The opened source.
+    pub source: Box<dyn Source>,
+    /// Live source: windows are stamped with the wall clock when they complete; replayed
+    /// audio is stamped from its start time plus its position.
+    pub live: bool,
+    /// Window and hop, frames.
+    pub window: (usize, usize),
+    /// Capture ring capacity, seconds.
+    pub ring_seconds: f32,
+    /// Window queue length and policy.
+    pub queue: (usize, Overflow),
+    /// Silence threshold, dBFS.
+    pub silence_dbfs: f32,
+    /// De-duplication hold, seconds.
+    pub dedup_hold_seconds: f32,
+    /// Device id for the payloads.
+    pub device: String,
+    /// Pause state and decoding parameters.
+    pub control: Arc<Control>,
+    /// Counters.
+    pub counters: Arc<Counters>,
+}
+
+/// A window on its way to inference, stamped with when it was complete.
+struct Job {
+    window: Window,
+    ready: Instant,
+    start: SystemTime,
+    end: SystemTime,
+    end_s: f64,
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    stop: Arc<AtomicBool>,
+    queue: Arc<Queue<Job>>,
+    threads: Vec<JoinHandle<()>>,
+    failure: Arc<Mutex<Option<anyhow::Error>>>,
+}
+
+impl Pipeline {
+    /// Starts the threads; captions arrive on `captions` until the source ends or `abandon`.
+    pub fn start(setup: Setup, captions: mpsc::Sender<Caption>) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let failure: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
+        let queue = Arc::new(Queue::new(setup.queue.0, setup.queue.1));
+        let source_rate = setup.source.sample_rate();
+        let capacity = ((setup.ring_seconds * source_rate as f32) as usize).max(1024);
+        let (producer, consumer) = HeapRb::<f32>::new(capacity).split();
+        let source_done = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+
+        let source = setup.source;
+        let writer = RingWriter::new(producer, setup.counters.clone());
+        threads.push(spawn("hark-source", {
+            let (stop, done, failure) = (stop.clone(), source_done.clone(), failure.clone());
+            move || {
+                if let Err(e) = source.run(writer, &stop) {
+                    fail(&failure, e);
+                }
+                done.store(true, Relaxed);
+            }
+        })?);
+
+        let dsp = Dsp {
+            frontend: setup.model.bundle.manifest.frontend.clone(),
+            source_rate,
+            window: setup.window,
+            live: setup.live,
+            counters: setup.counters.clone(),
+        };
+        threads.push(spawn("hark-dsp", {
+            let (stop, queue, failure) = (stop.clone(), queue.clone(), failure.clone());
+            move || {
+                if let Err(e) = dsp.run(consumer, &source_done, &stop, &queue) {
+                    fail(&failure, e);
+                }
+                queue.close();
+            }
+        })?);
+
+        let inference = Inference {
+            model: setup.model,
+            control: setup.control,
+            counters: setup.counters,
+            silence_dbfs: setup.silence_dbfs,
+            dedup: Dedup::new(f64::from(setup.dedup_hold_seconds)),
+            device: setup.device,
+            seq: 0,
+        };
+        threads.push(spawn("hark-inference", {
+            let queue = queue.clone();
+            move || inference.run(&queue, &captions)
+        })?);
+        Ok(Self {
+            stop,
+            queue,
+            threads,
+            failure,
+        })
+    }
+
+    /// Abandons work in flight: the source stops, queued windows are dropped; the window
+    /// being captioned, if any, is finished.
+    pub fn abandon(&self) {
+        self.stop.store(true, Relaxed);
+        let dropped = self.queue.clear();
+        if dropped > 0 {
+            log::info!("shutdown: {dropped} queued window(s) abandoned");
+        }
+        self.queue.close();
+    }
+
+    /// Waits for the threads (after the caption channel closed); the source's or DSP's
+    /// error, if one ended the pipeline.
+    pub fn join(self) -> Result<()> {
+        for t in self.threads {
+            let _ = t.join();
+        }
+        match self
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .with_context(|| format!("cannot start thread {name}"))
+}
+
+fn fail(slot: &Mutex<Option<anyhow::Error>>, e: anyhow::Error) {
+    slot.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert(e);
+}
+
+/// The DSP thread: ring → resampler → streaming log-mel → window assembler → queue.
+struct Dsp {
+    frontend: dsp::FrontendConfig,
+    source_rate: u32,
+    window: (usize, usize),
+    live: bool,
+    counters: Arc<Counters>,
+}
+
+impl Dsp {
+    fn run(
+        self,
+        mut ring: HeapCons<f32>,
+        source_done: &AtomicBool,
+        stop: &AtomicBool,
+        queue: &Queue<Job>,
+    ) -> Result<()> {
+        let fe = &self.frontend;
+        let mut resampler = dsp::resample::Resampler::new(self.source_rate, fe.sample_rate)?;
+        let mut mel = dsp::LogMel::new(fe).context("the bundle's front end")?;
+        let mut assembler = Assembler::new(fe.n_mels, self.window.0, self.window.1, fe.hop_length);
+        let frame_s = f64::from(fe.hop_length as u32) / f64::from(fe.sample_rate);
+        let epoch = SystemTime::now();
+        let mut chunk = vec![0.0f32; 4096];
+        // Windows completed inside the resampler/mel callbacks wait here for the queue.
+        let mut ready: Vec<Window> = Vec::with_capacity(4);
+        let mut finished = false;
+        while !finished {
+            self.counters.dsp_beats.fetch_add(1, Relaxed);
+            if stop.load(Relaxed) {
+                return Ok(());
+            }
+            let n = ring.pop_slice(&mut chunk);
+            let mut feed = |x: &[f32], mel: &mut dsp::LogMel| {
+                assembler.push_samples(x);
+                mel.push_f32(x, |f| ready.extend(assembler.push_frame(f)));
+            };
+            if n > 0 {
+                resampler.push(&chunk[..n], |x| feed(x, &mut mel));
+            } else if source_done.load(Relaxed) && ring.is_empty() {
+                resampler.finish(|x| feed(x, &mut mel));
+                mel.finish(|f| ready.extend(assembler.push_frame(f)));
+                ready.extend(assembler.finish());
+                finished = true;
+            } else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            for window in ready.drain(..) {
+                let start_s = window.start_frame as f64 * frame_s;
+                let end_s = start_s + window.frames as f64 * frame_s;
+                let span = Duration::from_secs_f64(end_s - start_s);
+                let end = if self.live {
+                    SystemTime::now()
+                } else {
+                    epoch + Duration::from_secs_f64(end_s)
+                };
+                self.counters.windows.fetch_add(1, Relaxed);
+                let job = Job {
+                    window,
+                    ready: Instant::now(),
+                    start: end.checked_sub(span).unwrap_or(end),
+                    end,
+                    end_s,
+                };
+                match queue.push(job, stop) {
+                    Pushed::Queued => {}
+                    Pushed::DroppedOldest => {
+                        self.counters.skipped_windows.fetch_add(1, Relaxed);
+                        log::debug!("inference is behind: dropped the oldest queued window");
+                    }
+                    Pushed::Refused => return Ok(()),
+                }
+                self.counters.queue_depth.store(queue.len() as u64, Relaxed);
+            }
+        }
+        let sanitized = mel.sanitized_samples();
+        if sanitized > 0 {
+            log::warn!("{sanitized} non-finite input sample(s) were replaced by silence");
+        }
+        Ok(())
+    }
+}
+
+/// The inference thread: window → caption event.
+struct Inference {
+    model: Arc<Model>,
+    control: Arc<Control>,
+    counters: Arc<Counters>,
+    silence_dbfs: f32,
+    dedup: Dedup,
+    device: String,
+    seq: u64,
+}
+
+impl Inference {
+    fn run(mut self, queue: &Queue<Job>, captions: &mpsc::Sender<Caption>) {
+        loop {
+            self.counters.inference_beats.fetch_add(1, Relaxed);
+            let job = match queue.pop(Duration::from_millis(200)) {
+                Ok(Some(job)) => job,
+                Ok(None) => continue,
+                Err(()) => return,
+            };
+            self.counters.queue_depth.store(queue.len() as u64, Relaxed);
+            if let Some(caption) = self.caption(job) {
+                if captions.blocking_send(caption).is_err() {
+                    return;
+                }
+                self.counters.captions.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn caption(&mut self, job: Job) -> Option<Caption> {
+        let c = &self.counters;
+        let w = &job.window;
+        if c.paused.load(Relaxed) {
+            c.paused_windows.fetch_add(1, Relaxed);
+            return None;
+        }
+        if w.level_dbfs < self.silence_dbfs {
+            c.silent_windows.fetch_add(1, Relaxed);
+            log::debug!("window {}: silence ({:.1} dBFS)", w.index, w.level_dbfs);
+            return None;
+        }
+        let t0 = Instant::now();
+        let result = crate::caption::caption_mel(&self.model, &w.mel, &self.control.params());
+        let spent = t0.elapsed();
+        let out = match result {
+            Ok(out) => out,
+            Err(e) => {
+                c.failed_windows.fetch_add(1, Relaxed);
+                log::error!(
+                    "window {} ({} frames) not captioned: {e:#}",
+                    w.index,
+                    w.frames
+                );
+                return None;
+            }
+        };
+        let fps = self.model.bundle.manifest.frames_per_second();
+        c.inference_us.fetch_add(spent.as_micros() as u64, Relaxed);
+        c.audio_us
+            .fetch_add((w.frames as f64 / f64::from(fps) * 1e6) as u64, Relaxed);
+        if !self.dedup.admit(&out.text, job.end_s) {
+            c.deduplicated.fetch_add(1, Relaxed);
+            log::debug!(
+                "window {}: repeat of the last caption, not published",
+                w.index
+            );
+            return None;
+        }
+        self.seq += 1;
+        let labels = &self.model.bundle.labels;
+        Some(Caption {
+            v: events::VERSION,
+            seq: self.seq,
+            device: self.device.clone(),
+            speech: labels
+                .iter()
+                .any(|l| l == "speech")
+                .then(|| out.tags.iter().any(|t| t == "speech")),
+            text: out.text,
+            start: events::rfc3339(job.start),
+            end: events::rfc3339(job.end),
+            score: out.score,
+            alternatives: out.alternatives,
+            tags: out.tags,
+            level_dbfs: w.level_dbfs,
+            model: self.model.bundle.manifest.name.clone(),
+            latency_ms: job.ready.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+}

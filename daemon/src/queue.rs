@@ -1,0 +1,185 @@
+//! The bounded queue between the DSP thread and the inference thread. When it is full a new
+//! window either replaces the oldest one (live audio: latency stays bounded, the loss is
+//! counted) or waits for room (replayed audio: nothing is skipped).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::config::Overflow;
+
+/// What happened to a pushed item.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued.
+    Queued,
+    /// Queued; the oldest item was dropped to make room.
+    DroppedOldest,
+    /// Not queued: the queue is closed, or `stop` was raised while waiting.
+    Refused,
+}
+
+/// A bounded multi-thread queue.
+pub struct Queue<T> {
+    state: Mutex<State<T>>,
+    changed: Condvar,
+    capacity: usize,
+    overflow: Overflow,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    closed: bool,
+}
+
+impl<T> Queue<T> {
+    /// A queue of at most `capacity` (≥ 1) items.
+    pub fn new(capacity: usize, overflow: Overflow) -> Self {
+        Self {
+            state: Mutex::new(State {
+                items: VecDeque::with_capacity(capacity),
+                closed: false,
+            }),
+            changed: Condvar::new(),
+            capacity: capacity.max(1),
+            overflow,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panicking holder cannot leave the deque inconsistent: keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds `item` according to the overflow policy; a blocking push gives up when `stop`
+    /// is raised.
+    pub fn push(&self, item: T, stop: &AtomicBool) -> Pushed {
+        let mut s = self.lock();
+        let mut dropped = false;
+        while s.items.len() >= self.capacity && !s.closed {
+            match self.overflow {
+                Overflow::DropOldest => {
+                    s.items.pop_front();
+                    dropped = true;
+                }
+                Overflow::Block => {
+                    if stop.load(Relaxed) {
+                        return Pushed::Refused;
+                    }
+                    s = self
+                        .changed
+                        .wait_timeout(s, Duration::from_millis(50))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        if s.closed {
+            return Pushed::Refused;
+        }
+        s.items.push_back(item);
+        drop(s);
+        self.changed.notify_all();
+        if dropped {
+            Pushed::DroppedOldest
+        } else {
+            Pushed::Queued
+        }
+    }
+
+    /// The oldest item; waits up to `timeout`. `Ok(None)` = timed out, `Err(())` = closed
+    /// and empty.
+    pub fn pop(&self, timeout: Duration) -> Result<Option<T>, ()> {
+        let mut s = self.lock();
+        if s.items.is_empty() && !s.closed {
+            s = self
+                .changed
+                .wait_timeout(s, timeout)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        match s.items.pop_front() {
+            Some(item) => {
+                drop(s);
+                self.changed.notify_all();
+                Ok(Some(item))
+            }
+            None if s.closed => Err(()),
+            None => Ok(None),
+        }
+    }
+
+    /// No more pushes; pops drain what is queued.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    /// Drops everything queued (a shutdown that abandons pending work); returns how many.
+    pub fn clear(&self) -> usize {
+        let mut s = self.lock();
+        let n = s.items.len();
+        s.items.clear();
+        drop(s);
+        self.changed.notify_all();
+        n
+    }
+
+    /// Items queued now.
+    pub fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn drop_oldest_keeps_the_newest() {
+        let q = Queue::new(2, Overflow::DropOldest);
+        let stop = AtomicBool::new(false);
+        assert_eq!(q.push(1, &stop), Pushed::Queued);
+        assert_eq!(q.push(2, &stop), Pushed::Queued);
+        assert_eq!(q.push(3, &stop), Pushed::DroppedOldest);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop(Duration::ZERO), Ok(Some(2)));
+        assert_eq!(q.pop(Duration::ZERO), Ok(Some(3)));
+        assert_eq!(q.pop(Duration::ZERO), Ok(None));
+        q.close();
+        assert_eq!(q.pop(Duration::ZERO), Err(()));
+        assert_eq!(q.push(4, &stop), Pushed::Refused);
+    }
+
+    #[test]
+    fn block_waits_for_the_consumer_and_loses_nothing() {
+        let q = Arc::new(Queue::new(1, Overflow::Block));
+        let producer = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let stop = AtomicBool::new(false);
+                for i in 0..100 {
+                    assert_eq!(q.push(i, &stop), Pushed::Queued);
+                }
+                q.close();
+            })
+        };
+        let mut got = Vec::new();
+        while let Ok(item) = q.pop(Duration::from_millis(10)) {
+            got.extend(item);
+        }
+        producer.join().unwrap();
+        assert_eq!(got, (0..100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_blocked_push_gives_up_on_stop() {
+        let q = Queue::new(1, Overflow::Block);
+        let stop = AtomicBool::new(false);
+        q.push(1, &stop);
+        stop.store(true, Relaxed);
+        assert_eq!(q.push(2, &stop), Pushed::Refused);
+    }
+}

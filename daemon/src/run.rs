@@ -1,0 +1,227 @@
+//! `hark run`: builds the pipeline from the configuration, then runs the service loop —
+//! captions to the sink (MQTT or stdout), stats, commands, signals, systemd notification
+//! and a watchdog that only pings while the pipeline makes progress.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::commands::{Command, Control};
+use crate::config::Config;
+use crate::events::Caption;
+use crate::model::Model;
+use crate::mqtt::Mqtt;
+use crate::pipeline::{Pipeline, Setup};
+use crate::stats::Counters;
+
+/// Time allowed from SIGTERM to exit.
+const SHUTDOWN: Duration = Duration::from_secs(2);
+
+/// Runs until the source ends or a signal arrives.
+pub fn run(cfg: Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(cfg))
+}
+
+/// Window and hop in frames: the config's seconds, else the bundle's.
+fn window_frames(cfg: &Config, model: &Model) -> (usize, usize) {
+    let m = &model.bundle.manifest;
+    let fps = m.frames_per_second();
+    let (w, h) = m.window_frames();
+    let frames = |s: f32| ((s * fps).round() as usize).max(1);
+    let w = cfg.window.seconds.map_or(w, frames);
+    let h = cfg.window.hop_seconds.map_or(h.min(w), frames).min(w);
+    (w, h)
+}
+
+async fn serve(cfg: Config) -> Result<()> {
+    let dir = crate::caption::resolve_bundle(cfg.model.bundle.as_deref())?;
+    let model =
+        Model::load(&dir).with_context(|| format!("cannot use model bundle {}", dir.display()))?;
+    log::info!("{}", model.bundle.describe());
+    let manifest = &model.bundle.manifest;
+    let params = crate::commands::merge(&manifest.decoding, &cfg.decoding)
+        .map_err(|e| anyhow::anyhow!("config {e}"))?;
+    manifest
+        .check_max_len(params.max_len)
+        .map_err(|e| anyhow::anyhow!("config decoding.max_len: {e}"))?;
+    let control = Arc::new(Control::new(params, manifest.tokens.max_len));
+    let device = cfg.device_id();
+    let model_name = manifest.name.clone();
+    let window = window_frames(&cfg, &model);
+    let fps = manifest.frames_per_second();
+    let source = crate::source::open(&cfg.source, manifest.frontend.sample_rate)?;
+    let source_rate = source.sample_rate();
+    log::info!(
+        "listening to {}; {:.2} s windows every {:.2} s; device id {device}",
+        source.describe(),
+        window.0 as f32 / fps,
+        window.1 as f32 / fps
+    );
+
+    let counters = Arc::new(Counters::default());
+    let (command_tx, mut commands) = mpsc::channel::<Vec<u8>>(16);
+    let mqtt = match &cfg.mqtt {
+        Some(m) => Some(Arc::new(Mqtt::start(m, &device, &model_name, command_tx)?)),
+        None => {
+            drop(command_tx);
+            None
+        }
+    };
+    let stats_every =
+        Duration::from_secs_f32(cfg.mqtt.as_ref().map_or(60.0, |m| m.stats_interval_seconds));
+
+    let (caption_tx, caption_rx) = mpsc::channel::<Caption>(16);
+    let pipeline = Pipeline::start(
+        Setup {
+            model: Arc::new(model),
+            source,
+            live: cfg.source.is_live(),
+            window,
+            ring_seconds: cfg.pipeline.ring_seconds,
+            queue: (cfg.pipeline.queue, cfg.overflow()),
+            silence_dbfs: cfg.events.silence_dbfs,
+            dedup_hold_seconds: cfg.events.dedup_hold_seconds,
+            device: device.clone(),
+            control: control.clone(),
+            counters: counters.clone(),
+        },
+        caption_tx,
+    )?;
+    let mut publisher = tokio::spawn(publish(caption_rx, mqtt.clone()));
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut stats_tick = tokio::time::interval_at(Instant::now() + stats_every, stats_every);
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut watchdog_tick =
+        tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w / 2));
+    let mut last_beats = (u64::MAX, u64::MAX);
+    let snapshot = || {
+        let strategy = serde_json::to_value(control.params().strategy)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        counters.snapshot(&device, source_rate, &model_name, &strategy)
+    };
+
+    let mut deadline = None;
+    let mut sink_failure = None;
+    loop {
+        tokio::select! {
+            done = &mut publisher => {
+                if let Ok(Err(e)) = done {
+                    pipeline.abandon();
+                    sink_failure = Some(e);
+                }
+                break;
+            }
+            _ = sigterm.recv() => deadline = Some(begin_shutdown(&pipeline, "SIGTERM")),
+            _ = sigint.recv() => deadline = Some(begin_shutdown(&pipeline, "SIGINT")),
+            _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
+                log::warn!("shutdown: the current window did not finish in time; abandoned");
+                publisher.abort();
+                break;
+            }
+            _ = stats_tick.tick() => match &mqtt {
+                Some(m) => m.stats(&snapshot()),
+                None => log::debug!("stats: {}", serde_json::to_string(&snapshot()).unwrap_or_default()),
+            },
+            Some(raw) = commands.recv() => {
+                let Some(m) = &mqtt else { continue };
+                match control.apply(&raw, &counters) {
+                    Ok(cmd) => {
+                        if cmd != Command::Stats {
+                            log::info!("command: {}", String::from_utf8_lossy(&raw));
+                        }
+                        m.stats(&snapshot());
+                    }
+                    Err(e) => {
+                        log::warn!("rejected command: {}", e.error);
+                        let _ = m.error(&e).await;
+                    }
+                }
+            }
+            _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                let beats = (counters.dsp_beats.load(Relaxed), counters.inference_beats.load(Relaxed));
+                if beats.0 != last_beats.0 && beats.1 != last_beats.1 {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                } else {
+                    log::warn!("pipeline stalled: no watchdog ping");
+                }
+                last_beats = beats;
+            }
+        }
+    }
+
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let stats = snapshot();
+    log::info!(
+        "{} window(s), {} caption(s), {} skipped, {} silent, {} repeated, {} failed, {} ring overrun sample(s)",
+        stats.windows,
+        stats.captions,
+        stats.skipped_windows,
+        stats.silent_windows,
+        stats.deduplicated,
+        stats.failed_windows,
+        stats.ring_overruns
+    );
+    let signalled = deadline.is_some();
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + SHUTDOWN);
+    let mut undelivered = 0;
+    if let Some(m) = &mqtt {
+        m.stats(&stats);
+        undelivered = m.shutdown(deadline).await;
+    }
+    if let Some(e) = sink_failure {
+        return Err(e);
+    }
+    // After a signal the source thread may be blocked reading stdin: do not wait for it.
+    if signalled {
+        return Ok(());
+    }
+    // The source ended by itself: its error, if any, is the exit status.
+    tokio::task::spawn_blocking(move || pipeline.join())
+        .await
+        .context("pipeline thread")??;
+    if undelivered > 0 {
+        anyhow::bail!(
+            "{undelivered} message(s) were not delivered: the broker was unreachable or refused \
+             the connection (see the warnings above)"
+        );
+    }
+    Ok(())
+}
+
+fn begin_shutdown(pipeline: &Pipeline, why: &str) -> Instant {
+    log::info!("{why}: stopping");
+    pipeline.abandon();
+    Instant::now() + SHUTDOWN - Duration::from_millis(300)
+}
+
+/// Hands captions to the sink until the pipeline closes the channel.
+async fn publish(mut captions: mpsc::Receiver<Caption>, mqtt: Option<Arc<Mqtt>>) -> Result<()> {
+    use std::io::Write as _;
+    while let Some(c) = captions.recv().await {
+        match &mqtt {
+            Some(m) => m.caption(&c).await?,
+            None => {
+                let mut out = std::io::stdout().lock();
+                serde_json::to_writer(&mut out, &c)?;
+                writeln!(out)?;
+                out.flush().context("cannot write captions to stdout")?;
+            }
+        }
+        log::info!("caption {}: {}", c.seq, c.text);
+    }
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! The window assembler: turns the stream of log-mel frames into caption windows of
+//! `window` frames every `hop` frames, each with its audio level. Pure logic, no threads.
+//!
+//! Windows are `[k·hop, k·hop + window)`; at the end of a stream the frames after the last
+//! full window become one last, shorter window — the same windows `hark caption` cuts from a
+//! whole file, so replaying a file through `hark run` gives the same captions.
+
+use std::collections::VecDeque;
+
+/// One caption window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// Position in the stream, counting from 0.
+    pub index: u64,
+    /// First frame (stream position).
+    pub start_frame: u64,
+    /// Frames in the window.
+    pub frames: usize,
+    /// Log-mel, frame-major: `frames × n_mels`.
+    pub mel: Vec<f32>,
+    /// RMS level of the window's audio, dBFS (a full-scale square wave is 0 dBFS).
+    pub level_dbfs: f32,
+}
+
+/// Lowest level reported: digital silence.
+pub const FLOOR_DBFS: f32 = -120.0;
+
+/// Assembles windows from frames and audio levels.
+pub struct Assembler {
+    n_mels: usize,
+    window: usize,
+    hop: usize,
+    /// Samples per frame hop: audio energy is kept per block of this many samples,
+    /// block `i` lying under frame `i`.
+    hop_samples: usize,
+    /// The last `window` frames.
+    mel: VecDeque<f32>,
+    /// Frames seen.
+    frames: u64,
+    /// Frame count at which the next window is complete.
+    next_end: u64,
+    emitted: u64,
+    /// Mean square per completed block, the newest last; `first_block` is the number of
+    /// the oldest one kept.
+    blocks: VecDeque<f64>,
+    first_block: u64,
+    partial_sum: f64,
+    partial_len: usize,
+}
+
+impl Assembler {
+    /// Windows of `window` frames every `hop` frames (`1 <= hop <= window`).
+    pub fn new(n_mels: usize, window: usize, hop: usize, hop_samples: usize) -> Self {
+        assert!(window >= 1 && (1..=window).contains(&hop) && n_mels >= 1 && hop_samples >= 1);
+        Self {
+            n_mels,
+            window,
+            hop,
+            hop_samples,
+            mel: VecDeque::with_capacity(window * n_mels),
+            frames: 0,
+            next_end: window as u64,
+            emitted: 0,
+            blocks: VecDeque::with_capacity(window + 64),
+            first_block: 0,
+            partial_sum: 0.0,
+            partial_len: 0,
+        }
+    }
+
+    /// Accounts the energy of audio samples (at the front end's rate), in stream order.
+    pub fn push_samples(&mut self, samples: &[f32]) {
+        for &s in samples {
+            self.partial_sum += f64::from(s) * f64::from(s);
+            self.partial_len += 1;
+            if self.partial_len == self.hop_samples {
+                self.blocks
+                    .push_back(self.partial_sum / self.hop_samples as f64);
+                self.partial_sum = 0.0;
+                self.partial_len = 0;
+            }
+        }
+        // Blocks older than the oldest frame still needed are never read again.
+        let keep_from = (self.frames + 1).saturating_sub(self.window as u64);
+        while self.first_block < keep_from && !self.blocks.is_empty() {
+            self.blocks.pop_front();
+            self.first_block += 1;
+        }
+    }
+
+    /// Adds one log-mel frame; returns a window when one is complete.
+    pub fn push_frame(&mut self, frame: &[f32]) -> Option<Window> {
+        debug_assert_eq!(frame.len(), self.n_mels);
+        if self.mel.len() == self.window * self.n_mels {
+            self.mel.drain(..self.n_mels);
+        }
+        self.mel.extend(frame.iter().copied());
+        self.frames += 1;
+        if self.frames == self.next_end {
+            self.next_end += self.hop as u64;
+            return Some(self.emit(self.frames - self.window as u64));
+        }
+        None
+    }
+
+    /// Ends the stream: the frames after the last window, if any, as one shorter window.
+    pub fn finish(&mut self) -> Option<Window> {
+        let start = self.emitted * self.hop as u64;
+        let last_end = if self.emitted == 0 {
+            0
+        } else {
+            (self.emitted - 1) * self.hop as u64 + self.window as u64
+        };
+        if self.frames == 0 || self.frames <= last_end {
+            return None;
+        }
+        if self.partial_len > 0 {
+            self.blocks
+                .push_back(self.partial_sum / self.partial_len as f64);
+            self.partial_len = 0;
+        }
+        Some(self.emit(start))
+    }
+
+    fn emit(&mut self, start: u64) -> Window {
+        let frames = (self.frames - start) as usize;
+        let buffered = self.mel.len() / self.n_mels;
+        let skip = (buffered - frames) * self.n_mels;
+        let mel: Vec<f32> = self.mel.iter().skip(skip).copied().collect();
+        let window = Window {
+            index: self.emitted,
+            start_frame: start,
+            frames,
+            mel,
+            level_dbfs: self.level(start, self.frames),
+        };
+        self.emitted += 1;
+        window
+    }
+
+    /// RMS level over blocks `[start, end)`, those that exist.
+    fn level(&self, start: u64, end: u64) -> f32 {
+        let from = start.saturating_sub(self.first_block) as usize;
+        let to = (end.saturating_sub(self.first_block) as usize).min(self.blocks.len());
+        if from >= to {
+            return FLOOR_DBFS;
+        }
+        let mean = self.blocks.range(from..to).sum::<f64>() / (to - from) as f64;
+        if mean <= 0.0 {
+            return FLOOR_DBFS;
+        }
+        ((10.0 * mean.log10()) as f32).max(FLOOR_DBFS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames whose single mel value is the frame number, so windows can be read off.
+    fn run(window: usize, hop: usize, total: usize) -> Vec<(u64, Vec<f32>)> {
+        let mut a = Assembler::new(1, window, hop, 4);
+        let mut out = Vec::new();
+        for i in 0..total {
+            a.push_samples(&[0.5; 4]);
+            if let Some(w) = a.push_frame(&[i as f32]) {
+                out.push((w.start_frame, w.mel));
+            }
+        }
+        if let Some(w) = a.finish() {
+            out.push((w.start_frame, w.mel));
+        }
+        out
+    }
+
+    /// The windows `hark caption` cuts from a whole file of `total` frames.
+    fn batch(window: usize, hop: usize, total: usize) -> Vec<(u64, Vec<f32>)> {
+        let mut starts = vec![0];
+        while starts.last().unwrap() + window < total {
+            starts.push(starts.last().unwrap() + hop);
+        }
+        starts
+            .into_iter()
+            .map(|s| {
+                (
+                    s as u64,
+                    (s..(s + window).min(total)).map(|f| f as f32).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streaming_windows_equal_the_batch_windows() {
+        for (window, hop) in [(5, 5), (5, 2), (4, 1), (1, 1), (6, 3)] {
+            for total in 1..25 {
+                assert_eq!(
+                    run(window, hop, total),
+                    batch(window, hop, total),
+                    "w{window} h{hop} n{total}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn no_frames_no_window() {
+        assert!(run(5, 2, 0).is_empty());
+    }
+
+    #[test]
+    fn level_is_rms_in_dbfs() {
+        let mut a = Assembler::new(1, 4, 4, 10);
+        let mut level = None;
+        for _ in 0..4 {
+            a.push_samples(&[0.1; 10]);
+            if let Some(w) = a.push_frame(&[0.0]) {
+                level = Some(w.level_dbfs);
+            }
+        }
+        assert!((level.unwrap() - -20.0).abs() < 1e-3, "{level:?}");
+
+        let mut silent = Assembler::new(1, 2, 2, 10);
+        silent.push_samples(&[0.0; 20]);
+        silent.push_frame(&[0.0]);
+        assert_eq!(silent.push_frame(&[0.0]).unwrap().level_dbfs, FLOOR_DBFS);
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let mut a = Assembler::new(2, 10, 3, 8);
+        for _ in 0..10_000 {
+            a.push_samples(&[0.25; 8]);
+            a.push_frame(&[0.0, 1.0]);
+        }
+        assert!(a.mel.len() <= 20);
+        assert!(a.blocks.len() <= 12, "{}", a.blocks.len());
+    }
+}
