@@ -5,7 +5,10 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 cd "$REPO"
 
-apt_install build-essential pkg-config libasound2-dev espeak-ng sox curl default-jre-headless
+# mosquitto + openssl: the MQTT end-to-end tests run a real broker, with TLS certificates made
+# by openssl; libasound2-data: the ALSA config the cpal capture test builds on.
+apt_install build-essential pkg-config libasound2-dev libasound2-data espeak-ng sox curl \
+  default-jre-headless mosquitto openssl
 ensure_rust
 "$REPO/scripts/setup-python.sh"
 venv="$HARK_CACHE/venv"

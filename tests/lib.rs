@@ -69,3 +69,222 @@ pub fn fixtures_dir() -> PathBuf {
 pub fn fixture_bundle(name: &str) -> PathBuf {
     fixtures_dir().join("bundles").join(name)
 }
+
+/// The demo clip shipped with the daemon (16 kHz mono 16-bit), as samples.
+pub fn demo_samples() -> Vec<i16> {
+    let path = repo_root().join("daemon/assets/demo.wav");
+    let mut r = hound::WavReader::open(&path).expect("demo.wav");
+    assert_eq!(r.spec().sample_rate, 16_000);
+    r.samples::<i16>().map(|s| s.expect("sample")).collect()
+}
+
+/// Writes 16 kHz mono 16-bit `samples` to `path`.
+pub fn write_wav(path: &std::path::Path, samples: &[i16]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
+    for &s in samples {
+        w.write_sample(s).expect("write sample");
+    }
+    w.finalize().expect("finalize wav");
+}
+
+/// Checks `value` against docs/schema/`name`.schema.json (formats such as date-time
+/// asserted); panics with every violation.
+pub fn assert_schema(name: &str, value: &serde_json::Value) {
+    let path = repo_root().join(format!("docs/schema/{name}.schema.json"));
+    let schema: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("schema file")).expect("schema JSON");
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{name} payload {value} violates its schema: {errors:?}"
+    );
+}
+
+/// A mosquitto broker, a child process on a free loopback port; killed on drop.
+pub struct Broker {
+    child: std::process::Child,
+    /// Its plain-TCP port.
+    pub port: u16,
+    /// Its temporary directory (config, and whatever the test puts there).
+    pub dir: tempfile::TempDir,
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+impl Broker {
+    /// Starts mosquitto with an anonymous listener plus `extra` configuration lines
+    /// (`{dir}` in them is replaced by the broker's directory).
+    pub fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, extra)
+    }
+
+    /// As [`Broker::start`], in a directory the test prepared (certificates, passwords).
+    pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        // mosquitto started as root drops to its own user, which must read the directory.
+        for entry in std::fs::read_dir(dir.path()).expect("broker dir") {
+            let path = entry.expect("entry").path();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        let text = format!(
+            "per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous true\n{}\n",
+            extra.replace("{dir}", &dir.path().display().to_string())
+        );
+        std::fs::write(&conf, text).expect("write mosquitto.conf");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("mosquitto.log")).expect("log"))
+            .spawn()
+            .expect("mosquitto is installed (apt-get install mosquitto)");
+        let broker = Self { child, port, dir };
+        let t0 = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(10),
+                "mosquitto did not listen on {port}: {}",
+                std::fs::read_to_string(broker.dir.path().join("mosquitto.log"))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        broker
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One received MQTT message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// Topic.
+    pub topic: String,
+    /// Payload as text.
+    pub payload: String,
+    /// Delivered as a retained message.
+    pub retain: bool,
+}
+
+impl Message {
+    /// The payload parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.payload).unwrap_or_else(|e| {
+            panic!("{} payload is not JSON ({e}): {}", self.topic, self.payload)
+        })
+    }
+}
+
+/// A test client subscribed to `filters`, recording every message.
+pub struct Subscriber {
+    client: rumqttc::Client,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<Message>>>,
+}
+
+impl Subscriber {
+    /// Connects to the broker's plain port and subscribes; returns once subscribed.
+    pub fn connect(port: u16, filters: &[&str]) -> Self {
+        use rumqttc::{Event, MqttOptions, Packet, QoS};
+        let mut opts = MqttOptions::new(format!("test-{}", free_port()), "127.0.0.1", port);
+        opts.set_keep_alive(std::time::Duration::from_secs(30));
+        let (client, mut connection) = rumqttc::Client::new(opts, 64);
+        for f in filters {
+            client.subscribe(*f, QoS::AtLeastOnce).expect("subscribe");
+        }
+        let messages: std::sync::Arc<std::sync::Mutex<Vec<Message>>> = Default::default();
+        let (subscribed_tx, subscribed_rx) = std::sync::mpsc::channel();
+        let sink = messages.clone();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = subscribed_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => sink.lock().unwrap().push(Message {
+                        topic: p.topic.clone(),
+                        payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                        retain: p.retain,
+                    }),
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        for _ in filters {
+            subscribed_rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .expect("SUBACK from the broker");
+        }
+        Self { client, messages }
+    }
+
+    /// Every message so far.
+    pub fn messages(&self) -> Vec<Message> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// Messages on `topic` so far.
+    pub fn on(&self, topic: &str) -> Vec<Message> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m.topic == topic)
+            .collect()
+    }
+
+    /// Waits until `done(messages)` holds; panics after `secs` with what arrived.
+    pub fn wait_until(&self, secs: u64, what: &str, done: impl Fn(&[Message]) -> bool) {
+        let t0 = std::time::Instant::now();
+        loop {
+            if done(&self.messages()) {
+                return;
+            }
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(secs),
+                "timed out waiting for {what}; received: {:#?}",
+                self.messages()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Publishes `payload` to `topic` (QoS 1).
+    pub fn publish(&self, topic: &str, payload: &str) {
+        self.client
+            .publish(
+                topic,
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                payload.as_bytes().to_vec(),
+            )
+            .expect("publish");
+    }
+}

@@ -287,24 +287,33 @@ impl Microphone {
                 "no default capture device: plug in a microphone or set source.device (see `hark devices`)",
             )?,
             Some(want) => {
-                let matches: Vec<cpal::Device> = host
+                let all: Vec<cpal::Device> = host
                     .input_devices()
                     .context("cannot list capture devices")?
-                    .filter(|d| {
-                        let (id, description) = device_label(d);
-                        id == want || id.contains(want) || description.contains(want)
-                    })
                     .collect();
-                let mut matches = matches.into_iter();
-                match (matches.next(), matches.next()) {
-                    (Some(d), None) => d,
-                    (None, _) => bail!(
+                // An exact id (with or without the host prefix, e.g. `alsa:`) wins over
+                // partial matches of ids and descriptions.
+                let exact = |d: &cpal::Device| {
+                    let (id, description) = device_label(d);
+                    id == want || id.split_once(':').is_some_and(|(_, n)| n == want) || description == want
+                };
+                let partial = |d: &cpal::Device| {
+                    let (id, description) = device_label(d);
+                    id.contains(want) || description.contains(want)
+                };
+                let mut matches: Vec<&cpal::Device> = all.iter().filter(|d| exact(d)).collect();
+                if matches.is_empty() {
+                    matches = all.iter().filter(|d| partial(d)).collect();
+                }
+                match matches.as_slice() {
+                    [d] => (*d).clone(),
+                    [] => bail!(
                         "no capture device matches source.device = {want:?}; `hark devices` lists them"
                     ),
-                    (Some(a), Some(b)) => bail!(
+                    [a, b, ..] => bail!(
                         "source.device = {want:?} matches several devices ({} and {}); give more of the name",
-                        device_label(&a).0,
-                        device_label(&b).0
+                        device_label(a).0,
+                        device_label(b).0
                     ),
                 }
             }

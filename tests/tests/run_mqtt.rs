@@ -1,0 +1,460 @@
+//! `hark run` end to end against a real mosquitto: the file source, the stdin source with
+//! `set` commands, SIGTERM, the last will, TLS with a password. Payloads are checked against
+//! the JSON Schemas in docs/schema.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hark_e2e::{
+    Broker, Message, Subscriber, assert_schema, demo_samples, hark, hark_bin, write_wav,
+};
+use serde_json::Value;
+
+/// Seconds since the Unix epoch of an RFC 3339 UTC time.
+fn epoch_s(t: &str) -> f64 {
+    humantime::parse_rfc3339(t)
+        .unwrap_or_else(|e| panic!("{t:?} is not RFC 3339: {e}"))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("hark.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn captions(sub: &Subscriber, device: &str) -> Vec<Value> {
+    sub.on(&format!("hark/{device}/caption"))
+        .iter()
+        .map(Message::json)
+        .collect()
+}
+
+/// Every caption matches the schema and `seq` runs 1, 2, 3, … without a gap.
+fn assert_contiguous(caps: &[Value]) {
+    for (i, c) in caps.iter().enumerate() {
+        assert_schema("caption", c);
+        assert_eq!(c["seq"], i as u64 + 1, "seq must be contiguous: {caps:#?}");
+    }
+}
+
+#[test]
+fn a_replayed_file_is_published_window_by_window_like_hark_caption() {
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/#", "homeassistant/#"]);
+    // demo clip, 5 s of digital silence, demo clip again.
+    let demo = demo_samples();
+    let mut audio = demo.clone();
+    audio.extend(std::iter::repeat_n(0i16, 5 * 16_000));
+    audio.extend(&demo);
+    let wav = broker.dir.path().join("scene.wav");
+    write_wav(&wav, &audio);
+    let cfg = write_config(
+        broker.dir.path(),
+        &format!(
+            "device = \"e2e\"\n[events]\ndedup_hold_seconds = 0\n\
+             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\nstats_interval_seconds = 0.5\n",
+            broker.port
+        ),
+    );
+    let out = hark(&[
+        "run",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--file",
+        wav.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+
+    // The same windows `hark caption` cuts, except the one inside the silence.
+    let reference = hark(&["caption", "--json", wav.to_str().unwrap()]);
+    assert!(reference.status.success());
+    let expected: Vec<Value> = String::from_utf8_lossy(&reference.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|w: &Value| {
+            !(w["start"].as_f64().unwrap() >= 4.0 && w["end"].as_f64().unwrap() <= 9.0)
+        })
+        .collect();
+    sub.wait_until(10, "every caption", |m| {
+        m.iter().filter(|m| m.topic == "hark/e2e/caption").count() >= expected.len()
+    });
+    let caps = captions(&sub, "e2e");
+    assert_contiguous(&caps);
+    let texts: Vec<&str> = caps.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    let want: Vec<&str> = expected
+        .iter()
+        .map(|w| w["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, want);
+    assert!(
+        texts[0].contains("beep"),
+        "the demo clip's beeps: {:?}",
+        texts[0]
+    );
+    for (c, w) in caps.iter().zip(&expected) {
+        assert_eq!(c["model"], "synth-attention-int8");
+        assert_eq!(c["device"], "e2e");
+        let (start, end) = (
+            epoch_s(c["start"].as_str().unwrap()),
+            epoch_s(c["end"].as_str().unwrap()),
+        );
+        let span = w["end"].as_f64().unwrap() - w["start"].as_f64().unwrap();
+        assert!((end - start - span).abs() < 0.02, "{c} spans {span} s");
+    }
+    // Replayed audio is stamped by position: starts are one hop (2.005 s) apart.
+    let first = epoch_s(caps[0]["start"].as_str().unwrap());
+    let second = epoch_s(caps[1]["start"].as_str().unwrap());
+    assert!((second - first - 2.005).abs() < 0.02, "{first} {second}");
+
+    let status: Vec<Message> = sub.on("hark/e2e/status");
+    assert_eq!(status.first().map(|m| m.payload.as_str()), Some("online"));
+    assert_eq!(status.last().map(|m| m.payload.as_str()), Some("offline"));
+    let discovery = sub.on("homeassistant/sensor/hark_e2e/caption/config");
+    assert_eq!(discovery.len(), 1, "{:#?}", sub.messages());
+    let d = discovery[0].json();
+    assert_eq!(d["state_topic"], "hark/e2e/caption");
+    assert_eq!(d["availability_topic"], "hark/e2e/status");
+
+    let stats: Vec<Value> = sub.on("hark/e2e/stats").iter().map(Message::json).collect();
+    assert!(!stats.is_empty());
+    stats.iter().for_each(|s| assert_schema("stats", s));
+    let last = stats.last().unwrap();
+    assert_eq!(last["windows"], expected.len() as u64 + 1);
+    assert_eq!(last["captions"], expected.len() as u64);
+    assert_eq!(last["silent_windows"], 1);
+    assert_eq!(
+        last["skipped_windows"], 0,
+        "a replayed file waits for inference"
+    );
+
+    // Retained for late subscribers: offline status and the discovery config.
+    let late = Subscriber::connect(broker.port, &["hark/e2e/status", "homeassistant/#"]);
+    late.wait_until(5, "retained messages", |m| m.len() >= 2);
+    let status = late.on("hark/e2e/status");
+    assert!(
+        status[0].retain && status[0].payload == "offline",
+        "{status:?}"
+    );
+}
+
+/// A `hark run --stdin` child publishing as `device` with `config` lines added.
+fn spawn_stdin(broker: &Broker, device: &str, extra: &str) -> Child {
+    let cfg = write_config(
+        broker.dir.path(),
+        &format!(
+            "device = \"{device}\"\n[window]\nseconds = 3.9\nhop_seconds = 3.9\n\
+             [events]\ndedup_hold_seconds = 0\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n{extra}",
+            broker.port
+        ),
+    );
+    Command::new(hark_bin())
+        .args(["run", "-c", cfg.to_str().unwrap(), "--stdin", "16000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hark runs")
+}
+
+/// Four seconds of the demo clip as raw s16le: with 3.9 s windows (390 frames), each segment
+/// written completes exactly one more window.
+fn segment() -> Vec<u8> {
+    demo_samples()[..64_000]
+        .iter()
+        .flat_map(|s| s.to_le_bytes())
+        .collect()
+}
+
+/// A last segment that makes the stream exactly three windows long: 1170 frames, i.e.
+/// 1169 hops of 160 samples (frames are centred), so no shorter tail window follows.
+fn last_segment() -> Vec<u8> {
+    segment()[..2 * (1169 * 160 - 2 * 64_000)].to_vec()
+}
+
+fn stats_where(sub: &Subscriber, device: &str, what: &str, ok: impl Fn(&Value) -> bool) {
+    let topic = format!("hark/{device}/stats");
+    let t0 = Instant::now();
+    loop {
+        if sub.on(&topic).iter().any(|m| ok(&m.json())) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no stats with {what}: {:#?}",
+            sub.on(&topic)
+        );
+        sub.publish(&format!("hark/{device}/set"), r#"{"cmd":"stats"}"#);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn set_commands_pause_resume_and_reject_bad_input() {
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/#"]);
+    let mut child = spawn_stdin(&broker, "cmd", "");
+    let mut stdin = child.stdin.take().unwrap();
+    let set = "hark/cmd/set";
+    sub.wait_until(20, "online", |m| {
+        m.iter()
+            .any(|m| m.topic == "hark/cmd/status" && m.payload == "online")
+    });
+
+    stdin.write_all(&segment()).unwrap();
+    sub.wait_until(20, "caption 1", |m| {
+        m.iter().any(|m| m.topic == "hark/cmd/caption")
+    });
+
+    for good in [
+        r#"{"cmd":"pause"}"#,
+        r#"{"cmd":"decoding","params":{"strategy":"greedy"}}"#,
+    ] {
+        assert_schema("command", &serde_json::from_str(good).unwrap());
+        sub.publish(set, good);
+    }
+    stats_where(&sub, "cmd", "paused, greedy", |s| {
+        s["paused"] == true && s["strategy"] == "greedy"
+    });
+    stdin.write_all(&segment()).unwrap();
+    stats_where(&sub, "cmd", "one paused window", |s| {
+        s["paused_windows"] == 1
+    });
+
+    sub.publish(set, "pause please");
+    sub.publish(set, r#"{"cmd":"decoding","params":{"beam_size":0}}"#);
+    sub.publish(set, r#"{"cmd":"explode"}"#);
+    sub.wait_until(10, "three errors", |m| {
+        m.iter().filter(|m| m.topic == "hark/cmd/error").count() == 3
+    });
+    let errors: Vec<Value> = sub.on("hark/cmd/error").iter().map(Message::json).collect();
+    errors.iter().for_each(|e| assert_schema("error", e));
+    assert!(
+        errors[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid command"),
+        "{errors:?}"
+    );
+    assert_eq!(errors[0]["command"], "pause please");
+    assert!(
+        errors[1]["error"].as_str().unwrap().contains("beam_size"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2]["error"].as_str().unwrap().contains("explode"),
+        "{errors:?}"
+    );
+
+    sub.publish(set, r#"{"cmd":"resume"}"#);
+    stats_where(&sub, "cmd", "resumed", |s| s["paused"] == false);
+    // The third window completes when the stream ends.
+    stdin.write_all(&last_segment()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sub.wait_until(10, "caption 2", |m| {
+        m.iter().filter(|m| m.topic == "hark/cmd/caption").count() >= 2
+    });
+
+    let caps = captions(&sub, "cmd");
+    assert_eq!(
+        caps.len(),
+        2,
+        "the paused window is not captioned: {caps:#?}"
+    );
+    assert_contiguous(&caps);
+    sub.wait_until(5, "offline", |m| {
+        m.iter()
+            .any(|m| m.topic == "hark/cmd/status" && m.payload == "offline")
+    });
+}
+
+fn kill(child: &Child, signal: &str) {
+    let ok = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {signal}");
+}
+
+#[test]
+fn sigterm_publishes_offline_and_exits_within_two_seconds() {
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/#"]);
+    let mut child = spawn_stdin(&broker, "term", "");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&segment()).unwrap();
+    sub.wait_until(20, "caption 1", |m| {
+        m.iter().any(|m| m.topic == "hark/term/caption")
+    });
+    // More audio in flight, stdin left open: the daemon must not wait for either.
+    stdin.write_all(&segment()[..50_000]).unwrap();
+    let t0 = Instant::now();
+    kill(&child, "-TERM");
+    let status = child.wait().unwrap();
+    let took = t0.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(2), "exit took {took:?}");
+    let status = sub.on("hark/term/status");
+    assert_eq!(
+        status.last().map(|m| m.payload.as_str()),
+        Some("offline"),
+        "{status:?}"
+    );
+    drop(stdin);
+}
+
+#[test]
+fn the_last_will_marks_a_killed_daemon_offline() {
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/will/status"]);
+    let mut child = spawn_stdin(&broker, "will", "");
+    sub.wait_until(20, "online", |m| m.iter().any(|m| m.payload == "online"));
+    kill(&child, "-KILL");
+    let _ = child.wait();
+    sub.wait_until(10, "the broker's last will", |m| {
+        m.last().is_some_and(|m| m.payload == "offline")
+    });
+}
+
+/// Generates a CA and a server certificate for 127.0.0.1 with openssl.
+fn make_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=hark test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
+#[test]
+fn tls_with_a_password_from_a_file_and_the_password_never_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let secret = "s3cret-Pa55word";
+    let passwd = dir.path().join("passwd");
+    let ok = Command::new("mosquitto_passwd")
+        .args(["-b", "-c", passwd.to_str().unwrap(), "hark", secret])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mosquitto_passwd");
+    let tls_port = hark_e2e::free_port();
+    let broker = Broker::start_in(
+        dir,
+        &format!(
+            "listener {tls_port} 127.0.0.1\ncafile {{dir}}/ca.pem\ncertfile {{dir}}/server.pem\n\
+             keyfile {{dir}}/server.key\npassword_file {{dir}}/passwd\nallow_anonymous false\n"
+        ),
+    );
+    let sub = Subscriber::connect(broker.port, &["hark/#"]);
+    let d = broker.dir.path();
+    let run = |password: &str, device: &str| {
+        std::fs::write(d.join("password"), format!("{password}\n")).unwrap();
+        let cfg = write_config(
+            d,
+            &format!(
+                "device = \"{device}\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {tls_port}\nusername = \"hark\"\n\
+                 password_file = \"{}\"\n[mqtt.tls]\nca_file = \"{}\"\n",
+                d.join("password").display(),
+                d.join("ca.pem").display()
+            ),
+        );
+        let demo = hark_e2e::repo_root().join("daemon/assets/demo.wav");
+        Command::new(hark_bin())
+            .args([
+                "run",
+                "-c",
+                cfg.to_str().unwrap(),
+                "--file",
+                demo.to_str().unwrap(),
+            ])
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap()
+    };
+
+    let out = run(secret, "tls");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("mqtts://127.0.0.1"), "{log}");
+    assert!(!log.contains(secret), "the password leaked into the log");
+    sub.wait_until(10, "the caption over TLS", |m| {
+        m.iter().any(|m| m.topic == "hark/tls/caption")
+    });
+
+    let wrong = "Wr0ng-guess-42";
+    let out = run(wrong, "denied");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "undelivered captions must fail the run: {log}"
+    );
+    assert!(log.contains("not delivered"), "{log}");
+    assert!(
+        !log.contains(wrong) && !log.contains(secret),
+        "a password leaked: {log}"
+    );
+    assert!(sub.on("hark/denied/caption").is_empty());
+}

@@ -1,0 +1,215 @@
+//! `hark run` sources without a broker (captions as JSON lines on stdout): cpal capturing
+//! from the ALSA `file` plugin, bad input, and `hark check-config`.
+
+use std::path::Path;
+use std::process::Command;
+
+use hark_e2e::{assert_schema, demo_samples, hark, hark_bin, repo_root};
+use serde_json::Value;
+
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// An ALSA configuration whose default capture device reads `raw` (s16le, 16 kHz, mono).
+fn alsa_home(home: &Path, raw: &Path) {
+    let conf = format!(
+        "</usr/share/alsa/alsa.conf>\n\
+         pcm.capfile_raw {{ type file slave.pcm \"null\" file \"/dev/null\" infile \"{}\" format \"raw\" }}\n\
+         pcm.capfile {{ type plug slave {{ pcm \"capfile_raw\" format S16_LE rate 16000 channels 1 }}\n\
+           hint {{ show on description \"hark test capture\" }} }}\n\
+         pcm.!default \"capfile\"\n",
+        raw.display()
+    );
+    std::fs::write(home.join("asound.conf"), conf).unwrap();
+}
+
+#[test]
+fn cpal_captures_the_demo_clip_through_the_alsa_file_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("in.raw");
+    let bytes: Vec<u8> = demo_samples()
+        .iter()
+        .flat_map(|s| s.to_le_bytes())
+        .collect();
+    std::fs::write(&raw, &bytes).unwrap();
+    alsa_home(dir.path(), &raw);
+    // The plugin delivers the file as fast as it is read, not in real time: a ring that holds
+    // the whole clip keeps this burst from overrunning.
+    let alsa = |args: &[&str]| {
+        Command::new(hark_bin())
+            .args(args)
+            .env("ALSA_CONFIG_PATH", dir.path().join("asound.conf"))
+            .env("HARK__PIPELINE__RING_SECONDS", "8")
+            .output()
+            .unwrap()
+    };
+
+    let devices = alsa(&["devices"]);
+    let listing = String::from_utf8_lossy(&devices.stdout);
+    assert!(
+        devices.status.success(),
+        "{}",
+        String::from_utf8_lossy(&devices.stderr)
+    );
+    assert!(listing.contains("capfile"), "{listing}");
+
+    // The plugin repeats stale data after the end of its file: capture exactly its length.
+    let seconds = format!("{}", demo_samples().len() as f64 / 16_000.0);
+    let out = alsa(&[
+        "run",
+        "--microphone",
+        "capfile",
+        "--seconds",
+        &seconds,
+        "--device-id",
+        "mic",
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("microphone alsa:capfile (hark test capture)"),
+        "{log}"
+    );
+    assert!(log.contains(" 0 ring overrun"), "{log}");
+    let caps = json_lines(&out.stdout);
+    assert_eq!(caps.len(), 1, "{caps:#?}\n{log}");
+    assert_schema("caption", &caps[0]);
+    let text = caps[0]["text"].as_str().unwrap();
+    for word in ["beep", "tone", "noise"] {
+        assert!(text.contains(word), "caption {text:?} misses {word:?}");
+    }
+    // Bit-exact capture: the same caption as the file itself.
+    let demo = repo_root().join("daemon/assets/demo.wav");
+    let file = json_lines(&hark(&["run", "--file", demo.to_str().unwrap()]).stdout);
+    assert_eq!(file[0]["text"], caps[0]["text"]);
+}
+
+#[test]
+fn a_missing_microphone_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    alsa_home(dir.path(), &dir.path().join("absent.raw"));
+    let out = Command::new(hark_bin())
+        .args(["run", "--microphone", "no-such-mic"])
+        .env("ALSA_CONFIG_PATH", dir.path().join("asound.conf"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no capture device matches source.device = \"no-such-mic\""),
+        "{err}"
+    );
+    assert!(err.contains("hark devices"), "{err}");
+}
+
+#[test]
+fn bad_audio_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wav");
+    std::fs::write(&junk, b"RIFF\x10\0\0\0WAVEjunkjunk").unwrap();
+    let out = hark(&["run", "--file", junk.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("junk.wav") && err.contains("WAV"), "{err}");
+
+    let out = hark(&["run", "--file", "/nonexistent.wav"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("source.path = /nonexistent.wav: no such file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stdin_pcm_in_two_channels_is_downmixed_and_captioned() {
+    let stereo: Vec<u8> = demo_samples()
+        .iter()
+        .flat_map(|s| [s.to_le_bytes(), s.to_le_bytes()])
+        .flatten()
+        .collect();
+    let mut child = Command::new(hark_bin())
+        .args(["run", "--stdin", "16000", "--channels", "2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&stereo).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let caps = json_lines(&out.stdout);
+    let demo = repo_root().join("daemon/assets/demo.wav");
+    let file = json_lines(&hark(&["run", "--file", demo.to_str().unwrap()]).stdout);
+    assert_eq!(caps.len(), 1);
+    assert_eq!(caps[0]["text"], file[0]["text"]);
+}
+
+#[test]
+fn check_config_accepts_good_files_and_names_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "device = \"kitchen\"\n[source]\nkind = \"microphone\"\ndevice = \"USB\"\n\
+         [mqtt]\nhost = \"broker.local\"\n[decoding]\nstrategy = \"greedy\"\n",
+    )
+    .unwrap();
+    let out = hark(&["check-config", good.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("ok") && text.contains("broker.local:1883 as hark/kitchen"),
+        "{text}"
+    );
+
+    let shipped = repo_root().join("daemon/config/hark.toml");
+    let out = hark(&["check-config", shipped.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let check = |body: &str, env: &[(&str, &str)]| {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, body).unwrap();
+        let out = Command::new(hark_bin())
+            .args(["check-config", path.to_str().unwrap()])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{body} must be rejected");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = check("[mqtt]\nhost = \"b\"\nqos = 7\n", &[]);
+    assert!(e.contains("mqtt.qos = 7: must be 0, 1 or 2"), "{e}");
+    let e = check("[mqtt]\nhost = \"b\"\nport = \"eighty\"\n", &[]);
+    assert!(e.contains("port"), "{e}");
+    let e = check("[sorce]\nkind = \"file\"\n", &[]);
+    assert!(e.contains("sorce"), "{e}");
+    let e = check("[decoding]\nbeam_size = 0\n", &[]);
+    assert!(e.contains("decoding.beam_size"), "{e}");
+    let e = check("[decoding]\nmax_len = 500\n", &[]);
+    assert!(e.contains("max_len") && e.contains("tokens.max_len"), "{e}");
+    // Environment overrides apply over the file, and are checked the same way.
+    let e = check("[mqtt]\nhost = \"b\"\n", &[("HARK__MQTT__QOS", "5")]);
+    assert!(e.contains("mqtt.qos = 5"), "{e}");
+    let e = check("[model]\nbundle = \"/nowhere\"\n", &[]);
+    assert!(e.contains("/nowhere"), "{e}");
+}
