@@ -28,7 +28,31 @@ pub fn run(cfg: Config) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(cfg))
+    let result = runtime.block_on(serve(cfg));
+    // A stdout write blocked on a full pipe must not hold up the exit.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
+}
+
+/// Decides each watchdog ping: only while both pipeline threads' heartbeats advance, so a
+/// stalled pipeline (not just a live process) gets the service restarted.
+struct Watchdog {
+    last: (u64, u64),
+}
+
+impl Watchdog {
+    fn new() -> Self {
+        Self {
+            last: (u64::MAX, u64::MAX),
+        }
+    }
+
+    /// Whether to ping, given the DSP and inference heartbeat counters now.
+    fn progressed(&mut self, beats: (u64, u64)) -> bool {
+        let ok = beats.0 != self.last.0 && beats.1 != self.last.1;
+        self.last = beats;
+        ok
+    }
 }
 
 /// Window and hop in frames: the config's seconds, else the bundle's.
@@ -105,7 +129,7 @@ async fn serve(cfg: Config) -> Result<()> {
     let watchdog = sd_notify::watchdog_enabled();
     let mut watchdog_tick =
         tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w / 2));
-    let mut last_beats = (u64::MAX, u64::MAX);
+    let mut progress = Watchdog::new();
     let snapshot = || {
         let strategy = serde_json::to_value(control.params().strategy)
             .ok()
@@ -153,12 +177,11 @@ async fn serve(cfg: Config) -> Result<()> {
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
                 let beats = (counters.dsp_beats.load(Relaxed), counters.inference_beats.load(Relaxed));
-                if beats.0 != last_beats.0 && beats.1 != last_beats.1 {
+                if progress.progressed(beats) {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 } else {
-                    log::warn!("pipeline stalled: no watchdog ping");
+                    log::warn!("pipeline stalled: watchdog not pinged");
                 }
-                last_beats = beats;
             }
         }
     }
@@ -215,13 +238,33 @@ async fn publish(mut captions: mpsc::Receiver<Caption>, mqtt: Option<Arc<Mqtt>>)
         match &mqtt {
             Some(m) => m.caption(&c).await?,
             None => {
-                let mut out = std::io::stdout().lock();
-                serde_json::to_writer(&mut out, &c)?;
-                writeln!(out)?;
-                out.flush().context("cannot write captions to stdout")?;
+                let mut line = serde_json::to_vec(&c)?;
+                line.push(b'\n');
+                // Off the runtime: a reader that stops reading must not freeze signal handling.
+                tokio::task::spawn_blocking(move || {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&line).and_then(|()| out.flush())
+                })
+                .await?
+                .context("cannot write captions to stdout")?;
             }
         }
         log::info!("caption {}: {}", c.seq, c.text);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Watchdog;
+
+    #[test]
+    fn the_watchdog_pings_only_while_both_threads_progress() {
+        let mut w = Watchdog::new();
+        assert!(w.progressed((1, 1)));
+        assert!(w.progressed((5, 2)));
+        assert!(!w.progressed((9, 2)), "inference stalled");
+        assert!(!w.progressed((9, 7)), "dsp stalled");
+        assert!(w.progressed((10, 8)));
+    }
 }
