@@ -140,41 +140,67 @@ impl Broker {
 
     /// As [`Broker::start`], in a directory the test prepared (certificates, passwords).
     pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Self {
-        use std::os::unix::fs::PermissionsExt as _;
-        // mosquitto started as root drops to its own user, which must read the directory.
-        for entry in std::fs::read_dir(dir.path()).expect("broker dir") {
-            let path = entry.expect("entry").path();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        }
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
+        // `user root`: a broker started as root keeps the rights to read the test's files
+        // (it is ignored otherwise). Persistence: a restarted broker keeps sessions.
+        let path = dir.path().display().to_string();
         let text = format!(
-            "per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous true\n{}\n",
-            extra.replace("{dir}", &dir.path().display().to_string())
+            "user root\npersistence true\npersistence_location {path}/\n\
+             per_listener_settings true\nlistener {port} 127.0.0.1\nallow_anonymous true\n{}\n",
+            extra.replace("{dir}", &path)
         );
         std::fs::write(&conf, text).expect("write mosquitto.conf");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("mosquitto.log")).expect("log"))
-            .spawn()
-            .expect("mosquitto is installed (apt-get install mosquitto)");
-        let broker = Self { child, port, dir };
+        let mut broker = Self {
+            child: spawn_mosquitto(dir.path()),
+            port,
+            dir,
+        };
+        broker.wait_listening();
+        broker
+    }
+
+    fn wait_listening(&mut self) {
         let t0 = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 t0.elapsed() < std::time::Duration::from_secs(10),
-                "mosquitto did not listen on {port}: {}",
-                std::fs::read_to_string(broker.dir.path().join("mosquitto.log"))
-                    .unwrap_or_default()
+                "mosquitto did not listen on {}: {}",
+                self.port,
+                std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        broker
     }
+
+    /// Stops the broker as an administrator would (SIGTERM: it saves its sessions).
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same configuration.
+    pub fn restart(&mut self) {
+        self.child = spawn_mosquitto(self.dir.path());
+        self.wait_listening();
+    }
+}
+
+fn spawn_mosquitto(dir: &std::path::Path) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("mosquitto.log"))
+        .expect("log");
+    Command::new("mosquitto")
+        .arg("-c")
+        .arg(dir.join("mosquitto.conf"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("mosquitto is installed (apt-get install mosquitto)")
 }
 
 impl Drop for Broker {
@@ -211,21 +237,29 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Connects to the broker's plain port and subscribes; returns once subscribed.
+    /// Connects to the broker's plain port and subscribes; returns once subscribed. The
+    /// session is persistent and resubscribed on every connection, so a restarted broker
+    /// delivers what was published while this client was reconnecting.
     pub fn connect(port: u16, filters: &[&str]) -> Self {
         use rumqttc::{Event, MqttOptions, Packet, QoS};
         let mut opts = MqttOptions::new(format!("test-{}", free_port()), "127.0.0.1", port);
         opts.set_keep_alive(std::time::Duration::from_secs(30));
+        opts.set_clean_session(false);
         let (client, mut connection) = rumqttc::Client::new(opts, 64);
-        for f in filters {
-            client.subscribe(*f, QoS::AtLeastOnce).expect("subscribe");
-        }
         let messages: std::sync::Arc<std::sync::Mutex<Vec<Message>>> = Default::default();
         let (subscribed_tx, subscribed_rx) = std::sync::mpsc::channel();
         let sink = messages.clone();
+        let resubscribe = client.clone();
+        let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+        let wanted = filters.len();
         std::thread::spawn(move || {
             for event in connection.iter() {
                 match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        for f in &filters {
+                            let _ = resubscribe.try_subscribe(f.as_str(), QoS::AtLeastOnce);
+                        }
+                    }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         let _ = subscribed_tx.send(());
                     }
@@ -235,11 +269,12 @@ impl Subscriber {
                         retain: p.retain,
                     }),
                     Ok(_) => {}
-                    Err(_) => return,
+                    // The broker is restarting: keep polling, the client reconnects.
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
                 }
             }
         });
-        for _ in filters {
+        for _ in 0..wanted {
             subscribed_rx
                 .recv_timeout(std::time::Duration::from_secs(10))
                 .expect("SUBACK from the broker");

@@ -25,7 +25,7 @@ pub enum SourceConfig {
         #[serde(default)]
         max_seconds: Option<f32>,
     },
-    /// A WAV file, read as fast as possible or paced in real time.
+    /// A WAV or FLAC file, read as fast as possible or paced in real time.
     File {
         /// The file.
         path: PathBuf,
@@ -382,7 +382,7 @@ impl Config {
             SourceConfig::File { path, .. } => {
                 if !path.is_file() {
                     bail!(
-                        "source.path = {}: no such file (give a WAV file)",
+                        "source.path = {}: no such file (give a WAV or FLAC file)",
                         path.display()
                     );
                 }

@@ -47,9 +47,9 @@ enum Command {
         /// The TOML file.
         file: PathBuf,
     },
-    /// Caption WAV files, window by window, and print the captions.
+    /// Caption WAV or FLAC files, window by window, and print the captions.
     Caption {
-        /// WAV files (any rate and channel count).
+        /// WAV or FLAC files (any rate and channel count).
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Model bundle directory (default: the bundle shipped with hark).
@@ -61,9 +61,9 @@ enum Command {
         #[command(flatten)]
         decoding: DecodeArgs,
     },
-    /// Write the log-mel features of a WAV file as a float32 .npy array [n_mels, frames].
+    /// Write the log-mel features of a WAV or FLAC file as a float32 .npy array [n_mels, frames].
     Features {
-        /// Input WAV file (any rate and channel count; resampled and downmixed).
+        /// Input WAV or FLAC file (any rate and channel count; resampled and downmixed).
         file: PathBuf,
         /// Output .npy file.
         #[arg(long)]
@@ -83,7 +83,7 @@ struct RunArgs {
     /// Configuration file (TOML); without it, built-in defaults and `HARK__…` variables.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Caption this WAV file instead of the configured source, then exit.
+    /// Caption this WAV or FLAC file instead of the configured source, then exit.
     #[arg(long, conflicts_with_all = ["stdin", "microphone"])]
     file: Option<PathBuf>,
     /// With --file: deliver the audio at its real speed, like a microphone.

@@ -115,7 +115,7 @@ pub fn open(cfg: &SourceConfig, preferred_rate: u32) -> Result<Box<dyn Source>> 
     })
 }
 
-/// A WAV file, decoded up front (files are bounded; hark reads them whole elsewhere too).
+/// A WAV or FLAC file, decoded up front (files are bounded; hark reads them whole elsewhere too).
 pub struct FileSource {
     path: PathBuf,
     clip: crate::wav::Clip,

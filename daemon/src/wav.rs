@@ -1,4 +1,5 @@
-//! Reading WAV files into mono f32 samples, with errors that say what is wrong and what to do.
+//! Reading WAV and FLAC files into mono f32 samples, with errors that say what is wrong and
+//! what to do.
 
 use std::path::Path;
 
@@ -13,8 +14,17 @@ pub struct Clip {
     pub sample_rate: u32,
 }
 
-/// Reads a PCM (8/16/24/32-bit integer) or 32-bit float WAV file and downmixes it to mono.
+/// Reads a FLAC or a PCM (8/16/24/32-bit integer) or 32-bit float WAV file and downmixes it
+/// to mono.
 pub fn read(path: &Path) -> Result<Clip> {
+    let mut magic = [0u8; 4];
+    let is_flac = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok()
+        && &magic == b"fLaC";
+    if is_flac {
+        return read_flac(path);
+    }
     let reader = WavReader::open(path).with_context(|| {
         format!(
             "cannot read {} as a WAV file (hark reads PCM or float WAV)",
@@ -43,13 +53,40 @@ pub fn read(path: &Path) -> Result<Clip> {
         ),
     }
     .with_context(|| format!("{}: WAV data is truncated or corrupt", path.display()))?;
-    let channels = spec.channels as usize;
-    let samples = interleaved
+    Ok(Clip {
+        samples: downmix(&interleaved, usize::from(spec.channels)),
+        sample_rate: spec.sample_rate,
+    })
+}
+
+fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
+    interleaved
         .chunks_exact(channels)
         .map(|frame| frame.iter().sum::<f32>() / channels as f32)
-        .collect();
+        .collect()
+}
+
+fn read_flac(path: &Path) -> Result<Clip> {
+    let mut reader = claxon::FlacReader::open(path)
+        .with_context(|| format!("cannot read {} as a FLAC file", path.display()))?;
+    let info = reader.streaminfo();
+    if info.channels == 0 || info.sample_rate == 0 || !(1..=32).contains(&info.bits_per_sample) {
+        bail!(
+            "{}: FLAC header declares {} channels, {} bits at {} Hz",
+            path.display(),
+            info.channels,
+            info.bits_per_sample,
+            info.sample_rate
+        );
+    }
+    let scale = 1.0 / (1u64 << (info.bits_per_sample - 1)) as f32;
+    let interleaved: Vec<f32> = reader
+        .samples()
+        .map(|s| s.map(|v| v as f32 * scale))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{}: FLAC data is truncated or corrupt", path.display()))?;
     Ok(Clip {
-        samples,
-        sample_rate: spec.sample_rate,
+        samples: downmix(&interleaved, info.channels as usize),
+        sample_rate: info.sample_rate,
     })
 }

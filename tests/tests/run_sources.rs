@@ -125,6 +125,28 @@ fn bad_audio_files_are_clear_errors() {
 }
 
 #[test]
+fn a_flac_file_is_captioned_like_the_wav_it_was_made_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let flac = dir.path().join("demo.flac");
+    let demo = repo_root().join("daemon/assets/demo.wav");
+    let ok = Command::new("sox")
+        .arg(&demo)
+        .arg(&flac)
+        .status()
+        .expect("sox")
+        .success();
+    assert!(ok, "sox wav -> flac");
+    let from_flac = json_lines(&hark(&["run", "--file", flac.to_str().unwrap()]).stdout);
+    let from_wav = json_lines(&hark(&["run", "--file", demo.to_str().unwrap()]).stdout);
+    assert_eq!(from_flac.len(), 1);
+    assert_eq!(from_flac[0]["text"], from_wav[0]["text"]);
+    assert_eq!(
+        from_flac[0]["score"], from_wav[0]["score"],
+        "lossless: the same samples"
+    );
+}
+
+#[test]
 fn stdin_pcm_in_two_channels_is_downmixed_and_captioned() {
     let stereo: Vec<u8> = demo_samples()
         .iter()
