@@ -421,7 +421,14 @@ impl Bundle {
     /// One line describing the model, for the log.
     pub fn describe(&self) -> String {
         let m = &self.manifest;
-        let metrics: Vec<String> = m.metrics.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let metrics: Vec<String> = m
+            .metrics
+            .iter()
+            .map(|(k, v)| match v.as_float() {
+                Some(f) => format!("{k}={f:.3}"),
+                None => format!("{k}={v}"),
+            })
+            .collect();
         format!(
             "model {} ({}, licence {}) trained on {}, made by {}; metrics: {}",
             m.name,

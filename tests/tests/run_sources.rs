@@ -147,6 +147,36 @@ fn a_flac_file_is_captioned_like_the_wav_it_was_made_from() {
 }
 
 #[test]
+fn a_realtime_file_is_paced_and_stamped_like_a_microphone() {
+    let demo = repo_root().join("daemon/assets/demo.wav");
+    let t0 = std::time::Instant::now();
+    let out = hark(&["run", "--file", demo.to_str().unwrap(), "--realtime"]);
+    let took = t0.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took >= 3.9, "4 s of audio delivered in {took:.2} s");
+    let caps = json_lines(&out.stdout);
+    assert_eq!(caps.len(), 1);
+    let at = |key: &str| {
+        humantime::parse_rfc3339(caps[0][key].as_str().unwrap())
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    // Live stamping: the window ended when its last sample arrived, moments ago.
+    assert!(now - at("end") < 2.0, "end {} vs now {now}", at("end"));
+    assert!((at("end") - at("start") - 4.01).abs() < 0.02);
+}
+
+#[test]
 fn stdin_pcm_in_two_channels_is_downmixed_and_captioned() {
     let stereo: Vec<u8> = demo_samples()
         .iter()
