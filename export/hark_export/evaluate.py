@@ -172,8 +172,14 @@ def hark_flags(given: dict) -> list[str]:
 def caption_bundle(bundle: Path, clips: list[Clip], given: dict,
                    hark: Path) -> list[dict]:
     """One `hark caption --json` object per clip (its first window), in clip order."""
-    files = [str(c.audio) for c in clips]
-    cmd = [str(hark), "caption", *files, "--bundle", str(bundle), "--json", *hark_flags(given)]
+    return hark_caption(bundle, [c.audio for c in clips], hark_flags(given), hark)
+
+
+def hark_caption(bundle: Path, audio: list[Path], flags: list[str], hark: Path) -> list[dict]:
+    """`hark caption FILES --bundle DIR --json FLAGS` in one process (the model loads once):
+    the JSON object of each file's first window, in file order."""
+    files = [str(a) for a in audio]
+    cmd = [str(hark), "caption", *files, "--bundle", str(bundle), "--json", *flags]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:2])} … failed ({proc.returncode}): "

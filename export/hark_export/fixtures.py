@@ -63,20 +63,34 @@ def _entry(h: Hypothesis, text) -> dict:
     return {"tokens": h.tokens, "text": text(h.tokens), "score": h.score}
 
 
+def reference_params(decoding: dict, key: str) -> DecodeParams:
+    """DECODINGS[key] over a bundle's [decoding] table: what `hark caption` decodes with the
+    key's options and that bundle."""
+    p = DECODINGS[key][0]
+    return DecodeParams(**{**DecodeParams.from_manifest(decoding).__dict__,
+                           "strategy": p.strategy, "beam_size": p.beam_size,
+                           "alternatives": p.alternatives})
+
+
+def torch_stepper(model):
+    """`stepper_for` of `references` over a PyTorch model: a clip's mel -> its stepper."""
+    def stepper_for(mel):
+        return TorchStepper(model, model.encode(torch.from_numpy(mel)[None]).detach())
+    return stepper_for
+
+
 def references(bundle: Path, clips: list[Path], stepper_for) -> dict:
     """Greedy and beam-3 decodes of `clips` with the bundle's [decoding] defaults otherwise;
     `stepper_for(mel)` gives the stepper (PyTorch or onnxruntime) of a clip."""
     onnx_model = OnnxModel(bundle)
-    defaults = DecodeParams.from_manifest(onnx_model.manifest["decoding"])
     frontend = onnx_model.manifest["frontend"]
     out = {"bundle": f"bundles/{bundle.name}", "clips": [],
            "hark_args": {k: args for k, (_, args) in DECODINGS.items()}}
     for wav in clips:
         mel = features(wav, frontend)
         row = {"wav": f"clips/{wav.name}", "frames": int(mel.shape[1])}
-        for key, (p, _) in DECODINGS.items():
-            params = DecodeParams(**{**defaults.__dict__, "strategy": p.strategy,
-                                     "beam_size": p.beam_size, "alternatives": p.alternatives})
+        for key in DECODINGS:
+            params = reference_params(onnx_model.manifest["decoding"], key)
             best, *rest = decode(stepper_for(mel), SPECIAL, params)
             row[key] = {**_entry(best, onnx_model.text),
                         "alternatives": [_entry(h, onnx_model.text) for h in rest]}
@@ -126,10 +140,7 @@ def build(out: Path) -> dict:
         finish_bundle(bundle, {**fp32.manifest, "metrics": metrics},
                       sum(t.numel() for t in model.parameters()), [])
         validate_bundle(bundle)
-
-        def torch_stepper(mel, model=model):
-            return TorchStepper(model, model.encode(torch.from_numpy(mel)[None]).detach())
-        ref = references(bundle, clips, torch_stepper)
+        ref = references(bundle, clips, torch_stepper(model))
         (out / "reference" / f"{arch}.json").write_text(json.dumps(ref, indent=1) + "\n")
         summary["bundles"][arch] = {**metrics, "reference": "pytorch"}
         print(f"{arch}: BLEU-4 {metrics['bleu_4']:.3f}, parity {p.max_abs_diff:.1e}, "
