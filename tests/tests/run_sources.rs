@@ -57,12 +57,19 @@ fn cpal_captures_the_demo_clip_through_the_alsa_file_plugin() {
     );
     assert!(listing.contains("capfile"), "{listing}");
 
-    // The plugin repeats stale data after the end of its file: capture exactly its length.
+    // The README's microphone command, with the plugin as the default capture device and
+    // a real broker. The plugin repeats stale data after the end of its file: capture
+    // exactly its length.
+    let broker = hark_e2e::Broker::start("");
+    let sub = hark_e2e::Subscriber::connect(broker.port, &["hark/#"]);
     let seconds = format!("{}", demo_samples().len() as f64 / 16_000.0);
+    let port = format!("127.0.0.1:{}", broker.port);
     let out = alsa(&[
         "run",
         "--microphone",
-        "capfile",
+        "default",
+        "--broker",
+        &port,
         "--seconds",
         &seconds,
         "--device-id",
@@ -70,12 +77,16 @@ fn cpal_captures_the_demo_clip_through_the_alsa_file_plugin() {
     ]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert!(
-        log.contains("microphone alsa:capfile (hark test capture)"),
-        "{log}"
-    );
+    assert!(log.contains("microphone alsa:default"), "{log}");
     assert!(log.contains(" 0 ring overrun"), "{log}");
-    let caps = json_lines(&out.stdout);
+    sub.wait_until(10, "the caption", |m| {
+        m.iter().any(|m| m.topic == "hark/mic/caption")
+    });
+    let caps: Vec<Value> = sub
+        .on("hark/mic/caption")
+        .iter()
+        .map(|m| m.json())
+        .collect();
     assert_eq!(caps.len(), 1, "{caps:#?}\n{log}");
     assert_schema("caption", &caps[0]);
     let text = caps[0]["text"].as_str().unwrap();
@@ -86,6 +97,15 @@ fn cpal_captures_the_demo_clip_through_the_alsa_file_plugin() {
     let demo = repo_root().join("daemon/assets/demo.wav");
     let file = json_lines(&hark(&["run", "--file", demo.to_str().unwrap()]).stdout);
     assert_eq!(file[0]["text"], caps[0]["text"]);
+
+    // A device chosen by name works the same way.
+    let out = alsa(&["run", "--microphone", "capfile", "--seconds", &seconds]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("microphone alsa:capfile (hark test capture)"),
+        "{log}"
+    );
+    assert_eq!(json_lines(&out.stdout)[0]["text"], file[0]["text"]);
 }
 
 #[test]
