@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$REPO"
 
 # mosquitto + openssl: the MQTT end-to-end tests run a real broker, with TLS certificates made
-# by openssl; libasound2-data: the ALSA config the cpal capture test builds on.
+# by openssl; libasound2-data: the ALSA config the cpal capture test builds on; systemd: its
+# systemd-analyze checks the service unit.
 apt_install build-essential pkg-config libasound2-dev libasound2-data espeak-ng sox curl \
-  default-jre-headless mosquitto openssl
+  default-jre-headless mosquitto openssl systemd
 ensure_rust
 "$REPO/scripts/setup-python.sh"
 venv="$HARK_CACHE/venv"

@@ -1,0 +1,120 @@
+//! The deployment files: systemd/hark.service passes `systemd-analyze verify` and scores an
+//! exposure of at most 2.0 in `systemd-analyze security`, and every board profile in
+//! firmware-config/ passes `hark check-config`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hark_e2e::{hark, hark_bin, repo_root};
+
+const EXEC_START: &str = "ExecStart=/usr/bin/hark run -c /etc/hark/hark.toml";
+
+/// Runs `systemd-analyze args…`; None when it is not installed (scripts/test.sh installs it).
+fn systemd_analyze(args: &[&str]) -> Option<Output> {
+    match Command::new("systemd-analyze").args(args).output() {
+        Ok(out) => Some(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => panic!("cannot run systemd-analyze: {e}"),
+    }
+}
+
+/// The unit, copied into `dir` with ExecStart pointing at the built binary: both analyses
+/// need the program to exist, and /usr/bin/hark is not there on a build machine.
+fn unit_for_this_build(dir: &Path) -> PathBuf {
+    let unit = std::fs::read_to_string(repo_root().join("systemd/hark.service")).unwrap();
+    assert!(
+        unit.lines().any(|l| l == EXEC_START),
+        "systemd/hark.service must run `{EXEC_START}`"
+    );
+    let path = dir.join("hark.service");
+    let exec = format!("ExecStart={} run -c /etc/hark/hark.toml", hark_bin().display());
+    std::fs::write(&path, unit.replace(EXEC_START, &exec)).unwrap();
+    path
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn systemd_unit_verifies_and_is_hardened() {
+    let Some(version) = systemd_analyze(&["--version"]) else {
+        eprintln!(
+            "SKIPPED systemd_unit_verifies_and_is_hardened: systemd-analyze is not installed \
+             (apt-get install systemd)"
+        );
+        return;
+    };
+    eprintln!("{}", text(&version.stdout).lines().next().unwrap_or_default());
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_for_this_build(dir.path());
+    let unit = unit.to_str().unwrap();
+
+    // verify exits 0 on unknown keys and unparsable values, only warning on stderr: any line
+    // about our unit fails the test (lines about the host's own units are not ours to fix).
+    let verify = systemd_analyze(&["verify", unit]).unwrap();
+    let warnings = text(&verify.stderr);
+    let ours: Vec<&str> = warnings
+        .lines()
+        .filter(|l| l.contains("hark.service"))
+        .collect();
+    assert!(
+        verify.status.success() && ours.is_empty(),
+        "systemd-analyze verify: {warnings}"
+    );
+
+    // --threshold is in tenths: 20 = an exposure of 2.0.
+    let security =
+        systemd_analyze(&["security", "--offline=true", "--threshold=20", unit]).unwrap();
+    let report = text(&security.stdout);
+    let exposure: f32 = report
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for hark.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in: {report}{}", text(&security.stderr)));
+    eprintln!("systemd-analyze security: exposure {exposure}");
+    assert!(
+        security.status.success() && exposure <= 2.0,
+        "exposure {exposure} > 2.0:\n{report}"
+    );
+}
+
+#[test]
+fn every_board_profile_passes_check_config() {
+    let dir = repo_root().join("firmware-config");
+    let mut profiles: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    profiles.sort();
+    let names: Vec<String> = profiles
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "generic-x86.toml",
+            "jetson-orin-nano.toml",
+            "raspberry-pi-4.toml",
+            "raspberry-pi-5.toml",
+            "raspberry-pi-zero-2w.toml",
+        ]
+    );
+    for profile in &profiles {
+        let out = hark(&["check-config", profile.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            profile.display(),
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains(": ok"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+}
