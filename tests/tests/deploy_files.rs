@@ -27,7 +27,10 @@ fn unit_for_this_build(dir: &Path) -> PathBuf {
         "systemd/hark.service must run `{EXEC_START}`"
     );
     let path = dir.join("hark.service");
-    let exec = format!("ExecStart={} run -c /etc/hark/hark.toml", hark_bin().display());
+    let exec = format!(
+        "ExecStart={} run -c /etc/hark/hark.toml",
+        hark_bin().display()
+    );
     std::fs::write(&path, unit.replace(EXEC_START, &exec)).unwrap();
     path
 }
@@ -45,7 +48,10 @@ fn systemd_unit_verifies_and_is_hardened() {
         );
         return;
     };
-    eprintln!("{}", text(&version.stdout).lines().next().unwrap_or_default());
+    eprintln!(
+        "{}",
+        text(&version.stdout).lines().next().unwrap_or_default()
+    );
     let dir = tempfile::tempdir().unwrap();
     let unit = unit_for_this_build(dir.path());
     let unit = unit.to_str().unwrap();
@@ -111,10 +117,6 @@ fn every_board_profile_passes_check_config() {
             profile.display(),
             text(&out.stderr)
         );
-        assert!(
-            text(&out.stdout).contains(": ok"),
-            "{}",
-            text(&out.stdout)
-        );
+        assert!(text(&out.stdout).contains(": ok"), "{}", text(&out.stdout));
     }
 }
