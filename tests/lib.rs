@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// The repository root.
+/// The repository root. Read from the environment cargo sets when it runs a test (not the
+/// compile-time value): a build cache shared by two checkouts may hold the other's library.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf()

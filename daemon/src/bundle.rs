@@ -199,6 +199,16 @@ pub struct TagSpec {
     pub output: String,
 }
 
+/// `[torchscript]`: the graphs traced to TorchScript, run by a `tch` build (fp32 bundles).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TorchScriptSpec {
+    /// The encoder twin: same inputs and outputs as `encoder.file`.
+    pub encoder: String,
+    /// The one-step decoder twin: same inputs and outputs as `decoder.file`.
+    pub decoder: String,
+}
+
 /// The parsed `hark-model.toml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,6 +239,8 @@ pub struct Manifest {
     pub decoding: DecodeParams,
     /// Optional tag head.
     pub tags: Option<TagSpec>,
+    /// Optional TorchScript twin of the graphs.
+    pub torchscript: Option<TorchScriptSpec>,
     /// sha256 of every file.
     pub files: BTreeMap<String, String>,
     /// Evaluation results.
@@ -313,6 +325,10 @@ impl Bundle {
         ];
         if let Some(tags) = &m.tags {
             referenced.push(("tags.labels", &tags.labels));
+        }
+        if let Some(ts) = &m.torchscript {
+            referenced.push(("torchscript.encoder", &ts.encoder));
+            referenced.push(("torchscript.decoder", &ts.decoder));
         }
         for (name, file) in &referenced {
             if !dir.join(file).is_file() {

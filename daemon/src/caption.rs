@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::decode::{self, DecodeParams};
+use crate::bundle::Bundle;
+use crate::decode::{self, DecodeParams, Stepper};
 use crate::model::Model;
 
 /// Where the shipped default bundle is looked for, in order.
@@ -99,11 +100,11 @@ fn ms(since: Instant) -> f64 {
 /// Captions `file`: one caption per window of the bundle's length, windows `hop` apart
 /// (a file shorter than a window is one window).
 pub fn caption_file(
-    model: &Model,
+    model: &dyn Captioner,
     file: &Path,
     params: &DecodeParams,
 ) -> Result<Vec<WindowCaption>> {
-    let m = &model.bundle.manifest;
+    let m = &model.bundle().manifest;
     let clip = crate::wav::read(file)?;
     let t0 = Instant::now();
     let mel = dsp::features(&m.frontend, &clip.samples, clip.sample_rate)
@@ -120,8 +121,9 @@ pub fn caption_file(
     let mut out = Vec::new();
     for &start in &starts {
         let end = (start + window).min(frames);
-        let c =
-            caption_mel(model, &mel[start * n_mels..end * n_mels], params).with_context(|| {
+        let c = model
+            .caption_mel(&mel[start * n_mels..end * n_mels], params)
+            .with_context(|| {
                 format!(
                     "{}: window {:.1}-{:.1} s",
                     file.display(),
@@ -167,31 +169,91 @@ pub struct Captioned {
     pub decoding_ms: f64,
 }
 
-/// Encodes and decodes one window (`frames × n_mels`, frame-major): the step shared by
-/// `hark caption` and the daemon's inference thread.
-pub fn caption_mel(model: &Model, mel: &[f32], params: &DecodeParams) -> Result<Captioned> {
+/// Which runtime executes a bundle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The ONNX graphs through tract, on the CPU.
+    #[default]
+    Tract,
+    /// The TorchScript twin through libtorch, on CUDA when available (`--features tch`).
+    Torch,
+}
+
+/// A loaded model that captions windows of log-mel frames, whatever runs it.
+pub trait Captioner: Send + Sync {
+    /// The bundle it was loaded from.
+    fn bundle(&self) -> &Bundle;
+
+    /// Encodes and decodes one window (`frames × n_mels`, frame-major): the step shared by
+    /// `hark caption` and the daemon's inference thread.
+    fn caption_mel(&self, mel: &[f32], params: &DecodeParams) -> Result<Captioned>;
+}
+
+/// Loads the bundle in `dir` for `backend`.
+pub fn load(dir: &Path, backend: Backend) -> Result<std::sync::Arc<dyn Captioner>> {
+    let context = || format!("cannot use model bundle {}", dir.display());
+    let model: std::sync::Arc<dyn Captioner> = match backend {
+        Backend::Tract => std::sync::Arc::new(Model::load(dir).with_context(context)?),
+        #[cfg(feature = "tch")]
+        Backend::Torch => {
+            std::sync::Arc::new(crate::torch::TorchModel::load(dir).with_context(context)?)
+        }
+        #[cfg(not(feature = "tch"))]
+        Backend::Torch => anyhow::bail!(
+            "the torch backend needs hark built with `--features tch` (docs/DEPLOY.md)"
+        ),
+    };
+    log::info!("{}", model.bundle().describe());
+    Ok(model)
+}
+
+impl Captioner for Model {
+    fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    fn caption_mel(&self, mel: &[f32], params: &DecodeParams) -> Result<Captioned> {
+        let t0 = Instant::now();
+        let encoded = self
+            .encode(mel)
+            .map_err(|e| anyhow::anyhow!("encoder failed: {e:#}"))?;
+        let encoder_ms = ms(t0);
+        let tags = self.tags(&encoded);
+        decode_window(
+            &self.bundle,
+            &mut self.stepper(&encoded),
+            params,
+            encoder_ms,
+            tags,
+        )
+    }
+}
+
+/// Decodes an encoded window with any runtime's stepper.
+pub fn decode_window<S: Stepper>(
+    bundle: &Bundle,
+    stepper: &mut S,
+    params: &DecodeParams,
+    encoder_ms: f64,
+    tags: Vec<String>,
+) -> Result<Captioned> {
     let t0 = Instant::now();
-    let encoded = model
-        .encode(mel)
-        .map_err(|e| anyhow::anyhow!("encoder failed: {e:#}"))?;
-    let encoder_ms = ms(t0);
-    let t0 = Instant::now();
-    let hyps = decode::decode(&mut model.stepper(&encoded), model.bundle.special(), params)
-        .context("decoding failed")?;
+    let hyps = decode::decode(stepper, bundle.special(), params).context("decoding failed")?;
     let decoding_ms = ms(t0);
     let (best, rest) = hyps.split_first().context("decoder produced no caption")?;
     Ok(Captioned {
-        text: model.bundle.text(&best.tokens),
+        text: bundle.text(&best.tokens),
         tokens: best.tokens.clone(),
         score: best.score,
         alternatives: rest
             .iter()
             .map(|h| Alternative {
-                text: model.bundle.text(&h.tokens),
+                text: bundle.text(&h.tokens),
                 score: h.score,
             })
             .collect(),
-        tags: model.tags(&encoded),
+        tags,
         encoder_ms,
         decoding_ms,
     })

@@ -112,6 +112,10 @@ pub struct ModelConfig {
     /// Bundle directory; absent = the shipped default.
     #[serde(default)]
     pub bundle: Option<PathBuf>,
+    /// Runtime: `tract` (ONNX on the CPU) or `torch` (the bundle's TorchScript twin through
+    /// libtorch, CUDA when available; needs a `--features tch` build).
+    #[serde(default)]
+    pub backend: crate::caption::Backend,
 }
 
 /// `[window]`: overrides of the bundle's caption window.

@@ -14,6 +14,8 @@ mod queue;
 mod run;
 mod source;
 mod stats;
+#[cfg(feature = "tch")]
+mod torch;
 mod wav;
 mod window;
 
@@ -55,6 +57,9 @@ enum Command {
         /// Model bundle directory (default: the bundle shipped with hark).
         #[arg(long)]
         bundle: Option<PathBuf>,
+        /// Runtime: tract (ONNX, CPU) or torch (TorchScript twin; needs `--features tch`).
+        #[arg(long, value_enum, default_value_t)]
+        backend: caption::Backend,
         /// Print one JSON object per window (text, score, alternatives, timings).
         #[arg(long)]
         json: bool,
@@ -107,6 +112,9 @@ struct RunArgs {
     /// Model bundle directory.
     #[arg(long)]
     bundle: Option<PathBuf>,
+    /// Runtime: tract (ONNX, CPU) or torch (TorchScript twin; needs `--features tch`).
+    #[arg(long, value_enum)]
+    backend: Option<caption::Backend>,
     /// Publish to this MQTT broker, HOST or HOST:PORT (default: the config's, else stdout).
     #[arg(long)]
     broker: Option<String>,
@@ -152,6 +160,9 @@ impl RunArgs {
         }
         if self.bundle.is_some() {
             cfg.model.bundle = self.bundle;
+        }
+        if let Some(b) = self.backend {
+            cfg.model.backend = b;
         }
         if let Some(broker) = self.broker {
             let (host, port) = match broker.rsplit_once(':') {
@@ -308,22 +319,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Caption {
             files,
             bundle,
+            backend,
             json,
             decoding,
         } => {
             let dir = caption::resolve_bundle(bundle.as_deref())?;
-            let model = model::Model::load(&dir)
-                .with_context(|| format!("cannot use model bundle {}", dir.display()))?;
-            log::info!("{}", model.bundle.describe());
-            let params = commands::merge(&model.bundle.manifest.decoding, &decoding.overrides())
+            let model = caption::load(&dir, backend)?;
+            let manifest = &model.bundle().manifest;
+            let params = commands::merge(&manifest.decoding, &decoding.overrides())
                 .map_err(anyhow::Error::msg)?;
-            model
-                .bundle
-                .manifest
+            manifest
                 .check_max_len(params.max_len)
                 .map_err(|e| anyhow::anyhow!("--max-len: {e}"))?;
             for file in &files {
-                for w in caption::caption_file(&model, file, &params)? {
+                for w in caption::caption_file(model.as_ref(), file, &params)? {
                     if json {
                         println!("{}", serde_json::to_string(&w)?);
                     } else {

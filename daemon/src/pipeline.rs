@@ -19,10 +19,10 @@ use ringbuf::traits::{Consumer, Observer, Split};
 use ringbuf::{HeapCons, HeapRb};
 use tokio::sync::mpsc;
 
+use crate::caption::Captioner;
 use crate::commands::Control;
 use crate::config::Overflow;
 use crate::events::{self, Caption, Dedup};
-use crate::model::Model;
 use crate::queue::{Pushed, Queue};
 use crate::source::{RingWriter, Source};
 use crate::stats::Counters;
@@ -31,7 +31,7 @@ use crate::window::{Assembler, Window};
 /// Everything the pipeline is built from.
 pub struct Setup {
     /// The loaded model.
-    pub model: Arc<Model>,
+    pub model: Arc<dyn Captioner>,
     /// The opened source.
     pub source: Box<dyn Source>,
     /// Live source: windows are stamped with the wall clock when they complete; replayed
@@ -97,7 +97,7 @@ impl Pipeline {
         })?);
 
         let dsp = Dsp {
-            frontend: setup.model.bundle.manifest.frontend.clone(),
+            frontend: setup.model.bundle().manifest.frontend.clone(),
             source_rate,
             window: setup.window,
             live: setup.live,
@@ -262,7 +262,7 @@ impl Dsp {
 
 /// The inference thread: window → caption event.
 struct Inference {
-    model: Arc<Model>,
+    model: Arc<dyn Captioner>,
     control: Arc<Control>,
     counters: Arc<Counters>,
     silence_dbfs: f32,
@@ -303,7 +303,7 @@ impl Inference {
             return None;
         }
         let t0 = Instant::now();
-        let result = crate::caption::caption_mel(&self.model, &w.mel, &self.control.params());
+        let result = self.model.caption_mel(&w.mel, &self.control.params());
         let spent = t0.elapsed();
         let out = match result {
             Ok(out) => out,
@@ -317,7 +317,7 @@ impl Inference {
                 return None;
             }
         };
-        let fps = self.model.bundle.manifest.frames_per_second();
+        let fps = self.model.bundle().manifest.frames_per_second();
         c.inference_us.fetch_add(spent.as_micros() as u64, Relaxed);
         c.audio_us
             .fetch_add((w.frames as f64 / f64::from(fps) * 1e6) as u64, Relaxed);
@@ -330,7 +330,7 @@ impl Inference {
             return None;
         }
         self.seq += 1;
-        let labels = &self.model.bundle.labels;
+        let labels = &self.model.bundle().labels;
         Some(Caption {
             v: events::VERSION,
             seq: self.seq,
@@ -346,7 +346,7 @@ impl Inference {
             alternatives: out.alternatives,
             tags: out.tags,
             level_dbfs: w.level_dbfs,
-            model: self.model.bundle.manifest.name.clone(),
+            model: self.model.bundle().manifest.name.clone(),
             latency_ms: job.ready.elapsed().as_secs_f64() * 1e3,
         })
     }

@@ -11,10 +11,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::caption::Captioner;
 use crate::commands::{Command, Control};
 use crate::config::Config;
 use crate::events::Caption;
-use crate::model::Model;
 use crate::mqtt::Mqtt;
 use crate::pipeline::{Pipeline, Setup};
 use crate::stats::Counters;
@@ -56,8 +56,8 @@ impl Watchdog {
 }
 
 /// Window and hop in frames: the config's seconds, else the bundle's.
-fn window_frames(cfg: &Config, model: &Model) -> (usize, usize) {
-    let m = &model.bundle.manifest;
+fn window_frames(cfg: &Config, model: &dyn Captioner) -> (usize, usize) {
+    let m = &model.bundle().manifest;
     let fps = m.frames_per_second();
     let (w, h) = m.window_frames();
     let frames = |s: f32| ((s * fps).round() as usize).max(1);
@@ -68,10 +68,8 @@ fn window_frames(cfg: &Config, model: &Model) -> (usize, usize) {
 
 async fn serve(cfg: Config) -> Result<()> {
     let dir = crate::caption::resolve_bundle(cfg.model.bundle.as_deref())?;
-    let model =
-        Model::load(&dir).with_context(|| format!("cannot use model bundle {}", dir.display()))?;
-    log::info!("{}", model.bundle.describe());
-    let manifest = &model.bundle.manifest;
+    let model = crate::caption::load(&dir, cfg.model.backend)?;
+    let manifest = &model.bundle().manifest;
     let params = crate::commands::merge(&manifest.decoding, &cfg.decoding)
         .map_err(|e| anyhow::anyhow!("config {e}"))?;
     manifest
@@ -80,7 +78,7 @@ async fn serve(cfg: Config) -> Result<()> {
     let control = Arc::new(Control::new(params, manifest.tokens.max_len));
     let device = cfg.device_id();
     let model_name = manifest.name.clone();
-    let window = window_frames(&cfg, &model);
+    let window = window_frames(&cfg, model.as_ref());
     let fps = manifest.frames_per_second();
     let source = crate::source::open(&cfg.source, manifest.frontend.sample_rate)?;
     let source_rate = source.sample_rate();
@@ -106,7 +104,7 @@ async fn serve(cfg: Config) -> Result<()> {
     let (caption_tx, caption_rx) = mpsc::channel::<Caption>(16);
     let pipeline = Pipeline::start(
         Setup {
-            model: Arc::new(model),
+            model: model.clone(),
             source,
             live: cfg.source.is_live(),
             window,

@@ -9,6 +9,9 @@ writes
     encoder.onnx      mel [1, n_mels, frames] -> memory [1, steps, D], init_<state>...
     decoder.onnx      ONE step: tokens [batch], memory [batch, steps, D], states... ->
                       logits [batch, V], <state>_out...
+    encoder.pt, decoder.pt
+                      the same two graphs traced to TorchScript, for `hark --features tch`
+                      (libtorch, CUDA on a Jetson); fp32 bundles only
     vocab.txt, MODEL_CARD.md
 
 Both graphs are exported with `torch.onnx.export(dynamo=False, opset_version=17)`. Export
@@ -48,6 +51,7 @@ SPECIAL = SpecialTokens(bos=BOS, eos=EOS, pad=PAD)
 INT8_OPS = ["MatMul", "Gemm", "Gather"]
 DYNAMIC_AXES = ("batch", "steps")
 DEFAULT_DECODING = DecodeParams(strategy="beam", beam_size=3, alternatives=2)
+TORCHSCRIPT = {"encoder": "encoder.pt", "decoder": "decoder.pt"}
 
 
 class BundleError(Exception):
@@ -146,7 +150,32 @@ def _export_graphs(model, out: Path, n_mels: int, frames: int) -> list[dict]:
                       dynamic_axes=dec_axes)
     shapes = [["batch"], ["batch", "steps", memory.shape[2]]] + [s["shape"] for s in states]
     keep_unused_inputs(out / "decoder.onnx", dec_in, example, shapes)
+    export_torchscript(model, out, mel, example)
     return states
+
+
+def export_torchscript(model, out: Path, mel, example: tuple, tolerance: float = 1e-4) -> None:
+    """Writes OUT/encoder.pt and OUT/decoder.pt: the wrappers traced to TorchScript, with the
+    ONNX graphs' inputs and outputs in the same order. Refuses if a traced graph differs from
+    the model on other window lengths or batch sizes (a shape frozen by the tracer)."""
+    encoder = torch.jit.trace(EncoderGraph(model).eval(), (mel,), check_trace=False)
+    decoder = torch.jit.trace(DecoderGraph(model).eval(), example, check_trace=False)
+    worst = 0.0
+    for frames in (mel.shape[2] // 2 + 7, mel.shape[2] + 123):
+        other = torch.randn(1, mel.shape[1], frames, generator=torch.Generator().manual_seed(1))
+        outputs = zip(encoder(other), EncoderGraph(model)(other))
+        worst = max([worst] + [(a - b).abs().max().item() for a, b in outputs])
+        memory = model.encode(other)
+        for batch in (1, 3):
+            step = (torch.full((batch,), BOS, dtype=torch.long), memory.expand(batch, -1, -1),
+                    *TorchStepper(model, memory).init(batch))
+            outputs = zip(decoder(*step), DecoderGraph(model)(*step))
+            worst = max([worst] + [(a - b).abs().max().item() for a, b in outputs])
+    if worst > tolerance:
+        raise ExportRefused(f"TorchScript twin differs from the model by {worst:.2e} "
+                            f"(> {tolerance}) on other window lengths or batch sizes")
+    encoder.save(str(out / TORCHSCRIPT["encoder"]))
+    decoder.save(str(out / TORCHSCRIPT["decoder"]))
 
 
 def keep_unused_inputs(path: Path, names: list[str], example: tuple, shapes: list) -> None:
@@ -315,6 +344,7 @@ def build_manifest(model, frontend: dict, vocab: Vocab, states: list[dict], info
         "decoder": {"file": "decoder.onnx", "tokens": "tokens", "memory": "memory",
                     "logits": "logits", "states": states},
         "decoding": info.decoding.to_manifest(),
+        "torchscript": dict(TORCHSCRIPT),
         "metrics": dict(metrics or {}),
     }
 
@@ -339,8 +369,9 @@ REQUIRED = {
     "decoder": ("file", "tokens", "memory", "logits"),
     "decoder.states": ("name", "input", "output", "init_output", "shape", "batch_axis", "dtype"),
     "tags": ("labels", "output"),
+    "torchscript": ("encoder", "decoder"),
 }
-OPTIONAL = {"": ("tags", "metrics"), "decoder": ("states",)}
+OPTIONAL = {"": ("tags", "metrics", "torchscript"), "decoder": ("states",)}
 
 
 def _check_keys(where: str, table, path: str) -> None:
@@ -382,13 +413,16 @@ def validate_bundle(bundle: Path, graphs: bool = True) -> dict:
         _check_keys(section, m[section], section)
     for i, s in enumerate(m["decoder"].get("states", [])):
         _check_keys("decoder.states", s, f"decoder.states[{i}]")
-    if "tags" in m:
-        _check_keys("tags", m["tags"], "tags")
+    for section in ("tags", "torchscript"):
+        if section in m:
+            _check_keys(section, m[section], section)
 
     referenced = [("encoder.file", m["encoder"]["file"]), ("decoder.file", m["decoder"]["file"]),
                   ("tokens.vocab", m["tokens"]["vocab"])]
     if "tags" in m:
         referenced.append(("tags.labels", m["tags"]["labels"]))
+    for graph, file in m.get("torchscript", {}).items():
+        referenced.append((f"torchscript.{graph}", file))
     for name, file in referenced:
         if not (bundle / file).is_file():
             raise BundleError(f'{name} = "{file}", but the bundle has no such file')
@@ -570,16 +604,19 @@ def agreement(a: list[list[int]], b: list[list[int]]) -> Agreement:
 
 def quantize(src: Path, dst: Path) -> None:
     """Copies bundle `src` to `dst` with both graphs dynamically quantized to int8 (weights
-    of MatMul, Gemm and Gather; LSTM, Conv and Softmax stay fp32). The manifest is not
-    rewritten here."""
+    of MatMul, Gemm and Gather; LSTM, Conv and Softmax stay fp32). The fp32 TorchScript twin
+    is left out: it would not be the int8 model."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     dst.mkdir(parents=True, exist_ok=True)
     for f in src.iterdir():
         if f.suffix == ".onnx":
             quantize_dynamic(f, dst / f.name, op_types_to_quantize=INT8_OPS,
                              weight_type=QuantType.QInt8)
-        elif f.is_file():
+        elif f.is_file() and f.name not in TORCHSCRIPT.values():
             shutil.copy2(f, dst / f.name)
+    manifest = tomllib.loads((dst / MANIFEST).read_text())
+    manifest.pop("torchscript", None)
+    write_manifest(dst, manifest)
 
 
 def check_int8(a: Agreement, minimum: float = 0.8) -> None:

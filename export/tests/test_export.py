@@ -12,7 +12,7 @@ from hark_export.data import SPECIALS, Vocab, load_split
 from hark_export.decode import DecodeParams, TorchStepper, decode
 from hark_export.export import (MANIFEST, SPECIAL, Agreement, BundleError, BundleInfo,
                                 ExportRefused, OnnxModel, agreement, check_int8, check_parity,
-                                features, greedy_tokens, parity, quantize, to_toml,
+                                EncoderGraph, features, greedy_tokens, parity, quantize, to_toml,
                                 validate_bundle, write_bundle, write_manifest)
 from hark_export.model import build_model
 
@@ -76,6 +76,10 @@ def test_each_architecture_exports_a_bundle_that_passes_the_parity_gate(arch, me
         memory = model.encode(torch.from_numpy(mel)[None]).detach()
         expected = [h.tokens for h in decode(TorchStepper(model, memory), SPECIAL, beam)]
         assert [h.tokens for h in onnx_model.decode(mel)] == expected
+        # The TorchScript twin (the tch backend's graphs) computes the same.
+        x = torch.from_numpy(mel)[None]
+        traced = torch.jit.load(str(tmp_path / arch / "encoder.pt"))(x)
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(traced, EncoderGraph(model)(x)))
 
 
 @pytest.mark.parametrize("arch", ["attention", "transformer"])
@@ -83,8 +87,9 @@ def test_int8_bundles_quantize_only_matmul_gemm_gather_and_still_validate(arch, 
     import onnx
     _export(arch, tmp_path / "fp32")
     quantize(tmp_path / "fp32", tmp_path / "int8")
-    write_manifest(tmp_path / "int8", tomllib.loads((tmp_path / "int8" / MANIFEST).read_text()))
-    validate_bundle(tmp_path / "int8")
+    m8 = validate_bundle(tmp_path / "int8")
+    # The fp32 TorchScript twin is not the int8 model: left out.
+    assert "torchscript" not in m8 and not list((tmp_path / "int8").glob("*.pt"))
     ops = {n.op_type for f in ("encoder.onnx", "decoder.onnx")
            for n in onnx.load(str(tmp_path / "int8" / f)).graph.node}
     assert "MatMulInteger" in ops and not any(o.startswith("DynamicQuantizeLSTM") for o in ops)
@@ -118,7 +123,9 @@ def test_the_manifest_declares_frontend_normalisation_tokens_states_and_hashes(b
     assert m["tokens"]["max_len"] == 29 and m["decoding"]["strategy"] == "beam"
     assert [s["name"] for s in m["decoder"]["states"]] == ["h", "c"]
     assert m["decoder"]["states"][0]["shape"] == [1, "batch", 64]
-    assert set(m["files"]) == {"encoder.onnx", "decoder.onnx", "vocab.txt", "MODEL_CARD.md"}
+    assert set(m["files"]) == {"encoder.onnx", "decoder.onnx", "encoder.pt", "decoder.pt",
+                               "vocab.txt", "MODEL_CARD.md"}
+    assert m["torchscript"] == {"encoder": "encoder.pt", "decoder": "decoder.pt"}
     assert "bleu_4" in (baseline_bundle / "MODEL_CARD.md").read_text()
 
 
