@@ -42,3 +42,13 @@ echo "== Rust tests"
 # tract is compiled once for both.
 cargo build --workspace --all-targets --quiet
 cargo test --workspace
+
+echo "== torch backend (--features tch) against tract"
+# tch 0.24 binds the libtorch of the venv's torch 2.11 (LIBTORCH_USE_PYTORCH). A target dir of
+# its own, so the default binary above never becomes one that needs libtorch to start.
+tch_target="$HARK_CACHE/target-tch"
+VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1 CARGO_TARGET_DIR="$tch_target" \
+  cargo build -p hark --features tch --quiet
+torch_lib=$("$venv/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+HARK_BIN="$tch_target/debug/hark" LD_LIBRARY_PATH="$torch_lib" \
+  cargo test --workspace --test tch_parity -- --include-ignored
