@@ -177,9 +177,7 @@ impl Broker {
 
     /// Stops the broker as an administrator would (SIGTERM: it saves its sessions).
     pub fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        signal(&self.child, "-TERM");
         let _ = self.child.wait();
     }
 
@@ -324,4 +322,13 @@ impl Subscriber {
             )
             .expect("publish");
     }
+}
+
+/// Sends `sig` (e.g. `-TERM`) to `child` with kill(1); panics if it cannot be delivered.
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {}", child.id());
 }

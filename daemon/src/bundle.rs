@@ -254,11 +254,17 @@ impl Manifest {
         self.frontend.sample_rate as f32 / self.frontend.hop_length as f32
     }
 
+    /// Log-mel frames in `seconds` of audio (at least one).
+    pub fn frames(&self, seconds: f32) -> usize {
+        ((seconds * self.frames_per_second()).round() as usize).max(1)
+    }
+
     /// Frames in one caption window and between window starts.
     pub fn window_frames(&self) -> (usize, usize) {
-        let fps = self.frames_per_second();
-        let frames = |seconds: f32| ((seconds * fps).round() as usize).max(1);
-        (frames(self.window.seconds), frames(self.window.hop_seconds))
+        (
+            self.frames(self.window.seconds),
+            self.frames(self.window.hop_seconds),
+        )
     }
 
     /// Decoding may not run past `tokens.max_len`: fixed-size caches (e.g. a transformer's

@@ -85,13 +85,7 @@ impl Control {
             Command::Pause => counters.paused.store(true, Relaxed),
             Command::Resume => counters.paused.store(false, Relaxed),
             Command::Decoding { params } => {
-                let next = merge(&self.params(), params).map_err(fail)?;
-                if next.max_len > self.max_len {
-                    return Err(fail(format!(
-                        "decoding.max_len = {}: this model allows at most {}",
-                        next.max_len, self.max_len
-                    )));
-                }
+                let next = merge(&self.params(), params, self.max_len).map_err(fail)?;
                 *self.params.write().unwrap_or_else(|e| e.into_inner()) = next;
             }
             Command::ResetDecoding => {
@@ -103,11 +97,13 @@ impl Control {
     }
 }
 
-/// `base` with the keys of `overrides` replaced, validated. Used for the config file's
-/// `[decoding]` table as well as for commands.
+/// `base` with the keys of `overrides` replaced, validated, with `max_len` at most the
+/// model's `tokens.max_len` (`limit`). Used for the config file's `[decoding]` table, the
+/// command line and commands.
 pub fn merge(
     base: &DecodeParams,
     overrides: &serde_json::Map<String, serde_json::Value>,
+    limit: usize,
 ) -> Result<DecodeParams, String> {
     let mut value = serde_json::to_value(base).map_err(|e| e.to_string())?;
     let obj = value
@@ -119,6 +115,12 @@ pub fn merge(
     let params: DecodeParams =
         serde_json::from_value(value).map_err(|e| format!("decoding: {e}"))?;
     params.validate()?;
+    if params.max_len > limit {
+        return Err(format!(
+            "decoding.max_len = {}: this model allows at most {limit} (its tokens.max_len)",
+            params.max_len
+        ));
+    }
     Ok(params)
 }
 

@@ -295,12 +295,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = caption::resolve_bundle(cfg.model.bundle.as_deref())?;
             let bundle = bundle::Bundle::open(&dir)
                 .with_context(|| format!("{}: model bundle {}", file.display(), dir.display()))?;
-            let params = commands::merge(&bundle.manifest.decoding, &cfg.decoding)
+            let m = &bundle.manifest;
+            commands::merge(&m.decoding, &cfg.decoding, m.tokens.max_len)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            bundle
-                .manifest
-                .check_max_len(params.max_len)
-                .map_err(|e| anyhow::anyhow!("{}: decoding.max_len: {e}", file.display()))?;
             println!("{}: ok", file.display());
             println!("  device id: {}", cfg.device_id());
             println!("  source:    {}", cfg.source.describe());
@@ -326,11 +323,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = caption::resolve_bundle(bundle.as_deref())?;
             let model = caption::load(&dir, backend)?;
             let manifest = &model.bundle().manifest;
-            let params = commands::merge(&manifest.decoding, &decoding.overrides())
-                .map_err(anyhow::Error::msg)?;
-            manifest
-                .check_max_len(params.max_len)
-                .map_err(|e| anyhow::anyhow!("--max-len: {e}"))?;
+            let params = commands::merge(
+                &manifest.decoding,
+                &decoding.overrides(),
+                manifest.tokens.max_len,
+            )
+            .map_err(anyhow::Error::msg)?;
             for file in &files {
                 for w in caption::caption_file(model.as_ref(), file, &params)? {
                     if json {

@@ -58,11 +58,9 @@ impl Watchdog {
 /// Window and hop in frames: the config's seconds, else the bundle's.
 fn window_frames(cfg: &Config, model: &dyn Captioner) -> (usize, usize) {
     let m = &model.bundle().manifest;
-    let fps = m.frames_per_second();
     let (w, h) = m.window_frames();
-    let frames = |s: f32| ((s * fps).round() as usize).max(1);
-    let w = cfg.window.seconds.map_or(w, frames);
-    let h = cfg.window.hop_seconds.map_or(h.min(w), frames).min(w);
+    let w = cfg.window.seconds.map_or(w, |s| m.frames(s));
+    let h = cfg.window.hop_seconds.map_or(h, |s| m.frames(s)).min(w);
     (w, h)
 }
 
@@ -70,11 +68,8 @@ async fn serve(cfg: Config) -> Result<()> {
     let dir = crate::caption::resolve_bundle(cfg.model.bundle.as_deref())?;
     let model = crate::caption::load(&dir, cfg.model.backend)?;
     let manifest = &model.bundle().manifest;
-    let params = crate::commands::merge(&manifest.decoding, &cfg.decoding)
+    let params = crate::commands::merge(&manifest.decoding, &cfg.decoding, manifest.tokens.max_len)
         .map_err(|e| anyhow::anyhow!("config {e}"))?;
-    manifest
-        .check_max_len(params.max_len)
-        .map_err(|e| anyhow::anyhow!("config decoding.max_len: {e}"))?;
     let control = Arc::new(Control::new(params, manifest.tokens.max_len));
     let device = cfg.device_id();
     let model_name = manifest.name.clone();

@@ -318,15 +318,6 @@ fn a_broker_restart_loses_no_caption_and_commands_work_after_it() {
     assert_eq!(seqs, [1, 2]);
 }
 
-fn kill(child: &Child, signal: &str) {
-    let ok = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {signal}");
-}
-
 #[test]
 fn sigterm_publishes_offline_and_exits_within_two_seconds() {
     let broker = Broker::start("");
@@ -340,7 +331,7 @@ fn sigterm_publishes_offline_and_exits_within_two_seconds() {
     // More audio in flight, stdin left open: the daemon must not wait for either.
     stdin.write_all(&segment()[..50_000]).unwrap();
     let t0 = Instant::now();
-    kill(&child, "-TERM");
+    hark_e2e::signal(&child, "-TERM");
     let status = child.wait().unwrap();
     let took = t0.elapsed();
     assert!(status.success(), "{status:?}");
@@ -360,7 +351,7 @@ fn the_last_will_marks_a_killed_daemon_offline() {
     let sub = Subscriber::connect(broker.port, &["hark/will/status"]);
     let mut child = spawn_stdin(&broker, "will", "");
     sub.wait_until(20, "online", |m| m.iter().any(|m| m.payload == "online"));
-    kill(&child, "-KILL");
+    hark_e2e::signal(&child, "-KILL");
     let _ = child.wait();
     sub.wait_until(10, "the broker's last will", |m| {
         m.last().is_some_and(|m| m.payload == "offline")

@@ -96,9 +96,7 @@ fn ready_then_watchdog_pings_that_stop_while_the_pipeline_is_stalled() {
     let resumed = receive(&sock, Duration::from_secs(3));
     assert!(resumed.iter().any(|m| m == "WATCHDOG=1"), "{resumed:?}");
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    hark_e2e::signal(&child, "-TERM");
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let captions = String::from_utf8_lossy(&reader.join().unwrap())
