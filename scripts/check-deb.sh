@@ -3,6 +3,10 @@
 # installed (binary, config, model, unit, user), runs the binary as the service's user, then
 # purges the package and checks that nothing is left. Needs root. The first run compiles
 # cargo-deb and a release build of tract: 10+ minutes on 2 cores.
+#
+# HARK_DEB_PROFILE=dev packages the test build's binary (target/debug/hark, built first if
+# missing) instead: the test command does that to spare CI a second release build of tract
+# (scripts/cross-aarch64.sh already makes one); the package and its checks are the same.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 cd "$REPO"
@@ -25,9 +29,15 @@ fail() {
   exit 1
 }
 
-echo "== cargo deb -p hark"
+profile="${HARK_DEB_PROFILE:-release}"
+build=()
+if [ "$profile" = dev ]; then
+  [ -x "$CARGO_TARGET_DIR/debug/hark" ] || cargo build --workspace --all-targets --quiet
+  build=(--no-build --fast)
+fi
+echo "== cargo deb -p hark --profile $profile"
 # The last line of cargo deb's output is the path of the package.
-deb=$(cargo deb -p hark | tail -n 1)
+deb=$(cargo deb -p hark --profile "$profile" "${build[@]}" | tail -n 1)
 [ -f "$deb" ] || fail "cargo deb printed no package path"
 dpkg-deb --info "$deb"
 dpkg-deb --contents "$deb"

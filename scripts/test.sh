@@ -50,5 +50,21 @@ tch_target="$HARK_CACHE/target-tch"
 VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1 CARGO_TARGET_DIR="$tch_target" \
   cargo build -p hark --features tch --quiet
 torch_lib=$("$venv/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-HARK_BIN="$tch_target/debug/hark" LD_LIBRARY_PATH="$torch_lib" \
-  cargo test --workspace --test tch_parity -- --include-ignored
+if [ -f "$torch_lib/libtorch_cuda.so" ]; then
+  # daemon/build.rs: without it the linker drops libtorch_cuda and a Jetson would get no GPU.
+  readelf -d "$tch_target/debug/hark" | grep -q 'NEEDED.*\[libtorch_cuda.so\]' ||
+    { echo "the tch build does not link libtorch_cuda.so" >&2; exit 1; }
+fi
+# No LD_LIBRARY_PATH: the binary finds libtorch through its rpath.
+HARK_BIN="$tch_target/debug/hark" cargo test --workspace --test tch_parity -- --include-ignored
+
+echo "== Debian package: build, dpkg -i, check, purge"
+if [ "$(id -u)" = 0 ] && ! dpkg-query -W hark >/dev/null 2>&1; then
+  HARK_DEB_PROFILE=dev ./scripts/check-deb.sh
+else
+  # It installs and purges a package and the hark user: only on a throw-away root machine.
+  echo "skipped: needs root and a machine without hark installed (run scripts/check-deb.sh)"
+fi
+
+echo "== aarch64 cross build, run under qemu"
+./scripts/cross-aarch64.sh
