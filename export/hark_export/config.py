@@ -42,6 +42,8 @@ class ImprovedConfig(ModelConfig):
     d_model: int = 256
     enc_hidden: int = 352  # per direction
     enc_layers: int = 2
+    segments: int = 4  # the summary: BiLSTM outputs averaged over this many time slices...
+    context: int = 512  # ...projected to this many features
     embed: int = 256
     hidden: int = 512
     layers: int = 2

@@ -44,6 +44,7 @@ SCENES, SEED, CLIPS = 300, 1, 8
 TINY = {
     "baseline": {"channels": [8, 16, 16], "d_model": 48, "embed": 48, "hidden": 96},
     "improved": {"channels": [8, 16, 16, 16], "d_model": 48, "enc_hidden": 48,
+                 "segments": 4, "context": 48,
                  "enc_layers": 1, "embed": 48, "hidden": 96, "layers": 1},
     "attention": {"channels": [8, 16, 16, 16], "d_model": 48, "attn_dim": 48, "embed": 48,
                   "hidden": 96},

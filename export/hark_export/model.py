@@ -197,17 +197,23 @@ class Baseline(LSTMCaptioner):
 
 
 class Improved(LSTMCaptioner):
-    """4-layer CNN + bidirectional LSTM over the audio; the BiLSTM's end states summarise the
-    clip, start the decoder and are fed with every token."""
+    """4-layer CNN + bidirectional LSTM over the audio; the BiLSTM's outputs averaged over a
+    few time slices (so order survives) and projected make the clip's summary, which starts
+    the decoder and is fed with every token."""
 
     def __init__(self, cfg: ImprovedConfig):
         super().__init__()
         self.config = cfg
-        self.context_dim = 2 * cfg.enc_hidden
+        self.context_dim = cfg.context
         self.encoder = ConvEncoder(cfg.n_mels, cfg.channels, cfg.time_pool, cfg.d_model,
                                    cfg.dropout)
         self.rnn = nn.LSTM(cfg.d_model, cfg.enc_hidden, cfg.enc_layers, batch_first=True,
                            bidirectional=True, dropout=cfg.dropout if cfg.enc_layers > 1 else 0.0)
+        # Averages rather than the BiLSTM's end states: every frame gets gradient directly,
+        # where end states pass it back through the whole clip (the end-state version gave
+        # one caption to every test clip after a 25-minute run).
+        self.summarise = nn.Sequential(
+            nn.Linear(cfg.segments * 2 * cfg.enc_hidden, cfg.context), nn.LayerNorm(cfg.context))
         self._init_lstm(cfg, self.context_dim)
 
     def encode(self, mel):
@@ -215,10 +221,7 @@ class Improved(LSTMCaptioner):
         return memory
 
     def context(self, memory):
-        h = self.config.enc_hidden
-        # The forward direction has heard the whole clip at the last frame, the backward one
-        # at the first.
-        return torch.cat([memory[:, -1, :h], memory[:, 0, h:]], dim=1)  # (B, 2 * enc_hidden)
+        return self.summarise(segment_mean(memory, self.config.segments).flatten(1))
 
     def summary(self, memory):
         return self.context(memory)

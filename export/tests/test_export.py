@@ -19,6 +19,7 @@ from hark_export.model import build_model
 TINY = {
     "baseline": {"channels": [8, 16, 16], "d_model": 32, "embed": 32, "hidden": 64},
     "improved": {"channels": [8, 16, 16, 16], "d_model": 32, "enc_hidden": 32,
+                 "segments": 4, "context": 32,
                  "enc_layers": 1, "embed": 32, "hidden": 64, "layers": 2},
     "attention": {"channels": [8, 16, 16, 16], "d_model": 32, "attn_dim": 32, "embed": 32,
                   "hidden": 64},

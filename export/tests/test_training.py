@@ -12,6 +12,7 @@ from hark_export.train import (Prepared, caption_loss, evaluate_loss, load_check
 TINY = {
     "baseline": {"channels": [8, 16, 16], "d_model": 32, "embed": 32, "hidden": 64},
     "improved": {"channels": [8, 16, 16, 16], "d_model": 32, "enc_hidden": 32,
+                 "segments": 4, "context": 32,
                  "enc_layers": 1, "embed": 32, "hidden": 64, "layers": 1},
     "attention": {"channels": [8, 16, 16, 16], "d_model": 32, "attn_dim": 32, "embed": 32,
                   "hidden": 64},
