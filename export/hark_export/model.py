@@ -126,17 +126,21 @@ class Captioner(nn.Module):
 
 class LSTMCaptioner(Captioner):
     """Shared parts of the baseline and improved models: an LSTM decoder whose (h, c) start
-    from the audio, optionally with an audio context vector concatenated to every input."""
+    from an audio summary; with `feed_summary` the summary is also concatenated to every input
+    (carried as a decoder state, so a step never recomputes it from the memory)."""
 
-    context_dim = 0
+    feed_summary = False
+    summary_dim = 0
 
     def _init_lstm(self, cfg, init_in: int):
+        self.summary_dim = init_in
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed)
         # Normalised before the tanh: otherwise training drives the initial state into
         # saturation, where it stops depending on the audio and the decoder mode-collapses.
         self.init = nn.Sequential(nn.Linear(init_in, 2 * cfg.layers * cfg.hidden),
                                   nn.LayerNorm(2 * cfg.layers * cfg.hidden))
-        self.lstm = nn.LSTM(cfg.embed + self.context_dim, cfg.hidden, cfg.layers,
+        fed = init_in if self.feed_summary else 0
+        self.lstm = nn.LSTM(cfg.embed + fed, cfg.hidden, cfg.layers,
                             batch_first=True, dropout=cfg.dropout if cfg.layers > 1 else 0.0)
         self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
         self.drop = nn.Dropout(cfg.dropout)
@@ -145,37 +149,36 @@ class LSTMCaptioner(Captioner):
         """The fixed-size audio summary [B, init_in] the initial state is computed from."""
         raise NotImplementedError
 
-    def context(self, memory: torch.Tensor) -> torch.Tensor | None:
-        """The audio context [B, context_dim] fed at every step, or None."""
-        return None
-
     def init_state(self, memory):
         b, cfg = memory.shape[0], self.config
-        hc = torch.tanh(self.init(self.summary(memory)))  # (B, 2 * layers * hidden)
+        summary = self.summary(memory)
+        hc = torch.tanh(self.init(summary))  # (B, 2 * layers * hidden)
         hc = hc.view(b, 2, cfg.layers, cfg.hidden).permute(1, 2, 0, 3)  # (2, layers, B, hidden)
-        return hc[0].contiguous(), hc[1].contiguous()
+        states = (hc[0].contiguous(), hc[1].contiguous())
+        return states + (summary,) if self.feed_summary else states
 
     def decode(self, memory, tokens, clip_index=None):
-        h, c = (pick(s, clip_index, dim=1) for s in self.init_state(memory))
-        ctx = self.context(memory)
+        h, c, *fed = (pick(s, clip_index, dim=d) for s, d in
+                      zip(self.init_state(memory), (1, 1, 0)))
         x = self.drop(self.embed(tokens))  # (N, L, embed)
-        if ctx is not None:
-            ctx = pick(ctx, clip_index)  # (N, context_dim)
-            x = torch.cat([x, ctx.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=2)
+        if fed:
+            x = torch.cat([x, fed[0].unsqueeze(1).expand(-1, x.shape[1], -1)], dim=2)
         out, _ = self.lstm(x, (h, c))
         return self.head(self.drop(out))
 
-    def step(self, tokens, memory, h, c):
+    def step(self, tokens, memory, h, c, *fed):
         x = self.embed(tokens)  # (B, embed)
-        ctx = self.context(memory)
-        if ctx is not None:
-            x = torch.cat([x, ctx], dim=1)
+        if fed:
+            x = torch.cat([x, fed[0]], dim=1)
         out, (h, c) = self.lstm(x.unsqueeze(1), (h, c))  # out (B, 1, hidden)
-        return self.head(out[:, 0]), h, c
+        return (self.head(out[:, 0]), h, c, *fed)
 
     def state_specs(self):
         shape = (self.config.layers, "batch", self.config.hidden)
-        return [StateSpec("h", shape, 1, "memory"), StateSpec("c", shape, 1, "memory")]
+        specs = [StateSpec("h", shape, 1, "memory"), StateSpec("c", shape, 1, "memory")]
+        if self.feed_summary:
+            specs.append(StateSpec("summary", ("batch", self.summary_dim), 0, "memory"))
+        return specs
 
 
 class Baseline(LSTMCaptioner):
@@ -201,10 +204,11 @@ class Improved(LSTMCaptioner):
     few time slices (so order survives) and projected make the clip's summary, which starts
     the decoder and is fed with every token."""
 
+    feed_summary = True
+
     def __init__(self, cfg: ImprovedConfig):
         super().__init__()
         self.config = cfg
-        self.context_dim = cfg.context
         self.encoder = ConvEncoder(cfg.n_mels, cfg.channels, cfg.time_pool, cfg.d_model,
                                    cfg.dropout)
         self.rnn = nn.LSTM(cfg.d_model, cfg.enc_hidden, cfg.enc_layers, batch_first=True,
@@ -214,17 +218,14 @@ class Improved(LSTMCaptioner):
         # one caption to every test clip after a 25-minute run).
         self.summarise = nn.Sequential(
             nn.Linear(cfg.segments * 2 * cfg.enc_hidden, cfg.context), nn.LayerNorm(cfg.context))
-        self._init_lstm(cfg, self.context_dim)
+        self._init_lstm(cfg, cfg.context)
 
     def encode(self, mel):
         memory, _ = self.rnn(self.encoder(mel))  # (B, S, 2 * enc_hidden)
         return memory
 
-    def context(self, memory):
-        return self.summarise(segment_mean(memory, self.config.segments).flatten(1))
-
     def summary(self, memory):
-        return self.context(memory)
+        return self.summarise(segment_mean(memory, self.config.segments).flatten(1))
 
 
 class Attention(Captioner):
