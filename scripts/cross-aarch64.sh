@@ -60,7 +60,8 @@ PY
 if command -v cargo-deb >/dev/null; then
   cargo deb -p hark --target "$target" --no-build --quiet
   deb=$(ls -t "$CARGO_TARGET_DIR/$target/debian/"hark_*_arm64.deb | head -1)
-  dpkg-deb --info "$deb" | grep -q "Architecture: arm64"
-  dpkg-deb --contents "$deb" | grep -q "./usr/bin/hark$"
+  # grep without -q: reading the whole listing spares dpkg-deb a SIGPIPE (pipefail).
+  dpkg-deb --info "$deb" | grep "Architecture: arm64" >/dev/null
+  dpkg-deb --contents "$deb" | grep "./usr/bin/hark$" >/dev/null
   echo "arm64 package: $deb"
 fi
