@@ -266,18 +266,6 @@ impl Manifest {
             self.frames(self.window.hop_seconds),
         )
     }
-
-    /// Decoding may not run past `tokens.max_len`: fixed-size caches (e.g. a transformer's
-    /// KV cache) have no room beyond it.
-    pub fn check_max_len(&self, max_len: usize) -> Result<(), String> {
-        if max_len > self.tokens.max_len {
-            return Err(format!(
-                "{max_len} is more than this model's tokens.max_len = {}",
-                self.tokens.max_len
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// A bundle whose manifest, files and hashes have been checked (graphs not yet loaded).
@@ -394,8 +382,17 @@ impl Bundle {
             return Err(field("tokens.max_len", "must be at least 1"));
         }
         m.decoding.validate().map_err(|e| field("decoding", e))?;
-        m.check_max_len(m.decoding.max_len)
-            .map_err(|e| field("decoding.max_len", e))?;
+        // Decoding may not run past tokens.max_len: fixed-size caches (e.g. a transformer's KV
+        // cache) have no room beyond it. Overrides are held to it by commands::merge.
+        if m.decoding.max_len > m.tokens.max_len {
+            return Err(field(
+                "decoding.max_len",
+                format!(
+                    "{} is more than this model's tokens.max_len = {}",
+                    m.decoding.max_len, m.tokens.max_len
+                ),
+            ));
+        }
         if !(m.window.seconds > 0.0 && m.window.seconds <= 600.0) {
             return Err(field("window.seconds", "must be in (0, 600]"));
         }

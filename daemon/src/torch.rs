@@ -134,13 +134,8 @@ impl Stepper for TorchStepper<'_> {
     type State = Vec<Tensor>;
 
     fn init(&mut self, batch: usize) -> Result<Self::State> {
-        let rows = self.rows(&vec![0; batch]);
-        let specs = &self.model.bundle.manifest.decoder.states;
-        Ok(specs
-            .iter()
-            .zip(&self.encoded.init)
-            .map(|(spec, t)| t.index_select(spec.batch_axis as i64, &rows))
-            .collect())
+        let encoded = self.encoded;
+        self.select(&encoded.init, &vec![0; batch])
     }
 
     fn step(&mut self, tokens: &[u32], state: &mut Self::State) -> Result<Vec<f32>> {
