@@ -158,8 +158,8 @@ class LSTMCaptioner(Captioner):
         return states + (summary,) if self.feed_summary else states
 
     def decode(self, memory, tokens, clip_index=None):
-        h, c, *fed = (pick(s, clip_index, dim=d) for s, d in
-                      zip(self.init_state(memory), (1, 1, 0)))
+        h, c, *fed = (pick(s, clip_index, dim=spec.batch_axis)
+                      for s, spec in zip(self.init_state(memory), self.state_specs()))
         x = self.drop(self.embed(tokens))  # (N, L, embed)
         if fed:
             x = torch.cat([x, fed[0].unsqueeze(1).expand(-1, x.shape[1], -1)], dim=2)
