@@ -197,17 +197,18 @@ def train(cfg: TrainConfig) -> dict:
     recipe = RECIPES[cfg.arch]
     lr = cfg.lr or recipe.lr
     patience = cfg.patience or recipe.patience
+    batch_size = cfg.batch_size or recipe.batch_size
 
     prep = Prepared(cfg)
     model = prep.model.to(device)
     prep.vocab.save(out / "vocab.txt")
     run_config = {"train": asdict(cfg), "model": asdict(prep.model_config),
                   "frontend": prep.frontend, "normalisation": NORMALISATION,
-                  "lr": lr, "patience": patience}
+                  "lr": lr, "patience": patience, "batch_size": batch_size}
     (out / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
 
     generator = torch.Generator().manual_seed(cfg.seed)
-    loader_args = {"batch_size": cfg.batch_size, "collate_fn": collate,
+    loader_args = {"batch_size": batch_size, "collate_fn": collate,
                    "num_workers": cfg.workers, "pin_memory": device.type == "cuda"}
     train_loader = torch.utils.data.DataLoader(prep.datasets["train"], shuffle=True,
                                                generator=generator, drop_last=True, **loader_args)
