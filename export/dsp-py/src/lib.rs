@@ -3,7 +3,7 @@
 
 use dsp::FrontendConfig;
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray2, PyReadonlyArray1};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -86,6 +86,31 @@ impl Frontend {
     }
 }
 
+/// `resample(samples, rate_in, rate_out)`: 1-D float32 mono at `rate_in` Hz → float32 at
+/// `rate_out` Hz, through the daemon's own resampler (the one in front of every log-mel), so
+/// clips prepared for training are resampled exactly as the daemon would.
+#[pyfunction]
+fn resample<'py>(
+    py: Python<'py>,
+    samples: PyReadonlyArray1<'py, f32>,
+    rate_in: u32,
+    rate_out: u32,
+) -> PyResult<Bound<'py, PyArray1<f32>>> {
+    let x = samples.as_slice()?.to_vec();
+    let out = py
+        .detach(|| -> Result<Vec<f32>, dsp::resample::ResampleError> {
+            let mut r = dsp::Resampler::new(rate_in, rate_out)?;
+            let mut out = Vec::with_capacity(x.len() * rate_out as usize / rate_in as usize + 1);
+            for chunk in x.chunks(4096) {
+                r.push(chunk, |y| out.extend_from_slice(y));
+            }
+            r.finish(|y| out.extend_from_slice(y));
+            Ok(out)
+        })
+        .map_err(value_error)?;
+    Ok(out.into_pyarray(py))
+}
+
 /// A live stream through one front end: push chunks, get back the frames they complete.
 #[pyclass(module = "hark_dsp", unsendable)]
 struct Stream {
@@ -142,6 +167,7 @@ impl Stream {
 fn hark_dsp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Frontend>()?;
     m.add_class::<Stream>()?;
+    m.add_function(wrap_pyfunction!(resample, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
