@@ -1,0 +1,529 @@
+"""The real-sound corpus: licence-clean recordings from Debian packages (and --extra folders),
+mapped onto hark's categories by the reviewed table `sounds.toml`, split by source recording.
+
+    hark-data real --out DIR [--extra FOLDER ...] [--debs CACHE] [--rates 16000]
+
+1. `apt-get download` (no root needed) the packages of `PACKAGES` into the .deb cache and
+   unpack them with `dpkg-deb -x`; 0ad-data's sounds are read from inside its public.zip.
+2. Every audio file of a package, and every row of an --extra folder's `manifest.csv`, is
+   matched against the rules of `sounds.toml` (first match wins): a category, caption phrases
+   and the source recording it was cut from. Unmatched and excluded clips are counted.
+3. Each clip is decoded, mixed to mono, resampled by the daemon's own resampler
+   (`hark_dsp.resample`), trimmed of leading and trailing silence, cut into pieces of at most
+   `MAX_PIECE` seconds, and written as 16-bit WAV at every requested rate.
+   bucklespring's single key clicks are joined into typing runs; espeak-ng (when installed)
+   speaks a fixed list of sentences in several voices.
+4. Source recordings, not clips, are split 70/10/20 into train/val/test within each category,
+   so no recording (nor any piece of it) is in two splits and test numbers measure
+   generalisation to recordings the model never heard.
+
+Output: `clips.csv` (one row per clip: id, category, split, source, path inside the source,
+recording, duration, licence, origin, phrases, file per rate), `summary.json` (per-source matched / excluded / unmatched counts,
+per-category clips and recordings per split), `ATTRIBUTION.md` (every source and its licence)
+and `licences/` (each package's Debian copyright file, each extra folder's licence files).
+"""
+
+import csv
+import fnmatch
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import tomllib
+import zipfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+TABLE = Path(__file__).with_name("sounds.toml")
+AUDIO = (".wav", ".ogg", ".flac", ".mp3")
+MAX_PIECE = 10.0  # seconds: the longest clip written; longer recordings are cut
+MAX_PIECES = 6  # pieces kept from one long recording, so ambiences do not swamp a category
+MIN_CLIP = 0.15  # seconds of sound after trimming; shorter clips are left out
+SPLIT_SHARES = (("train", 0.7), ("val", 0.1), ("test", 0.2))
+
+# Package -> (licence of its sounds, as its debian/copyright states it; where the sounds are).
+PACKAGES = {
+    "0ad-data": ("CC-BY-SA-3.0", "usr/share/games/0ad/mods/public/public.zip"),
+    "qabcs-data": ("GPL-3+", "usr/share/qabcs/abcs/all"),
+    "scratch": ("CC-BY-SA-3.0 (Media/*)", "usr/share/scratch/Media/Sounds"),
+    "scorched3d-data": ("GPL-2+; globalmods/apoc: CC-BY-SA-3.0",
+                        "usr/share/games/scorched3d/data/globalmods"),
+    "lugaru-data": ("CC-BY-SA-3.0 (Data/*)", "usr/share/games/lugaru/Sounds"),
+    "widelands-data": ("GPL-2+", "usr/share/games/widelands/data"),
+    "megaglest-data": ("CC-BY-SA-3.0", "usr/share/games/megaglest"),
+    "bucklespring-data": ("GPL-2+", "usr/share/buckle/wav"),
+    "flightgear-data-base": ("GPL-2+", "usr/share/games/flightgear"),
+    "redeclipse-data": ("CC-BY-SA-3.0 / CC-BY-3.0 (data/sounds, per folder in debian/copyright)",
+                        "usr/share/games/redeclipse/data/sounds"),
+    "wesnoth-1.16-data": ("GPL-2+", "usr/share/games/wesnoth/1.16"),
+    "lincity-ng-data": ("GPL-2+ or CC-BY-SA-2.0", "usr/share/games/lincity-ng/sounds"),
+}
+
+# espeak-ng speech: neutral sentences of the kind a microphone in a home hears.
+SENTENCES = [
+    "good morning, how did you sleep", "could you pass me the salt please",
+    "i will be home at six tonight", "the weather is supposed to be nice tomorrow",
+    "where did you put the car keys", "dinner is ready, come and eat",
+    "let me call you back in five minutes", "have you seen my glasses anywhere",
+    "we need to buy milk and bread", "the train leaves at half past nine",
+    "turn the music down a little", "i think it is going to rain",
+    "the meeting has been moved to thursday", "can you help me carry these bags",
+    "what time does the shop close", "the children are playing in the garden",
+    "please remember to water the plants", "i am going for a walk with the dog",
+    "the package arrived this afternoon", "do you want a cup of tea",
+    "the doctor said everything looks fine", "we should leave before the traffic gets bad",
+    "my phone battery is almost empty", "thank you very much for your help",
+    "this soup tastes really good", "the heating does not seem to work",
+    "is anyone sitting here", "i forgot to lock the back door",
+    "tell me about your day at school", "the bus was late again this morning",
+    "shall we watch a film tonight", "the printer is out of paper",
+    "it was lovely to see you again", "switch off the lights when you leave",
+    "how much does this one cost", "i will send you the address later",
+    "the cat is sleeping on the sofa", "we are almost out of coffee",
+    "could you open the window a bit", "happy birthday, i hope you like it",
+]
+VOICES = ["en", "en-us", "en+f3", "en+m3", "en-us+f2", "en+m7", "en-gb-x-rp", "en+f4"]
+
+
+@dataclass
+class Rule:
+    """One row of the table: clips of `source` whose path matches one of `paths`."""
+
+    source: str
+    paths: list[str]
+    category: str
+    say: list[str]
+    group: str = "stem"
+
+    def matches(self, source: str, path: str) -> bool:
+        return source == self.source and any(
+            fnmatch.fnmatchcase(path.lower(), p.lower()) for p in self.paths)
+
+
+@dataclass
+class Table:
+    """The categories and rules of `sounds.toml`."""
+
+    categories: dict[str, dict]
+    rules: list[Rule]
+
+    def match(self, source: str, path: str) -> Rule | None:
+        """The first rule matching the clip, or None."""
+        return next((r for r in self.rules if r.matches(source, path)), None)
+
+
+def load_table(path: Path = TABLE) -> Table:
+    """Parse and check the table: every rule names a known category, every phrase has three
+    parts, and each phrase's subject is named by its category's synonyms (so a caption built
+    from it counts as naming the category)."""
+    raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    categories = raw["category"]
+    for name, c in categories.items():
+        if c.get("kind") not in ("event", "background"):
+            raise ValueError(f"{path}: category.{name}.kind must be event or background")
+        for phrase in c["say"]:
+            _check_phrase(path, name, phrase, c["synonyms"])
+    rules = []
+    for i, r in enumerate(raw["rule"]):
+        cat = r["category"]
+        if cat and cat not in categories:
+            raise ValueError(f"{path}: rule {i + 1} names unknown category {cat!r}")
+        say = r.get("say", categories[cat]["say"] if cat else [])
+        for phrase in r.get("say", []):
+            _check_phrase(path, cat, phrase, categories[cat]["synonyms"])
+        paths = r["path"] if isinstance(r["path"], list) else [r["path"]]
+        rules.append(Rule(r["source"], paths, cat, say, r.get("group", "stem")))
+    return Table(categories, rules)
+
+
+def _check_phrase(path, category: str, phrase: str, synonyms: list[str]) -> None:
+    parts = phrase.split("|")
+    if len(parts) != 3 or not all(p.strip() for p in parts):
+        raise ValueError(f"{path}: {category}: phrase {phrase!r} is not subject|verb|gerund")
+    words = set(" ".join(parts).lower().split())
+    if not words & set(synonyms):
+        raise ValueError(f"{path}: {category}: phrase {phrase!r} uses none of the category's "
+                         "synonyms, so a caption made from it would not name the category")
+
+
+def recording_of(path: str, how: str) -> str:
+    """The source recording a clip was cut from (see the `group` key in sounds.toml)."""
+    folder, _, name = path.rpartition("/")
+    stem = name.rsplit(".", 1)[0]
+    if how == "file":
+        return path
+    if how.startswith("re:"):
+        m = re.search(how[3:], name)
+        return f"{folder}/{m.group(1)}" if m else path
+    # "stem": trailing digits, separators and a single take letter go (fs_grass3 -> fs_grass,
+    # swordhit_11a -> swordhit).
+    key = re.sub(r"([\s_\-]*(\d+[a-z]?|[a-z]))+$", "", stem.lower()) or stem.lower()
+    return f"{folder}/{key}"
+
+
+# ---- audio ----
+
+def decode(data: bytes | Path) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and the rate of an audio file (path or bytes)."""
+    src = io.BytesIO(data) if isinstance(data, bytes) else data
+    x, sr = sf.read(src, dtype="float32", always_2d=True)
+    return x.mean(axis=1), sr
+
+
+def resample(x: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Through the daemon's own resampler, so training clips are what hark would hear."""
+    import hark_dsp
+    return hark_dsp.resample(np.ascontiguousarray(x, np.float32), rate_in, rate_out)
+
+
+def trim(x: np.ndarray, sr: int, floor_db: float = -50.0) -> np.ndarray:
+    """Without leading and trailing silence (20 ms blocks below `floor_db` relative to the
+    clip's peak block), keeping 50 ms of margin."""
+    block = max(1, sr // 50)
+    n = len(x) // block
+    if n == 0:
+        return x
+    rms = np.sqrt((x[: n * block].reshape(n, block) ** 2).mean(axis=1) + 1e-20)
+    loud = np.flatnonzero(20 * np.log10(rms / rms.max()) > floor_db)
+    if len(loud) == 0:
+        return x[:0]
+    lo = max(0, loud[0] * block - sr // 20)
+    hi = min(len(x), (loud[-1] + 1) * block + sr // 20)
+    return x[lo:hi]
+
+
+def pieces(x: np.ndarray, sr: int) -> list[np.ndarray]:
+    """A long recording cut into up to MAX_PIECES equal pieces of at most MAX_PIECE seconds."""
+    limit = int(MAX_PIECE * sr)
+    if len(x) <= limit:
+        return [x]
+    n = -(-len(x) // limit)
+    size = len(x) // n
+    out = [x[i * size:(i + 1) * size] for i in range(n)]
+    if len(out) > MAX_PIECES:  # evenly spread over the recording
+        out = [out[round(i * (len(out) - 1) / (MAX_PIECES - 1))] for i in range(MAX_PIECES)]
+    return out
+
+
+def write_wav(path: Path, x: np.ndarray, sr: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.clip(x, -1.0, 1.0), sr, subtype="PCM_16")
+
+
+# ---- sources ----
+
+@dataclass
+class Found:
+    """One recording found in a source, before decoding."""
+
+    source: str
+    path: str  # inside the source
+    read: object  # () -> bytes | Path
+    licence: str
+    origin: str = ""
+    author: str = ""
+
+
+def fetch_packages(names: list[str], debs: Path, unpack: Path) -> dict[str, Path]:
+    """Download (once) and unpack each package; returns package -> unpacked root."""
+    debs.mkdir(parents=True, exist_ok=True)
+    roots = {}
+    for name in names:
+        found = sorted(debs.glob(f"{name}_*.deb"))
+        if not found:
+            print(f"apt-get download {name}")
+            result = subprocess.run(["apt-get", "download", name], cwd=debs,
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(
+                    f"apt-get download {name} failed: {result.stderr.strip()}\n"
+                    "hark-data real needs Debian/Ubuntu package lists that carry it "
+                    "(run `apt-get update`), or pass --debs with the .deb files")
+            found = sorted(debs.glob(f"{name}_*.deb"))
+        root = unpack / name
+        marker = root / ".unpacked"
+        if (marker.read_text() if marker.exists() else "") != found[-1].name:
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(root)], check=True)
+            marker.write_text(found[-1].name)
+        roots[name] = root
+    return roots
+
+
+def package_clips(name: str, root: Path) -> list[Found]:
+    """Every audio file of an unpacked package (0ad-data: the audio/ folder of public.zip)."""
+    licence, where = PACKAGES[name]
+    if name == "0ad-data":
+        z = zipfile.ZipFile(root / where)
+        members = [m for m in z.namelist() if m.startswith("audio/") and m.lower().endswith(AUDIO)]
+        return [Found(name, m, lambda m=m: z.read(m), licence) for m in sorted(members)]
+    base = root / where
+    return [Found(name, str(p.relative_to(root)), lambda p=p: p, licence)
+            for p in sorted(base.rglob("*")) if p.suffix.lower() in AUDIO]
+
+
+def extra_clips(folder: Path) -> list[Found]:
+    """The rows of an --extra folder's manifest.csv (path, description, licence, …)."""
+    manifest = folder / "manifest.csv"
+    if not manifest.exists():
+        raise FileNotFoundError(f"--extra {folder}: no manifest.csv (columns path, description, "
+                                "licence, and optionally source, author, origin)")
+    with open(manifest, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for col in ("path", "licence"):
+        if rows and col not in rows[0]:
+            raise ValueError(f"{manifest}: no {col!r} column")
+    return [Found(r.get("source") or folder.name, r["path"], lambda p=folder / r["path"]: p,
+                  r["licence"], r.get("origin", ""), r.get("author", ""))
+            for r in rows]
+
+
+# ---- the corpus ----
+
+@dataclass
+class CorpusClip:
+    """One written clip."""
+
+    id: str
+    category: str
+    source: str
+    path: str  # inside the source
+    recording: str
+    say: list[str]
+    licence: str
+    origin: str
+    seconds: float
+    split: str = ""
+    files: dict = field(default_factory=dict)  # rate -> path relative to the corpus
+
+
+def _clip_id(source: str, path: str, piece: int) -> str:
+    flat = re.sub(r"[^A-Za-z0-9]+", "-", path.rsplit(".", 1)[0]).strip("-").lower()
+    return f"{source}--{flat[-80:]}--{piece}"
+
+
+def assign_splits(clips: list[CorpusClip], seed: int) -> None:
+    """Recordings -> train/val/test per category (70/10/20, at least one test recording when a
+    category has two or more, one val recording from five), by a seeded hash order."""
+    by_cat: dict[str, set[str]] = defaultdict(set)
+    for c in clips:
+        by_cat[c.category].add(c.recording)
+    split_of = {}
+    for cat, recs in by_cat.items():
+        order = sorted(recs, key=lambda r: hashlib.sha1(f"{seed}|{r}".encode()).hexdigest())
+        n = len(order)
+        n_test = 0 if n < 2 else max(1, round(n * 0.2))
+        n_val = 0 if n < 5 else max(1, round(n * 0.1))
+        for i, r in enumerate(order):
+            split_of[r] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    for c in clips:
+        c.split = split_of[c.recording]
+
+
+def _typing_runs(found: list[Found], rates: list[int], out: Path, licence: str,
+                 seed: int) -> list[CorpusClip]:
+    """bucklespring's key clicks (press and release of each key) joined into typing runs of
+    2-6 s with human inter-key gaps: one source recording, the keyboard."""
+    rng = np.random.default_rng(seed)
+    keys = []
+    for f in found:
+        x, sr = decode(f.read())
+        keys.append(resample(x, sr, 16000))
+    clips = []
+    for i in range(40):
+        length = int(rng.uniform(2.0, 6.0) * 16000)
+        run = np.zeros(length, np.float32)
+        t = int(rng.uniform(0.05, 0.3) * 16000)
+        while t < length:
+            k = keys[rng.integers(len(keys))]
+            n = min(len(k), length - t)
+            run[t:t + n] += k[:n] * rng.uniform(0.5, 1.0)
+            t += int(rng.gamma(4.0, 0.04) * 16000) + 800  # ~0.2 s apart, pauses now and then
+            if rng.random() < 0.08:
+                t += int(rng.uniform(0.3, 0.9) * 16000)
+        clips.append(_write_clip(out, "bucklespring-data", f"typing-run-{i}", 0, run, 16000,
+                                 rates, "typing", "bucklespring-data/keyboard", None,
+                                 licence, ""))
+    return clips
+
+
+def _speech(rates: list[int], out: Path) -> list[CorpusClip]:
+    """espeak-ng (GPL-3+) speaking SENTENCES, each in two voices at varied speed and pitch;
+    one source recording per sentence."""
+    if shutil.which("espeak-ng") is None:
+        print("espeak-ng not found: no synthetic speech (apt-get install espeak-ng)")
+        return []
+    clips = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, text in enumerate(SENTENCES):
+            for j in range(2):
+                voice = VOICES[(i + 3 * j) % len(VOICES)]
+                wav = Path(tmp) / "s.wav"
+                subprocess.run(["espeak-ng", "-v", voice, "-s", str(140 + 15 * ((i + j) % 4)),
+                                "-p", str(35 + 10 * ((i * 3 + j) % 4)), "-w", str(wav), text],
+                               check=True, capture_output=True)
+                x, sr = decode(wav)
+                clips.append(_write_clip(out, "espeak-ng", f"sentence-{i}-{voice}", 0,
+                                         resample(x, sr, 16000), 16000, rates, "speech",
+                                         f"espeak-ng/sentence-{i}", None, "GPL-3+ (espeak-ng)",
+                                         ""))
+    return clips
+
+
+def _write_clip(out: Path, source: str, path: str, piece: int, x: np.ndarray, sr: int,
+                rates: list[int], category: str, recording: str, say, licence: str,
+                origin: str) -> CorpusClip:
+    cid = _clip_id(source, path, piece)
+    clip = CorpusClip(cid, category, source, path, recording, list(say or []), licence, origin,
+                      len(x) / sr)
+    for rate in rates:
+        y = x if rate == sr else resample(x, sr, rate)
+        rel = Path("clips") / str(rate) / category / f"{cid}.wav"
+        write_wav(out / rel, y, rate)
+        clip.files[rate] = str(rel)
+    return clip
+
+
+def build(out: Path, extras: list[Path], debs: Path, rates: list[int], seed: int = 0,
+          packages: list[str] | None = None) -> dict:
+    """Build the corpus in `out` (see the module doc); returns the summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = load_table()
+    packages = list(PACKAGES) if packages is None else packages
+    roots = fetch_packages(packages, Path(debs), Path(debs) / "unpacked")
+    found: list[Found] = []
+    for name in packages:
+        found += package_clips(name, roots[name])
+    extra_sources = {}
+    for folder in extras:
+        rows = extra_clips(Path(folder))
+        extra_sources[Path(folder)] = sorted({f.source for f in rows})
+        found += rows
+
+    counts: dict[str, Counter] = defaultdict(Counter)
+    clips: list[CorpusClip] = []
+    keyboard: list[Found] = []
+    rates = sorted(set(rates) | {16000})
+    for f in tqdm(found, desc="clips", unit="clip"):
+        rule = table.match(f.source, f.path)
+        if rule is None:
+            counts[f.source]["unmatched"] += 1
+            continue
+        if not rule.category:
+            counts[f.source]["excluded"] += 1
+            continue
+        if f.source == "bucklespring-data":
+            keyboard.append(f)
+            counts[f.source]["matched"] += 1
+            continue
+        try:
+            x, sr = decode(f.read())
+        except (RuntimeError, sf.LibsndfileError) as e:
+            print(f"{f.source}:{f.path}: cannot decode ({e}); left out")
+            counts[f.source]["undecodable"] += 1
+            continue
+        x = trim(resample(x, sr, 16000), 16000)
+        if len(x) < MIN_CLIP * 16000 or not np.isfinite(x).all():
+            counts[f.source]["too short or silent"] += 1
+            continue
+        counts[f.source]["matched"] += 1
+        recording = f"{f.source}/{recording_of(f.path, rule.group)}"
+        for k, piece in enumerate(pieces(x, 16000)):
+            clips.append(_write_clip(out, f.source, f.path, k, piece, 16000, rates,
+                                     rule.category, recording, rule.say, f.licence,
+                                     f.origin))
+    if keyboard:
+        clips += _typing_runs(keyboard, rates, out, PACKAGES["bucklespring-data"][0], seed)
+    speech = _speech(rates, out)
+    counts["espeak-ng"]["matched"] = len(speech)
+    clips += speech
+    assign_splits(clips, seed)
+
+    with open(out / "clips.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "category", "split", "source", "path", "recording", "seconds",
+                    "licence", "origin", "say"] + [f"path_{r}" for r in rates])
+        for c in clips:
+            w.writerow([c.id, c.category, c.split, c.source, c.path, c.recording,
+                        f"{c.seconds:.3f}", c.licence, c.origin, ";".join(c.say)]
+                       + [c.files[r] for r in rates])
+    summary = _summary(clips, counts, table)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _attribution(out, clips, packages, roots, extra_sources)
+    return summary
+
+
+def _summary(clips: list[CorpusClip], counts: dict, table: Table) -> dict:
+    per_cat = {}
+    for cat in table.categories:
+        mine = [c for c in clips if c.category == cat]
+        per_cat[cat] = {s: {"clips": sum(c.split == s for c in mine),
+                            "recordings": len({c.recording for c in mine if c.split == s})}
+                        for s, _ in SPLIT_SHARES}
+        per_cat[cat]["sources"] = sorted({c.source for c in mine})
+    return {"clips": len(clips), "recordings": len({c.recording for c in clips}),
+            "hours": sum(c.seconds for c in clips) / 3600,
+            "sources": {s: dict(c) for s, c in sorted(counts.items())},
+            "categories": per_cat,
+            "empty_categories": [c for c, v in per_cat.items()
+                                 if not any(v[s]["clips"] for s, _ in SPLIT_SHARES)]}
+
+
+def _attribution(out: Path, clips: list[CorpusClip], packages: list[str],
+                 roots: dict[str, Path], extras: dict[Path, list[str]]) -> None:
+    """ATTRIBUTION.md: every source with its licence and clip count; licences/ keeps the
+    packages' copyright files and the extra folders' licence files."""
+    lic = out / "licences"
+    lic.mkdir(exist_ok=True)
+    used = Counter(c.source for c in clips)
+    lines = ["# Attribution", "",
+             "Recordings in this corpus, by source. Debian packages were fetched with "
+             "`apt-get download`; their copyright files are in `licences/`.", "",
+             "| source | clips | licence | where |", "|---|---:|---|---|"]
+    for name in packages:
+        copyright_file = next((roots[name] / "usr/share/doc").glob("*/copyright"), None)
+        if copyright_file:
+            shutil.copy(copyright_file, lic / f"{name}.copyright")
+        lines.append(f"| Debian package `{name}` | {used[name]} | {PACKAGES[name][0]} | "
+                     f"`{PACKAGES[name][1]}` |")
+    if used["espeak-ng"]:
+        lines.append(f"| espeak-ng (synthetic speech) | {used['espeak-ng']} | GPL-3+ | "
+                     "generated by `hark-data real` |")
+    for folder, sources in extras.items():
+        for name in ("README.md", "LICENSE.txt", "LICENSE", "authors.txt"):
+            for p in [folder / name, *folder.glob(f"*/{name}")]:
+                if p.exists():
+                    dst = lic / f"{folder.name}--{p.relative_to(folder).as_posix().replace('/', '--')}"
+                    shutil.copy(p, dst)
+        for s in sources:
+            licences = Counter(c.licence for c in clips if c.source == s)
+            desc = ", ".join(f"{k} ({v})" for k, v in licences.most_common())
+            lines.append(f"| `{s}` (from {folder.name}/manifest.csv) | {used[s]} | {desc} | "
+                         "per clip in clips.csv (`licence`, `origin`) |")
+    (out / "ATTRIBUTION.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def load_corpus(root: Path) -> list[dict]:
+    """The rows of a corpus's clips.csv, with `say` split into phrases."""
+    with open(Path(root) / "clips.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["say"] = [p for p in r["say"].split(";") if p]
+        r["seconds"] = float(r["seconds"])
+    return rows
+
+
+def default_debs() -> Path:
+    """Where downloaded .debs are kept between runs: $HARK_CACHE/debs."""
+    return Path(os.environ.get("HARK_CACHE", Path.home() / ".cache/hark")) / "debs"
