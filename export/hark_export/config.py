@@ -16,6 +16,7 @@ class ModelConfig:
     n_mels: int = 64
     max_len: int = 30  # longest token sequence, <bos> and <eos> included
     dropout: float = 0.2
+    n_tags: int = 0  # clip-level tag head over the dataset's labels.txt (0 = none)
 
 
 @dataclass
@@ -134,6 +135,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.05  # the cosine decays to lr * min_lr_ratio
     grad_clip: float = 1.0
     label_smoothing: float = 0.1
+    tag_weight: float = 1.0  # weight of the tag head's loss (datasets with labels.txt)
     scheduled_sampling: float = 0.2  # probability of feeding back a prediction, ramped up
     spec_time_masks: int = 2
     spec_time_width: int = 25  # frames

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ class Clip:
     audio: Path
     captions: list[str]
     scene: str = ""
+    tags: list[str] = field(default_factory=list)  # labels.txt categories heard in the clip
 
 
 # ---- captions and vocabulary ----
@@ -157,7 +158,8 @@ def _manifest(path: Path) -> list[Clip]:
     for r in rows:
         caps = r.get("captions") or [r["caption"]]
         clips.append(Clip(id=str(r.get("id", r["audio"])), audio=path.parent / r["audio"],
-                          captions=list(caps), scene=r.get("scene", "")))
+                          captions=list(caps), scene=r.get("scene", ""),
+                          tags=list(r.get("tags", []))))
     return clips
 
 
@@ -185,6 +187,12 @@ def load_split(root: Path, split: str, layout: str = "auto") -> list[Clip]:
         if (root / f"{split}{ext}").exists():
             return _manifest(root / f"{split}{ext}")
     raise FileNotFoundError(f"no {split}.jsonl or {split}.csv manifest in {root}")
+
+
+def load_labels(root: Path) -> list[str]:
+    """The dataset's tag labels (`labels.txt`, one per line), or [] when it has none."""
+    path = Path(root) / "labels.txt"
+    return [l for l in path.read_text().splitlines() if l] if path.exists() else []
 
 
 # ---- features ----
@@ -265,24 +273,73 @@ def norm_stats(cache: FeatureCache, clips: list[Clip]) -> tuple[float, float]:
 
 
 class CaptionDataset(torch.utils.data.Dataset):
-    """Items are (normalised mel [n_mels, T], token ids of every caption of the clip)."""
+    """Items are (model input, token ids of every caption of the clip, tag targets).
+
+    The input is the normalised mel [n_mels, T], or — with `encoded`, a cache of a frozen
+    encoder's outputs — the encoder output [S, D], so a frozen encoder runs once per clip
+    for the whole training. Tag targets are 0/1 over `labels` (empty without labels).
+    """
 
     def __init__(self, clips: list[Clip], cache: FeatureCache, vocab: Vocab, mean: float,
-                 std: float, max_len: int):
+                 std: float, max_len: int, labels: list[str] | None = None,
+                 encoded: "EncoderCache | None" = None):
         self.clips, self.cache, self.mean, self.std = clips, cache, mean, std
+        self.encoded = encoded
         self.tokens = [[torch.tensor(vocab.encode(c, max_len)) for c in clip.captions]
                        for clip in clips]
+        index = {l: i for i, l in enumerate(labels or [])}
+        self.targets = torch.zeros(len(clips), len(index))
+        for i, clip in enumerate(clips):
+            for t in clip.tags:
+                if t in index:
+                    self.targets[i, index[t]] = 1.0
 
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def mel(self, i: int) -> torch.Tensor:
+        """The normalised mel [n_mels, T] of clip i."""
         mel = (self.cache.get(self.clips[i].audio) - self.mean) / self.std
-        return torch.from_numpy(mel.astype(np.float32)), self.tokens[i]
+        return torch.from_numpy(mel.astype(np.float32))
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        if self.encoded is not None:
+            x = torch.from_numpy(self.encoded.get(self.clips[i].audio).astype(np.float32))
+            return x.T, self.tokens[i], self.targets[i]  # (D, S): batched like a mel
+        return self.mel(i), self.tokens[i], self.targets[i]
+
+
+class EncoderCache:
+    """A frozen encoder's outputs [S, D] on disk (float16), one .npy per audio file, under a
+    folder per encoder and front end: the encoder runs once per clip, not once per epoch."""
+
+    def __init__(self, features: FeatureCache, encoder: torch.nn.Module, key: str,
+                 mean: float, std: float):
+        self.features, self.encoder, self.mean, self.std = features, encoder.eval(), mean, std
+        digest = hashlib.sha1(f"{key}|{mean}|{std}".encode()).hexdigest()[:16]
+        self.dir = features.dir / f"encoder-{digest}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def get(self, audio: Path) -> np.ndarray:
+        path = self.dir / self.features.path(audio).name
+        if path.exists():
+            return np.load(path)
+        mel = (self.features.get(audio) - self.mean) / self.std
+        with torch.no_grad():
+            out = self.encoder(torch.from_numpy(mel.astype(np.float32))[None])[0]  # (S, D)
+        out = out.numpy().astype(np.float16)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, out)
+        tmp.replace(path)
+        return out
+
+    def fill(self, clips: list[Clip], desc: str = "encoder") -> None:
+        for clip in tqdm(clips, desc=desc, unit="clip", leave=False):
+            self.get(clip.audio)
 
 
 def pad_mels(mels: list[torch.Tensor]) -> torch.Tensor:
-    """[n_mels, T_i] tensors -> [B, n_mels, T_max], zero-padded (zero is the feature mean)."""
+    """[F, T_i] tensors -> [B, F, T_max], zero-padded (zero is the feature mean)."""
     t_max = max(m.shape[1] for m in mels)
     out = torch.zeros(len(mels), mels[0].shape[0], t_max)
     for i, m in enumerate(mels):
@@ -290,19 +347,19 @@ def pad_mels(mels: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def collate(batch: list[tuple[torch.Tensor, list[torch.Tensor]]]):
+def collate(batch: list[tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]]):
     """Batch clips and flatten their captions.
 
-    Returns mels [B, n_mels, T_max] (see `pad_mels`),
-    tokens [N, L_max] (N captions in all, <pad>-padded) and clip_index [N], the clip of each
-    caption, so the encoder runs once per clip however many captions it has.
+    Returns inputs [B, F, T_max] (see `pad_mels`), tokens [N, L_max] (N captions in all,
+    <pad>-padded), clip_index [N], the clip of each caption, so the encoder runs once per
+    clip however many captions it has, and tag targets [B, n_labels].
     """
-    mels, caps = zip(*batch)
+    mels, caps, targets = zip(*batch)
     mel = pad_mels(mels)
     flat = [c for cs in caps for c in cs]
     clip_index = torch.tensor([i for i, cs in enumerate(caps) for _ in cs])
     tokens = torch.nn.utils.rnn.pad_sequence(flat, batch_first=True, padding_value=PAD)
-    return mel, tokens, clip_index
+    return mel, tokens, clip_index, torch.stack(targets)
 
 
 # ---- command line ----
@@ -316,6 +373,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--no-speech", action="store_true", help="leave out espeak-ng speech")
+    p = sub.add_parser("real", help="build the real-sound corpus from Debian packages and "
+                       "--extra folders (see hark_export/real.py)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--extra", type=Path, action="append", default=[],
+                   help="a folder with a manifest.csv (path, description, licence, ...)")
+    p.add_argument("--debs", type=Path, default=None,
+                   help="where downloaded .deb files are kept (default $HARK_CACHE/debs)")
+    p.add_argument("--rates", default="16000",
+                   help="comma-separated sample rates to write clips at (16000 always)")
+    p.add_argument("--package", action="append", default=None,
+                   help="only these Debian packages (default: all of real.PACKAGES)")
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("scenes", help="captioned scenes from a real-sound corpus")
+    p.add_argument("corpus", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--train", type=int, default=16000, help="training scenes")
+    p.add_argument("--val", type=int, default=1000)
+    p.add_argument("--test", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("features", help="compute and cache log-mels of every split")
     p.add_argument("data", type=Path)
     p.add_argument("--cache", type=Path, default=None, help="default: DATA/.hark-cache")
@@ -330,6 +406,17 @@ def main(argv: list[str] | None = None) -> None:
         from hark_export.synth import generate
         summary = generate(args.n, args.seed, args.out, speech=False if args.no_speech else None)
         print(json.dumps(summary))
+    elif args.command == "real":
+        from hark_export.real import build, default_debs
+        summary = build(args.out, args.extra, args.debs or default_debs(),
+                        [int(r) for r in args.rates.split(",")], args.seed, args.package)
+        print(json.dumps({k: summary[k] for k in ("clips", "recordings", "hours", "sources",
+                                                  "empty_categories")}, indent=1))
+    elif args.command == "scenes":
+        from hark_export.scenes import generate
+        summary = generate(args.corpus, args.out,
+                           {"train": args.train, "val": args.val, "test": args.test}, args.seed)
+        print(json.dumps({s: v["scenes"] for s, v in summary["splits"].items()}))
     elif args.command == "features":
         cache = FeatureCache(args.cache or args.data / ".hark-cache", default_frontend())
         for split in SPLIT_NAMES:

@@ -91,6 +91,14 @@ class Captioner(nn.Module):
 
     config: ModelConfig
     frontend_overrides: dict = {}  # front-end parameters the encoder requires, if any
+    memory_dim: int = 0  # D of the memory
+    tag_head: nn.Module | None = None
+
+    def tag_logits(self, memory: torch.Tensor) -> torch.Tensor:
+        """Clip-level tag logits [B, n_tags] from memory [B, S, D]: mean and max over time,
+        so a short sound in a long window still counts."""
+        pooled = torch.cat([memory.mean(dim=1), memory.amax(dim=1)], dim=1)  # (B, 2D)
+        return self.tag_head(pooled)
 
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
         """mel [B, n_mels, T] -> memory [B, S, D]."""
@@ -190,6 +198,7 @@ class Baseline(LSTMCaptioner):
         self.config = cfg
         self.encoder = ConvEncoder(cfg.n_mels, cfg.channels, cfg.time_pool, cfg.d_model,
                                    cfg.dropout)
+        self.memory_dim = cfg.d_model
         self._init_lstm(cfg, cfg.segments * cfg.d_model)
 
     def encode(self, mel):
@@ -218,6 +227,7 @@ class Improved(LSTMCaptioner):
         # one caption to every test clip after a 25-minute run).
         self.summarise = nn.Sequential(
             nn.Linear(cfg.segments * 2 * cfg.enc_hidden, cfg.context), nn.LayerNorm(cfg.context))
+        self.memory_dim = 2 * cfg.enc_hidden
         self._init_lstm(cfg, cfg.context)
 
     def encode(self, mel):
@@ -245,6 +255,7 @@ class Attention(Captioner):
                                   cfg.dropout)
             encoder_dim = cfg.d_model
         self.encoder = encoder
+        self.memory_dim = cfg.d_model
         self.adapt = (nn.Identity() if encoder_dim == cfg.d_model
                       else nn.Sequential(nn.Linear(encoder_dim, cfg.d_model), nn.ReLU()))
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed)
@@ -394,6 +405,7 @@ class Transformer(Captioner):
         self.dec_ln = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size)
         self.drop = nn.Dropout(cfg.dropout)
+        self.memory_dim = cfg.d_model
 
     def encode(self, mel):
         x = self.front(mel)  # (B, S, D)
@@ -524,13 +536,24 @@ def load_pretrained_encoder(spec: str) -> tuple[nn.Module, int, dict, list[str]]
 
 
 class Pretrained(Attention):
-    """The attention decoder on top of a frozen pretrained encoder (+ optional LoRA)."""
+    """The attention decoder on top of a frozen pretrained encoder (+ optional LoRA).
+
+    Fully frozen (no LoRA), the encoder's outputs can be computed once and cached: with
+    `from_encoded` set, `encode` takes those outputs [B, D_enc, S] instead of a mel.
+    """
 
     def __init__(self, cfg: PretrainedConfig):
         net, dim, frontend, targets = load_pretrained_encoder(cfg.encoder)
         super().__init__(cfg, PretrainedEncoder(net, dim, targets, cfg.lora_rank,
                                                 cfg.lora_alpha), dim)
         self.frontend_overrides = frontend
+        self.frozen_encoder = cfg.lora_rank == 0
+        self.from_encoded = False
+
+    def encode(self, mel):
+        if self.from_encoded:
+            return self.adapt(mel.transpose(1, 2))  # cached encoder output (B, D_enc, S)
+        return self.adapt(self.encoder(mel))
 
 
 ARCHITECTURES = {"baseline": Baseline, "improved": Improved, "attention": Attention,
@@ -538,8 +561,11 @@ ARCHITECTURES = {"baseline": Baseline, "improved": Improved, "attention": Attent
 
 
 def build_model(cfg: ModelConfig) -> Captioner:
-    """The model for a config."""
-    return ARCHITECTURES[cfg.arch](cfg)
+    """The model for a config (with a tag head when `cfg.n_tags`)."""
+    model = ARCHITECTURES[cfg.arch](cfg)
+    if cfg.n_tags:
+        model.tag_head = nn.Linear(2 * model.memory_dim, cfg.n_tags)
+    return model
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from hark_export.config import (MODEL_CONFIGS, RECIPES, TrainConfig, model_config)
-from hark_export.data import (PAD, SPLIT_NAMES, CaptionDataset, FeatureCache, Vocab, collate,
-                              default_frontend, load_split, normalise_caption, norm_stats, pad_mels)
+from hark_export.data import (PAD, SPLIT_NAMES, CaptionDataset, EncoderCache, FeatureCache,
+                              Vocab, collate, default_frontend, load_labels, load_split,
+                              normalise_caption, norm_stats, pad_mels)
 from hark_export.metrics import bleu4, distinct_fraction
 from hark_export.model import Captioner, build_model, count_parameters, greedy_decode
 
@@ -78,12 +79,19 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float):
 
 
 def caption_loss(model: Captioner, mel, tokens, clip_index, label_smoothing: float,
-                 sampling: float = 0.0) -> torch.Tensor:
+                 sampling: float = 0.0, tags: torch.Tensor | None = None,
+                 tag_weight: float = 0.0) -> torch.Tensor:
     """Token cross-entropy of a batch; with probability `sampling` each input token after
     <bos> is replaced by the model's own previous prediction (scheduled sampling, done as a
-    no-grad teacher-forced pass followed by the real pass)."""
+    no-grad teacher-forced pass followed by the real pass). With a tag head and `tags`
+    [B, n_labels] targets, plus `tag_weight` times the tags' binary cross-entropy (summed over
+    labels, averaged over clips)."""
     inputs, targets = tokens[:, :-1], tokens[:, 1:]  # (N, L-1) each
     memory = model.encode(mel)  # (B, S, D), one row per clip
+    tag_loss = 0.0
+    if tag_weight and tags is not None and tags.shape[1] and model.config.n_tags:
+        tag_loss = F.binary_cross_entropy_with_logits(
+            model.tag_logits(memory).float(), tags, reduction="sum") / tags.shape[0]
     if sampling > 0:
         with torch.no_grad():
             predicted = model.decode(memory, inputs, clip_index).argmax(dim=2)  # (N, L-1)
@@ -93,7 +101,7 @@ def caption_loss(model: Captioner, mel, tokens, clip_index, label_smoothing: flo
         inputs = torch.where(swap, fed_back, inputs)
     logits = model.decode(memory, inputs, clip_index)  # (N, L-1, V)
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD,
-                           label_smoothing=label_smoothing)
+                           label_smoothing=label_smoothing) + tag_weight * tag_loss
 
 
 @torch.no_grad()
@@ -101,7 +109,7 @@ def evaluate_loss(model: Captioner, loader, device) -> float:
     """Mean teacher-forced token cross-entropy (no smoothing) over a loader."""
     model.eval()
     total, count = 0.0, 0
-    for mel, tokens, clip_index in loader:
+    for mel, tokens, clip_index, _ in loader:
         mel, tokens, clip_index = mel.to(device), tokens.to(device), clip_index.to(device)
         n = int((tokens[:, 1:] != PAD).sum())
         total += float(caption_loss(model, mel, tokens, clip_index, 0.0)) * n
@@ -165,7 +173,9 @@ class Prepared:
         self.clips = {s: load_split(data, s, cfg.layout) for s in SPLIT_NAMES}
         self.vocab = Vocab.build([c for clip in self.clips["train"] for c in clip.captions],
                                  cfg.min_freq)
-        self.model_config = model_config(cfg.arch, {"vocab_size": len(self.vocab), **cfg.model})
+        self.labels = load_labels(data)
+        self.model_config = model_config(cfg.arch, {"vocab_size": len(self.vocab),
+                                                    "n_tags": len(self.labels), **cfg.model})
         self.model = build_model(self.model_config)
         frontend = default_frontend({**self.model.frontend_overrides, **cfg.frontend})
         if frontend["n_mels"] != self.model_config.n_mels:
@@ -180,7 +190,17 @@ class Prepared:
             mean, std = norm_stats(cache, self.clips["train"])
         self.frontend = {**frontend, "norm_mean": mean, "norm_std": std}
         max_len = self.model_config.max_len
-        self.datasets = {s: CaptionDataset(c, cache, self.vocab, mean, std, max_len)
+        # A frozen encoder runs once per clip: its outputs are cached and the model trains
+        # from them (model.from_encoded), the decoder's cost per step all that is left.
+        encoded = None
+        if getattr(self.model, "frozen_encoder", False):
+            encoded = EncoderCache(cache, self.model.encoder, self.model_config.encoder,
+                                   mean, std)
+            for split, clips in self.clips.items():
+                encoded.fill(clips, desc=f"encoder {split}")
+            self.model.from_encoded = True
+        self.datasets = {s: CaptionDataset(c, cache, self.vocab, mean, std, max_len,
+                                           self.labels, encoded)
                          for s, c in self.clips.items()}
 
 
@@ -219,6 +239,10 @@ def train(cfg: TrainConfig) -> dict:
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.min_lr_ratio))
     amp = device.type == "cuda"
+    # Cached encoder outputs have one frame per S mel frames: mask a frame or two in time,
+    # no feature bands (the masks of SpecAugment are for mels).
+    augment = (replace(cfg, spec_time_width=2, spec_freq_masks=0)
+               if getattr(model, "from_encoded", False) else cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     history, best_val, bad_epochs, start_epoch, elapsed = [], math.inf, 0, 0, 0.0
@@ -234,7 +258,8 @@ def train(cfg: TrainConfig) -> dict:
         start_epoch, elapsed = state["epoch"] + 1, state["elapsed"]
 
     checkpoint = {"model_config": asdict(prep.model_config), "frontend": prep.frontend,
-                  "vocab": prep.vocab.itos, "normalisation": NORMALISATION}
+                  "vocab": prep.vocab.itos, "labels": prep.labels,
+                  "normalisation": NORMALISATION}
     started = time.time() - elapsed
     print(f"{cfg.arch}: {count_parameters(model):,} parameters "
           f"({count_parameters(model, True):,} trainable), vocabulary {len(prep.vocab)}, "
@@ -245,11 +270,12 @@ def train(cfg: TrainConfig) -> dict:
         sums = {"loss": 0.0, "grad_norm": 0.0}
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    leave=False)
-        for mel, tokens, clip_index in bar:
+        for mel, tokens, clip_index, tags in bar:
             mel, tokens, clip_index = mel.to(device), tokens.to(device), clip_index.to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                loss = caption_loss(model, spec_augment(mel, cfg), tokens, clip_index,
-                                    cfg.label_smoothing, sampling)
+                loss = caption_loss(model, spec_augment(mel, augment), tokens, clip_index,
+                                    cfg.label_smoothing, sampling, tags.to(device),
+                                    cfg.tag_weight)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)

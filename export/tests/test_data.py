@@ -81,9 +81,10 @@ def test_vocabulary_keeps_frequent_words_after_the_special_tokens(tmp_path):
 
 
 def test_collate_pads_mels_and_captions_and_maps_captions_to_clips():
-    a = (torch.ones(4, 5), [torch.tensor([1, 7, 2]), torch.tensor([1, 2])])
-    b = (torch.ones(4, 3), [torch.tensor([1, 8, 9, 2])])
-    mel, tokens, clip_index = collate([a, b])
+    a = (torch.ones(4, 5), [torch.tensor([1, 7, 2]), torch.tensor([1, 2])], torch.tensor([1.0, 0]))
+    b = (torch.ones(4, 3), [torch.tensor([1, 8, 9, 2])], torch.tensor([0.0, 1]))
+    mel, tokens, clip_index, tags = collate([a, b])
     assert mel.shape == (2, 4, 5) and mel[1, :, 3:].abs().sum() == 0
     assert tokens.tolist() == [[1, 7, 2, 0], [1, 2, 0, 0], [1, 8, 9, 2]]
     assert clip_index.tolist() == [0, 0, 1]
+    assert tags.tolist() == [[1, 0], [0, 1]]

@@ -37,7 +37,7 @@ def test_each_architecture_loss_falls_within_a_few_dozen_steps(arch, tiny_synth,
     optimizer = make_optimizer(model, 3e-3, 0.01)
     model.train()
     for step in range(36):
-        mel, tokens, clip_index = batches[step % len(batches)]
+        mel, tokens, clip_index, _ = batches[step % len(batches)]
         loss = caption_loss(model, mel, tokens, clip_index, 0.1)
         optimizer.zero_grad()
         loss.backward()
