@@ -166,8 +166,12 @@ def recording_of(path: str, how: str) -> str:
         return f"{folder}/{m.group(1)}" if m else path
     # "stem": trailing digits, separators and a single take letter go (fs_grass3 -> fs_grass,
     # swordhit_11a -> swordhit).
-    key = re.sub(r"([\s_\-]*(\d+[a-z]?|[a-z]))+$", "", stem.lower()) or stem.lower()
-    return f"{folder}/{key}"
+    key = stem.lower()
+    while True:
+        shorter = re.sub(r"([\s_\-]*\d+[a-z]?|[\s_\-]+[a-z])$", "", key)
+        if shorter == key or not shorter:
+            return f"{folder}/{key}"
+        key = shorter
 
 
 # ---- audio ----

@@ -1,0 +1,182 @@
+"""`hark-eval-sounds`: does a bundle hear the right sound in recordings it has never heard?
+
+    hark-eval-sounds --bundle B [--bundle B2 ...] --corpus CORPUS --out DIR [--split test]
+
+For every single-sound clip of the corpus split (held-out source recordings of
+`hark-data real`), the bundle's best caption, made by the daemon itself (`hark caption
+--json`), is checked for a word naming the clip's category (its `synonyms` in sounds.toml):
+the keyword hit rate, overall and per category. The tag head's probabilities (through
+onnxruntime on the daemon's own features) give each category's average precision and their
+mean (mAP) over categories with test clips. The category a caption names first against the
+true one makes the confusion plot.
+
+Writes DIR/sounds.json (every clip: caption, hit, named categories, top tags) and
+DIR/SOUNDS.md (the tables) and DIR/confusion-<bundle>.png.
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hark_export.data import logmel, normalise_caption, read_audio
+from hark_export.evaluate import HARK, hark_caption
+from hark_export.real import load_corpus, load_table
+
+
+def named_categories(caption: str, synonyms: dict[str, set[str]]) -> list[str]:
+    """Categories a caption names, in the order their first word appears."""
+    words = normalise_caption(caption).split()
+    found = []
+    for w in words:
+        for cat, syn in synonyms.items():
+            if w in syn and cat not in found:
+                found.append(cat)
+    return found
+
+
+def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the precision-recall curve as the mean precision at each positive
+    (scikit-learn's average_precision_score without interpolation)."""
+    order = np.argsort(-scores, kind="stable")
+    hits = positive[order].astype(float)
+    if hits.sum() == 0:
+        return float("nan")
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float((precision * hits).sum() / hits.sum())
+
+
+def tag_probabilities(bundle: Path, audio: list[Path]) -> tuple[list[str], np.ndarray]:
+    """(labels, probabilities [clips, labels]) of the bundle's first tag head, the whole clip
+    as one window, features by the dsp crate and the graph by onnxruntime."""
+    import tomllib
+
+    from hark_export.export import MANIFEST, _session
+    manifest = tomllib.loads((bundle / MANIFEST).read_text())
+    heads = manifest.get("tags", [])
+    if not heads:
+        return [], np.zeros((len(audio), 0))
+    head = heads[0]
+    labels = (bundle / head["labels"]).read_text().splitlines()
+    session = _session(bundle / manifest["encoder"]["file"])
+    probs = []
+    for a in audio:
+        mel = logmel(*read_audio(a), manifest["frontend"])
+        out = session.run([head["output"]],
+                          {manifest["encoder"]["input"]: mel[None].astype(np.float32)})
+        probs.append(out[0].reshape(-1))
+    return labels, np.array(probs)
+
+
+def confusion_plot(truth: list[str], named: list[str], categories: list[str], path: Path,
+                   title: str) -> None:
+    """Row-normalised confusion of the true category against the one the caption names first
+    ("none" when it names none)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cols = categories + ["none"]
+    m = np.zeros((len(categories), len(cols)))
+    for t, n in zip(truth, named):
+        m[categories.index(t), cols.index(n)] += 1
+    m = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(12, 11))
+    ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(categories)), categories, fontsize=7)
+    ax.set_xlabel("category the caption names first")
+    ax.set_ylabel("true category")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate(bundle: Path, rows: list[dict], corpus: Path, hark: Path, out: Path) -> dict:
+    """Keyword hits, per-category rates, tag APs and the confusion plot of one bundle."""
+    table = load_table()
+    synonyms = {c: set(v["synonyms"]) for c, v in table.categories.items()}
+    audio = [corpus / r["path_16000"] for r in rows]
+    windows = hark_caption(bundle, audio, [], hark)
+    captions = [w["text"] for w in windows]
+    truth = [r["category"] for r in rows]
+    hits = [bool(set(normalise_caption(c).split()) & synonyms[t]) for c, t in zip(captions, truth)]
+    named = [(named_categories(c, synonyms) or ["none"])[0] for c in captions]
+    labels, probs = tag_probabilities(bundle, audio)
+    categories = sorted(set(truth))
+    per_cat = {}
+    for cat in categories:
+        idx = [i for i, t in enumerate(truth) if t == cat]
+        ap = (average_precision(probs[:, labels.index(cat)], np.array([t == cat for t in truth]))
+              if cat in labels else float("nan"))
+        per_cat[cat] = {"clips": len(idx),
+                        "recordings": len({rows[i]["recording"] for i in idx}),
+                        "hit_rate": float(np.mean([hits[i] for i in idx])), "tag_ap": ap}
+    aps = [v["tag_ap"] for v in per_cat.values() if not np.isnan(v["tag_ap"])]
+    confusion_plot(truth, named, categories, out / f"confusion-{bundle.name}.png",
+                   f"{bundle.name}: held-out single sounds")
+    clips = []
+    for i, r in enumerate(rows):
+        top = np.argsort(-probs[i])[:3] if len(labels) else []
+        clips.append({"id": r["id"], "category": truth[i], "caption": captions[i],
+                      "hit": hits[i], "named": named[i],
+                      "tags": [[labels[j], round(float(probs[i, j]), 3)] for j in top]})
+    return {"bundle": str(bundle), "clips": len(rows),
+            "hit_rate": float(np.mean(hits)),
+            "category_mean_hit_rate": float(np.mean([v["hit_rate"] for v in per_cat.values()])),
+            "tag_map": float(np.mean(aps)) if aps else None,
+            "categories": per_cat, "per_clip": clips}
+
+
+def report(results: list[dict], split: str, out: Path) -> None:
+    lines = [f"# Held-out single sounds ({split} split)", "",
+             "Keyword hit: the best caption (`hark caption`, the bundle's default decoding) "
+             "contains a word naming the clip's category (sounds.toml synonyms). Tag AP: "
+             "average precision of the tag head's probability for the category over all clips.",
+             "", "| bundle | clips | keyword hit | mean of per-category hit rates | tag mAP |",
+             "|---|---:|---:|---:|---:|"]
+    for r in results:
+        tag_map = f"{r['tag_map']:.3f}" if r["tag_map"] is not None else "—"
+        lines.append(f"| {Path(r['bundle']).name} | {r['clips']} | {100 * r['hit_rate']:.1f} % | "
+                     f"{100 * r['category_mean_hit_rate']:.1f} % | {tag_map} |")
+    for r in results:
+        name = Path(r["bundle"]).name
+        lines += ["", f"## {name}", "", f"![confusion](confusion-{name}.png)", "",
+                  "| category | clips | recordings | keyword hit | tag AP |",
+                  "|---|---:|---:|---:|---:|"]
+        for cat, v in r["categories"].items():
+            ap = "—" if np.isnan(v["tag_ap"]) else f"{v['tag_ap']:.3f}"
+            lines.append(f"| {cat} | {v['clips']} | {v['recordings']} | "
+                         f"{100 * v['hit_rate']:.0f} % | {ap} |")
+        misses = [c for c in r["per_clip"] if not c["hit"]][:25]
+        lines += ["", "Misses (first 25): true category → caption", ""]
+        lines += [f"- {c['category']} → “{c['caption']}” (tags {c['tags']})" for c in misses]
+    (out / "SOUNDS.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="hark-eval-sounds", description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, action="append", required=True)
+    parser.add_argument("--corpus", type=Path, required=True, help="a `hark-data real` folder")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--hark", type=Path, default=Path(os.environ.get("HARK", HARK)))
+    args = parser.parse_args(argv)
+    rows = [r for r in load_corpus(args.corpus) if r["split"] == args.split]
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for b in args.bundle:
+        r = evaluate(b, rows, args.corpus, args.hark, args.out)
+        print(f"{b.name}: keyword hit {100 * r['hit_rate']:.1f} % of {r['clips']} clips, "
+              f"per-category mean {100 * r['category_mean_hit_rate']:.1f} %, "
+              f"tag mAP {r['tag_map'] if r['tag_map'] is None else round(r['tag_map'], 3)}")
+        results.append(r)
+    (args.out / "sounds.json").write_text(json.dumps(results, indent=1) + "\n")
+    report(results, args.split, args.out)
+    print(f"wrote {args.out / 'sounds.json'} and {args.out / 'SOUNDS.md'}")
+
+
+if __name__ == "__main__":
+    main()
