@@ -189,14 +189,23 @@ pub struct DecoderSpec {
     pub states: Vec<StateSpec>,
 }
 
-/// `[tags]`: an optional clip-level tag head.
+/// One `[[tags]]` entry: a clip-level tag head, an extra encoder output.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TagSpec {
-    /// Labels file, one per line.
+    /// The tag source named in every published tag (e.g. `hark`, `audioset`).
+    pub name: String,
+    /// Labels file, one per line, in the output's order.
     pub labels: String,
-    /// Encoder output with the tag logits.
+    /// Encoder output with one probability per label, `[1, n_labels]`.
     pub output: String,
+    /// Default publishing threshold (the config's `tags.thresholds` overrides it).
+    #[serde(default = "default_tag_threshold")]
+    pub threshold: f32,
+}
+
+const fn default_tag_threshold() -> f32 {
+    0.5
 }
 
 /// `[torchscript]`: the graphs traced to TorchScript, run by a `tch` build (fp32 bundles).
@@ -237,8 +246,9 @@ pub struct Manifest {
     pub decoder: DecoderSpec,
     /// Default decoding.
     pub decoding: DecodeParams,
-    /// Optional tag head.
-    pub tags: Option<TagSpec>,
+    /// Clip-level tag heads, if any.
+    #[serde(default)]
+    pub tags: Vec<TagSpec>,
     /// Optional TorchScript twin of the graphs.
     pub torchscript: Option<TorchScriptSpec>,
     /// sha256 of every file.
@@ -275,8 +285,8 @@ pub struct Bundle {
     pub manifest: Manifest,
     /// Token strings by id.
     pub vocab: Vec<String>,
-    /// Tag labels, if the bundle has a tag head.
-    pub labels: Vec<String>,
+    /// The labels of each tag head, in `manifest.tags` order.
+    pub labels: Vec<Vec<String>>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, BundleError> {
@@ -317,7 +327,7 @@ impl Bundle {
             ("decoder.file", &m.decoder.file),
             ("tokens.vocab", &m.tokens.vocab),
         ];
-        if let Some(tags) = &m.tags {
+        for tags in &m.tags {
             referenced.push(("tags.labels", &tags.labels));
         }
         if let Some(ts) = &m.torchscript {
@@ -426,10 +436,24 @@ impl Bundle {
                 }
             }
         }
-        let labels = match &m.tags {
-            Some(t) => lines(&t.labels)?,
-            None => Vec::new(),
-        };
+        let mut labels = Vec::new();
+        for (i, t) in m.tags.iter().enumerate() {
+            let at = format!("tags[{i}] ({})", t.name);
+            if t.name.is_empty() || m.tags[..i].iter().any(|o| o.name == t.name) {
+                return Err(field(&at, "name must be non-empty and unique"));
+            }
+            if !(t.threshold > 0.0 && t.threshold < 1.0) {
+                return Err(field(&at, "threshold must be in (0, 1)"));
+            }
+            let l = lines(&t.labels)?;
+            if l.is_empty() || l.iter().any(|x| x.trim().is_empty()) {
+                return Err(field(
+                    &at,
+                    format!("{} must list one label per line", t.labels),
+                ));
+            }
+            labels.push(l);
+        }
         Ok(Self {
             manifest,
             vocab,

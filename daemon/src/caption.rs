@@ -48,7 +48,7 @@ pub fn resolve_bundle(explicit: Option<&Path>) -> Result<PathBuf> {
         })
 }
 
-/// One captioned window.
+/// One window of a file: captioned, or silent.
 #[derive(Debug, Serialize)]
 pub struct WindowCaption {
     /// The file.
@@ -57,20 +57,127 @@ pub struct WindowCaption {
     pub start: f32,
     /// Window end, seconds.
     pub end: f32,
+    /// RMS level of the window's audio, dBFS.
+    pub level_dbfs: f32,
+    /// Below the silence threshold: not captioned (`text` is null).
+    pub silent: bool,
     /// Best caption.
-    pub text: String,
+    pub text: Option<String>,
     /// The model that made it.
     pub model: String,
-    /// Clip-level tags whose probability exceeds 0.5 (bundles with a tag head).
-    pub tags: Vec<String>,
+    /// Tags at or over their thresholds, most probable first within each source.
+    pub tags: Vec<Tag>,
     /// Its score (length-normalised log-probability).
-    pub score: f32,
+    pub score: Option<f32>,
     /// Its token ids.
     pub tokens: Vec<u32>,
     /// Other captions, best first.
     pub alternatives: Vec<Alternative>,
     /// Milliseconds spent per stage.
     pub timings_ms: Timings,
+}
+
+/// A clip-level tag with its probability.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tag {
+    /// The label (a line of the head's labels file).
+    pub label: String,
+    /// Probability, 0..1.
+    pub score: f32,
+    /// The tag head it came from (`[[tags]] name`: `hark`, `audioset`, ...).
+    pub source: String,
+}
+
+/// Which tags are published: `[tags]` in the configuration.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TagConfig {
+    /// Per-head thresholds overriding the bundle's (`{ hark = 0.4, audioset = 0.3 }`).
+    pub thresholds: std::collections::BTreeMap<String, f32>,
+    /// At most this many tags per head and window.
+    pub max_per_source: usize,
+    /// Labels that get a Home Assistant binary sensor each (with discovery on).
+    pub binary_sensors: Vec<String>,
+}
+
+impl Default for TagConfig {
+    fn default() -> Self {
+        Self {
+            thresholds: Default::default(),
+            max_per_source: 5,
+            binary_sensors: Vec::new(),
+        }
+    }
+}
+
+impl TagConfig {
+    /// Checks thresholds against the bundle's heads and ranges; the error names the key.
+    pub fn validate(&self, bundle: &Bundle) -> std::result::Result<(), String> {
+        for (name, t) in &self.thresholds {
+            if !bundle.manifest.tags.iter().any(|h| &h.name == name) {
+                let heads: Vec<&str> = bundle
+                    .manifest
+                    .tags
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect();
+                return Err(format!(
+                    "tags.thresholds.{name}: the model has no tag head \"{name}\" (it has: {})",
+                    if heads.is_empty() {
+                        "none".to_string()
+                    } else {
+                        heads.join(", ")
+                    }
+                ));
+            }
+            if !(*t > 0.0 && *t <= 1.0) {
+                return Err(format!("tags.thresholds.{name} = {t}: must be in (0, 1]"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tags of one window: per head, labels whose probability reaches the threshold,
+    /// most probable first, at most `max_per_source`.
+    pub fn select(&self, bundle: &Bundle, probabilities: &[Vec<f32>]) -> Vec<Tag> {
+        let mut out = Vec::new();
+        for ((head, labels), probs) in bundle
+            .manifest
+            .tags
+            .iter()
+            .zip(&bundle.labels)
+            .zip(probabilities)
+        {
+            let threshold = self
+                .thresholds
+                .get(&head.name)
+                .copied()
+                .unwrap_or(head.threshold);
+            let mut on: Vec<(f32, &String)> = probs
+                .iter()
+                .zip(labels)
+                .filter(|(p, _)| **p >= threshold)
+                .map(|(p, l)| (*p, l))
+                .collect();
+            on.sort_by(|a, b| b.0.total_cmp(&a.0));
+            out.extend(on.into_iter().take(self.max_per_source).map(|(p, l)| Tag {
+                label: l.clone(),
+                score: (p * 1000.0).round() / 1000.0,
+                source: head.name.clone(),
+            }));
+        }
+        out
+    }
+
+    /// Whether people are speaking: the `speech` (or AudioSet `Speech`) tag, when the bundle
+    /// has a head with that label; None otherwise.
+    pub fn speech(&self, bundle: &Bundle, tags: &[Tag]) -> Option<bool> {
+        let has = bundle
+            .labels
+            .iter()
+            .any(|l| l.iter().any(|x| x.eq_ignore_ascii_case("speech")));
+        has.then(|| tags.iter().any(|t| t.label.eq_ignore_ascii_case("speech")))
+    }
 }
 
 /// An alternative caption.
@@ -93,18 +200,39 @@ pub struct Timings {
     pub decoding: f64,
 }
 
+/// One line of `hark caption`'s text output: file, window, caption and tags with scores.
+pub fn describe(w: &WindowCaption) -> String {
+    let head = format!("{} [{:.1}-{:.1}s]", w.file, w.start, w.end);
+    let Some(text) = &w.text else {
+        return format!("{head} (silence, {:.1} dBFS)", w.level_dbfs);
+    };
+    if w.tags.is_empty() {
+        return format!("{head} {text}");
+    }
+    let tags: Vec<String> = w
+        .tags
+        .iter()
+        .map(|t| format!("{} {:.2}", t.label, t.score))
+        .collect();
+    format!("{head} {text}  [{}]", tags.join(", "))
+}
+
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
 
 /// Captions `file`: one caption per window of the bundle's length, windows `hop` apart
-/// (a file shorter than a window is one window).
+/// (a file shorter than a window is one window). Windows whose RMS level is below
+/// `silence_dbfs` are not captioned, as in `hark run`.
 pub fn caption_file(
     model: &dyn Captioner,
     file: &Path,
     params: &DecodeParams,
+    tags: &TagConfig,
+    silence_dbfs: f32,
 ) -> Result<Vec<WindowCaption>> {
-    let m = &model.bundle().manifest;
+    let bundle = model.bundle();
+    let m = &bundle.manifest;
     let clip = crate::wav::read(file)?;
     let t0 = Instant::now();
     let mel = dsp::features(&m.frontend, &clip.samples, clip.sample_rate)
@@ -121,6 +249,29 @@ pub fn caption_file(
     let mut out = Vec::new();
     for &start in &starts {
         let end = (start + window).min(frames);
+        let level_dbfs = level_dbfs(
+            &clip.samples,
+            clip.sample_rate,
+            start as f32 / fps,
+            end as f32 / fps,
+        );
+        if level_dbfs < silence_dbfs {
+            out.push(WindowCaption {
+                file: file.display().to_string(),
+                start: start as f32 / fps,
+                end: end as f32 / fps,
+                level_dbfs,
+                silent: true,
+                text: None,
+                model: m.name.clone(),
+                tags: Vec::new(),
+                score: None,
+                tokens: Vec::new(),
+                alternatives: Vec::new(),
+                timings_ms: Timings::default(),
+            });
+            continue;
+        }
         let c = model
             .caption_mel(&mel[start * n_mels..end * n_mels], params)
             .with_context(|| {
@@ -135,10 +286,12 @@ pub fn caption_file(
             file: file.display().to_string(),
             start: start as f32 / fps,
             end: end as f32 / fps,
-            text: c.text,
+            level_dbfs,
+            silent: false,
+            text: Some(c.text),
             model: m.name.clone(),
-            tags: c.tags,
-            score: c.score,
+            tags: tags.select(bundle, &c.tag_probabilities),
+            score: Some(c.score),
             tokens: c.tokens,
             alternatives: c.alternatives,
             timings_ms: Timings {
@@ -151,6 +304,24 @@ pub fn caption_file(
     Ok(out)
 }
 
+/// RMS level in dBFS of `samples[t0..t1 seconds]` (a full-scale square wave is 0 dBFS),
+/// floored at the window assembler's digital-silence level like `hark run`'s windows.
+pub fn level_dbfs(samples: &[f32], rate: u32, t0: f32, t1: f32) -> f32 {
+    let lo = ((t0 * rate as f32) as usize).min(samples.len());
+    let hi = ((t1 * rate as f32) as usize).clamp(lo, samples.len());
+    let part = &samples[lo..hi];
+    let mean = part
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        / part.len().max(1) as f64;
+    if mean > 0.0 && mean.is_finite() {
+        ((10.0 * mean.log10()) as f32).max(crate::window::FLOOR_DBFS)
+    } else {
+        crate::window::FLOOR_DBFS
+    }
+}
+
 /// A caption of one window of log-mel frames.
 pub struct Captioned {
     /// Best caption.
@@ -161,8 +332,8 @@ pub struct Captioned {
     pub score: f32,
     /// Other captions, best first.
     pub alternatives: Vec<Alternative>,
-    /// Tags of the bundle's tag head.
-    pub tags: Vec<String>,
+    /// Each tag head's probabilities, in `manifest.tags` order (empty without heads).
+    pub tag_probabilities: Vec<Vec<f32>>,
     /// Encoder time, ms.
     pub encoder_ms: f64,
     /// Decoding time, ms.
@@ -219,7 +390,7 @@ impl Captioner for Model {
             .encode(mel)
             .map_err(|e| anyhow::anyhow!("encoder failed: {e:#}"))?;
         let encoder_ms = ms(t0);
-        let tags = self.tags(&encoded);
+        let tags = self.tag_probabilities(&encoded).to_vec();
         decode_window(
             &self.bundle,
             &mut self.stepper(&encoded),
@@ -236,7 +407,7 @@ pub fn decode_window<S: Stepper>(
     stepper: &mut S,
     params: &DecodeParams,
     encoder_ms: f64,
-    tags: Vec<String>,
+    tag_probabilities: Vec<Vec<f32>>,
 ) -> Result<Captioned> {
     let t0 = Instant::now();
     let hyps = decode::decode(stepper, bundle.special(), params).context("decoding failed")?;
@@ -253,7 +424,7 @@ pub fn decode_window<S: Stepper>(
                 score: h.score,
             })
             .collect(),
-        tags,
+        tag_probabilities,
         encoder_ms,
         decoding_ms,
     })

@@ -278,6 +278,9 @@ pub struct Config {
     /// Event filtering.
     #[serde(default)]
     pub events: EventsConfig,
+    /// Published tags: thresholds per tag head, Home Assistant binary sensors.
+    #[serde(default)]
+    pub tags: crate::caption::TagConfig,
     /// Queues.
     #[serde(default)]
     pub pipeline: PipelineConfig,
@@ -414,6 +417,16 @@ impl Config {
                 "events.dedup_hold_seconds = {}: must be a number >= 0",
                 ev.dedup_hold_seconds
             );
+        }
+        let t = &self.tags;
+        if !(1..=100).contains(&t.max_per_source) {
+            bail!(
+                "tags.max_per_source = {}: must be in 1..=100",
+                t.max_per_source
+            );
+        }
+        if let Some(l) = t.binary_sensors.iter().find(|l| l.trim().is_empty()) {
+            bail!("tags.binary_sensors: {l:?} is not a label");
         }
         let p = &self.pipeline;
         if !(1..=64).contains(&p.queue) {

@@ -5,10 +5,11 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::caption::Alternative;
+use crate::caption::{Alternative, Tag};
 
-/// Payload version; bump on incompatible changes.
-pub const VERSION: u32 = 1;
+/// Payload version; bump on incompatible changes. 2: `tags` are objects with a score and a
+/// source (`{"label":"dog","score":0.93,"source":"hark"}`), not plain strings.
+pub const VERSION: u32 = 2;
 
 /// One published caption.
 #[derive(Debug, Clone, Serialize)]
@@ -29,9 +30,10 @@ pub struct Caption {
     pub score: f32,
     /// Other captions, best first.
     pub alternatives: Vec<Alternative>,
-    /// Tags over 0.5 (bundles with a tag head; else empty).
-    pub tags: Vec<String>,
-    /// Whether the bundle's tag head heard speech; null when it has no "speech" tag.
+    /// Tags at or over their thresholds, per tag head most probable first (empty without
+    /// tag heads).
+    pub tags: Vec<Tag>,
+    /// Whether a tag head heard speech; null when no head has a "speech" label.
     pub speech: Option<bool>,
     /// RMS level of the window, dBFS.
     pub level_dbfs: f32,

@@ -60,9 +60,16 @@ enum Command {
         /// Runtime: tract (ONNX, CPU) or torch (TorchScript twin; needs `--features tch`).
         #[arg(long, value_enum, default_value_t)]
         backend: caption::Backend,
-        /// Print one JSON object per window (text, score, alternatives, timings).
+        /// Print one JSON object per window (text, tags, score, alternatives, timings).
         #[arg(long)]
         json: bool,
+        /// Windows quieter than this (RMS, dBFS) are silent: no caption, as in `hark run`.
+        #[arg(long, default_value_t = -60.0, allow_negative_numbers = true)]
+        silence_dbfs: f32,
+        /// Publish tags of this probability or more from every tag head (default: each
+        /// head's threshold in the bundle).
+        #[arg(long)]
+        tag_threshold: Option<f32>,
         #[command(flatten)]
         decoding: DecodeArgs,
     },
@@ -298,6 +305,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let m = &bundle.manifest;
             commands::merge(&m.decoding, &cfg.decoding, m.tokens.max_len)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            cfg.tags
+                .validate(&bundle)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             println!("{}: ok", file.display());
             println!("  device id: {}", cfg.device_id());
             println!("  source:    {}", cfg.source.describe());
@@ -318,6 +328,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bundle,
             backend,
             json,
+            silence_dbfs,
+            tag_threshold,
             decoding,
         } => {
             let dir = caption::resolve_bundle(bundle.as_deref())?;
@@ -329,12 +341,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 manifest.tokens.max_len,
             )
             .map_err(anyhow::Error::msg)?;
+            if !(silence_dbfs.is_finite() && silence_dbfs <= 0.0) {
+                anyhow::bail!("--silence-dbfs {silence_dbfs}: must be a number <= 0");
+            }
+            let mut tags = caption::TagConfig::default();
+            if let Some(t) = tag_threshold {
+                for head in &manifest.tags {
+                    tags.thresholds.insert(head.name.clone(), t);
+                }
+                tags.validate(model.bundle()).map_err(|e| {
+                    anyhow::anyhow!("--tag-threshold: {}", e.replace("tags.thresholds.", ""))
+                })?;
+            }
             for file in &files {
-                for w in caption::caption_file(model.as_ref(), file, &params)? {
+                for w in caption::caption_file(model.as_ref(), file, &params, &tags, silence_dbfs)?
+                {
                     if json {
                         println!("{}", serde_json::to_string(&w)?);
                     } else {
-                        println!("{} [{:.1}-{:.1}s] {}", w.file, w.start, w.end, w.text);
+                        println!("{}", caption::describe(&w));
                     }
                 }
             }

@@ -28,7 +28,8 @@ pub struct Model {
 pub struct Encoded {
     memory: Tensor,
     init: Vec<Tensor>,
-    tags: Option<Vec<f32>>,
+    /// Each tag head's probabilities, in `manifest.tags` order.
+    tags: Vec<Vec<f32>>,
 }
 
 fn graph_error(file: &str, e: impl std::fmt::Display) -> BundleError {
@@ -137,9 +138,7 @@ impl Model {
 
         let mut enc_outputs: Vec<&str> = vec![&m.encoder.memory];
         enc_outputs.extend(m.decoder.states.iter().map(|s| s.init_output.as_str()));
-        if let Some(t) = &m.tags {
-            enc_outputs.push(&t.output);
-        }
+        enc_outputs.extend(m.tags.iter().map(|t| t.output.as_str()));
         let mel_fact = |_: &SymbolScope| vec![InferenceFact::dt(f32::datum_type())];
         let encoder = parse_graph(
             dir,
@@ -236,6 +235,29 @@ impl Model {
                 ));
             }
         }
+        for ((spec, labels), probs) in m.tags.iter().zip(&self.bundle.labels).zip(&encoded.tags) {
+            if probs.len() != labels.len() {
+                return Err(graph_error(
+                    enc_file,
+                    format!(
+                        "output \"{}\" has {} values but {} lists {} labels",
+                        spec.output,
+                        probs.len(),
+                        spec.labels,
+                        labels.len()
+                    ),
+                ));
+            }
+            if let Some(p) = probs.iter().find(|p| !(0.0..=1.0).contains(*p)) {
+                return Err(graph_error(
+                    enc_file,
+                    format!(
+                        "output \"{}\" holds {p}, not a probability: export the tag head with its sigmoid",
+                        spec.output
+                    ),
+                ));
+            }
+        }
         let mut stepper = self.stepper(&encoded);
         let mut state = stepper.init(2).map_err(|e| graph_error(dec_file, e))?;
         let bos = m.tokens.bos;
@@ -299,10 +321,9 @@ impl Model {
             .take(n_states)
             .map(|v| v.into_tensor())
             .collect();
-        let tags = match out.next() {
-            Some(t) => Some(t.to_plain_array_view::<f32>()?.iter().copied().collect()),
-            None => None,
-        };
+        let tags = out
+            .map(|t| Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect()))
+            .collect::<TractResult<_>>()?;
         Ok(Encoded { memory, init, tags })
     }
 
@@ -320,19 +341,9 @@ impl Model {
         Ok(p)
     }
 
-    /// Labels of the tags the encoder scored above probability 0.5, most probable first.
-    pub fn tags(&self, encoded: &Encoded) -> Vec<String> {
-        let Some(logits) = &encoded.tags else {
-            return Vec::new();
-        };
-        let mut on: Vec<(f32, &String)> = logits
-            .iter()
-            .zip(&self.bundle.labels)
-            .filter(|(l, _)| **l > 0.0)
-            .map(|(l, n)| (*l, n))
-            .collect();
-        on.sort_by(|a, b| b.0.total_cmp(&a.0));
-        on.into_iter().map(|(_, n)| n.clone()).collect()
+    /// Each tag head's probabilities for the window, in `manifest.tags` order.
+    pub fn tag_probabilities<'a>(&self, encoded: &'a Encoded) -> &'a [Vec<f32>] {
+        &encoded.tags
     }
 
     /// A decoding session over one encoded window.

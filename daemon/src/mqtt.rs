@@ -30,7 +30,7 @@ pub struct Topics {
     pub set: String,
     /// Answers to bad commands.
     pub error: String,
-    /// Home Assistant discovery config topic, if enabled.
+    /// Home Assistant discovery prefix, if discovery is on.
     pub discovery: Option<String>,
 }
 
@@ -43,29 +43,29 @@ impl Topics {
             stats: format!("{base}/stats"),
             set: format!("{base}/set"),
             error: format!("{base}/error"),
-            discovery: cfg.discovery.then(|| {
-                format!(
-                    "{}/sensor/hark_{device}/caption/config",
-                    cfg.discovery_prefix
-                )
-            }),
+            discovery: cfg.discovery.then(|| cfg.discovery_prefix.clone()),
         }
     }
 }
 
-/// Home Assistant MQTT discovery: one sensor whose state is the latest caption and whose
-/// attributes are the rest of the payload.
-fn discovery_payload(topics: &Topics, device: &str, model: &str) -> serde_json::Value {
-    serde_json::json!({
-        "name": "Caption",
-        "unique_id": format!("hark_{device}_caption"),
+/// Home Assistant MQTT discovery, as (config topic, payload) pairs: a sensor whose state is
+/// the latest caption (the rest of the payload as attributes), a sensor listing its tags, and
+/// a binary sensor per label in `tags.binary_sensors`, on while captions carry that tag and
+/// off `TAG_OFF_DELAY` seconds after the last one.
+fn discovery(
+    topics: &Topics,
+    device: &str,
+    model: &str,
+    binary_sensors: &[String],
+) -> Vec<(String, serde_json::Value)> {
+    let Some(prefix) = &topics.discovery else {
+        return Vec::new();
+    };
+    let common = serde_json::json!({
         "state_topic": topics.caption,
-        "value_template": "{{ value_json.text[:255] }}",
-        "json_attributes_topic": topics.caption,
         "availability_topic": topics.status,
         "payload_available": "online",
         "payload_not_available": "offline",
-        "icon": "mdi:ear-hearing",
         "device": {
             "identifiers": [format!("hark_{device}")],
             "name": format!("hark {device}"),
@@ -73,8 +73,67 @@ fn discovery_payload(topics: &Topics, device: &str, model: &str) -> serde_json::
             "model": model,
             "sw_version": env!("CARGO_PKG_VERSION"),
         },
-    })
+    });
+    let with = |extra: serde_json::Value| {
+        let mut v = common.clone();
+        if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+            v.extend(extra.clone());
+        }
+        v
+    };
+    let mut out = vec![
+        (
+            format!("{prefix}/sensor/hark_{device}/caption/config"),
+            with(serde_json::json!({
+                "name": "Caption",
+                "unique_id": format!("hark_{device}_caption"),
+                "value_template": "{{ value_json.text[:255] }}",
+                "json_attributes_topic": topics.caption,
+                "icon": "mdi:ear-hearing",
+            })),
+        ),
+        (
+            format!("{prefix}/sensor/hark_{device}/tags/config"),
+            with(serde_json::json!({
+                "name": "Tags",
+                "unique_id": format!("hark_{device}_tags"),
+                "value_template":
+                    "{{ (value_json.tags | map(attribute='label') | join(', '))[:255] }}",
+                "icon": "mdi:tag-multiple",
+            })),
+        ),
+    ];
+    for label in binary_sensors {
+        let slug: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        // The label goes into a Jinja string literal: escape what would end it.
+        let quoted = label.replace('\\', "\\\\").replace('\'', "\\'");
+        out.push((
+            format!("{prefix}/binary_sensor/hark_{device}/tag_{slug}/config"),
+            with(serde_json::json!({
+                "name": format!("Heard {label}"),
+                "unique_id": format!("hark_{device}_tag_{slug}"),
+                "value_template": format!(
+                    "{{{{ 'ON' if value_json.tags | selectattr('label', 'equalto', '{quoted}') | list | count > 0 else 'OFF' }}}}"
+                ),
+                "off_delay": TAG_OFF_DELAY,
+                "icon": "mdi:ear-hearing",
+            })),
+        ));
+    }
+    out
 }
+
+/// Seconds a tag's binary sensor stays on after the last caption carrying the tag.
+const TAG_OFF_DELAY: u32 = 30;
 
 fn qos(level: u8) -> QoS {
     match level {
@@ -126,6 +185,7 @@ impl Mqtt {
         cfg: &MqttConfig,
         device: &str,
         model: &str,
+        binary_sensors: &[String],
         commands: mpsc::Sender<Vec<u8>>,
     ) -> Result<Self> {
         let topics = Topics::new(cfg, device);
@@ -173,7 +233,10 @@ impl Mqtt {
             client: client.clone(),
             topics: topics.clone(),
             qos: qos(cfg.qos),
-            discovery: discovery_payload(&topics, device, model).to_string(),
+            discovery: discovery(&topics, device, model, binary_sensors)
+                .into_iter()
+                .map(|(topic, payload)| (topic, payload.to_string()))
+                .collect(),
             acks: acks.clone(),
         };
         let task = tokio::spawn(drive(eventloop, on_connect, commands, endpoint.clone()));
@@ -263,7 +326,8 @@ struct OnConnect {
     client: AsyncClient,
     topics: Topics,
     qos: QoS,
-    discovery: String,
+    /// Discovery configs: (topic, payload).
+    discovery: Vec<(String, String)>,
     acks: Arc<Acks>,
 }
 
@@ -279,8 +343,8 @@ impl OnConnect {
             self.client.try_publish(topic, self.qos, true, body)
         };
         publish(&self.topics.status, b"online".to_vec())?;
-        if let Some(topic) = &self.topics.discovery {
-            publish(topic, self.discovery.clone().into_bytes())?;
+        for (topic, payload) in &self.discovery {
+            publish(topic, payload.clone().into_bytes())?;
         }
         Ok(())
     }

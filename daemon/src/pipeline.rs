@@ -19,7 +19,7 @@ use ringbuf::traits::{Consumer, Observer, Split};
 use ringbuf::{HeapCons, HeapRb};
 use tokio::sync::mpsc;
 
-use crate::caption::Captioner;
+use crate::caption::{Captioner, TagConfig};
 use crate::commands::Control;
 use crate::config::Overflow;
 use crate::events::{self, Caption, Dedup};
@@ -47,6 +47,8 @@ pub struct Setup {
     pub silence_dbfs: f32,
     /// De-duplication hold, seconds.
     pub dedup_hold_seconds: f32,
+    /// Which tags are published.
+    pub tags: TagConfig,
     /// Device id for the payloads.
     pub device: String,
     /// Pause state and decoding parameters.
@@ -119,6 +121,7 @@ impl Pipeline {
             counters: setup.counters,
             silence_dbfs: setup.silence_dbfs,
             dedup: Dedup::new(f64::from(setup.dedup_hold_seconds)),
+            tags: setup.tags,
             device: setup.device,
             seq: 0,
         };
@@ -267,6 +270,7 @@ struct Inference {
     counters: Arc<Counters>,
     silence_dbfs: f32,
     dedup: Dedup,
+    tags: TagConfig,
     device: String,
     seq: u64,
 }
@@ -330,21 +334,19 @@ impl Inference {
             return None;
         }
         self.seq += 1;
-        let labels = &self.model.bundle().labels;
+        let bundle = self.model.bundle();
+        let tags = self.tags.select(bundle, &out.tag_probabilities);
         Some(Caption {
             v: events::VERSION,
             seq: self.seq,
             device: self.device.clone(),
-            speech: labels
-                .iter()
-                .any(|l| l == "speech")
-                .then(|| out.tags.iter().any(|t| t == "speech")),
+            speech: self.tags.speech(bundle, &tags),
             text: out.text,
             start: events::rfc3339(job.start),
             end: events::rfc3339(job.end),
             score: out.score,
             alternatives: out.alternatives,
-            tags: out.tags,
+            tags,
             level_dbfs: w.level_dbfs,
             model: self.model.bundle().manifest.name.clone(),
             latency_ms: job.ready.elapsed().as_secs_f64() * 1e3,

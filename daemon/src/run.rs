@@ -70,6 +70,9 @@ async fn serve(cfg: Config) -> Result<()> {
     let manifest = &model.bundle().manifest;
     let params = crate::commands::merge(&manifest.decoding, &cfg.decoding, manifest.tokens.max_len)
         .map_err(|e| anyhow::anyhow!("config {e}"))?;
+    cfg.tags
+        .validate(model.bundle())
+        .map_err(|e| anyhow::anyhow!("config {e}"))?;
     let control = Arc::new(Control::new(params, manifest.tokens.max_len));
     let device = cfg.device_id();
     let model_name = manifest.name.clone();
@@ -87,7 +90,13 @@ async fn serve(cfg: Config) -> Result<()> {
     let counters = Arc::new(Counters::default());
     let (command_tx, mut commands) = mpsc::channel::<Vec<u8>>(16);
     let mqtt = match &cfg.mqtt {
-        Some(m) => Some(Arc::new(Mqtt::start(m, &device, &model_name, command_tx)?)),
+        Some(m) => Some(Arc::new(Mqtt::start(
+            m,
+            &device,
+            &model_name,
+            &cfg.tags.binary_sensors,
+            command_tx,
+        )?)),
         None => {
             drop(command_tx);
             None
@@ -106,6 +115,7 @@ async fn serve(cfg: Config) -> Result<()> {
             ring_seconds: cfg.pipeline.ring_seconds,
             queue: (cfg.pipeline.queue, cfg.overflow()),
             silence_dbfs: cfg.events.silence_dbfs,
+            tags: cfg.tags.clone(),
             dedup_hold_seconds: cfg.events.dedup_hold_seconds,
             device: device.clone(),
             control: control.clone(),

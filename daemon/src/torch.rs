@@ -100,7 +100,14 @@ impl Captioner for TorchModel {
         let mut out = self.run(false, &[IValue::Tensor(input)])?.into_iter();
         let memory = out.next().context("encoder returned no memory")?;
         let n_states = self.bundle.manifest.decoder.states.len();
-        let init: Vec<Tensor> = out.take(n_states).collect();
+        let init: Vec<Tensor> = out.by_ref().take(n_states).collect();
+        // The tag heads' probabilities follow the states, as in the ONNX encoder.
+        let tags = out
+            .map(|t| -> Result<Vec<f32>> {
+                let t = t.to_device(tch::Device::Cpu).flatten(0, -1);
+                Ok(Vec::<f32>::try_from(&t)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
         if init.len() != n_states {
             bail!(
                 "encoder returned {} initial states, the manifest declares {n_states}",
@@ -113,7 +120,7 @@ impl Captioner for TorchModel {
             model: self,
             encoded: &encoded,
         };
-        decode_window(&self.bundle, &mut stepper, params, encoder_ms, Vec::new())
+        decode_window(&self.bundle, &mut stepper, params, encoder_ms, tags)
     }
 }
 

@@ -177,7 +177,8 @@ def caption_bundle(bundle: Path, clips: list[Clip], given: dict,
 
 def hark_caption(bundle: Path, audio: list[Path], flags: list[str], hark: Path) -> list[dict]:
     """`hark caption FILES --bundle DIR --json FLAGS` in one process (the model loads once):
-    the JSON object of each file's first window, in file order."""
+    the JSON object of each file's first window, in file order. A silent window's `text` is
+    null (hark publishes nothing for it); it is read as the empty caption."""
     files = [str(a) for a in audio]
     cmd = [str(hark), "caption", *files, "--bundle", str(bundle), "--json", *flags]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -188,6 +189,7 @@ def hark_caption(bundle: Path, audio: list[Path], flags: list[str], hark: Path) 
     for line in proc.stdout.splitlines():
         if line.startswith("{"):
             obj = json.loads(line)
+            obj["text"] = obj["text"] or ""
             first.setdefault(obj["file"], obj)
     return [first[f] for f in files]
 

@@ -368,10 +368,11 @@ REQUIRED = {
     "encoder": ("file", "input", "memory", "memory_dim"),
     "decoder": ("file", "tokens", "memory", "logits"),
     "decoder.states": ("name", "input", "output", "init_output", "shape", "batch_axis", "dtype"),
-    "tags": ("labels", "output"),
+    "tags": ("name", "labels", "output"),
     "torchscript": ("encoder", "decoder"),
 }
-OPTIONAL = {"": ("tags", "metrics", "torchscript"), "decoder": ("states",)}
+OPTIONAL = {"": ("tags", "metrics", "torchscript"), "decoder": ("states",),
+            "tags": ("threshold",)}
 
 
 def _check_keys(where: str, table, path: str) -> None:
@@ -413,14 +414,16 @@ def validate_bundle(bundle: Path, graphs: bool = True) -> dict:
         _check_keys(section, m[section], section)
     for i, s in enumerate(m["decoder"].get("states", [])):
         _check_keys("decoder.states", s, f"decoder.states[{i}]")
-    for section in ("tags", "torchscript"):
-        if section in m:
-            _check_keys(section, m[section], section)
+    if "torchscript" in m:
+        _check_keys("torchscript", m["torchscript"], "torchscript")
+    if not isinstance(m.get("tags", []), list):
+        raise BundleError(f"{MANIFEST}: tags must be an array of tables ([[tags]])")
+    for i, t in enumerate(m.get("tags", [])):
+        _check_keys("tags", t, f"tags[{i}]")
 
     referenced = [("encoder.file", m["encoder"]["file"]), ("decoder.file", m["decoder"]["file"]),
                   ("tokens.vocab", m["tokens"]["vocab"])]
-    if "tags" in m:
-        referenced.append(("tags.labels", m["tags"]["labels"]))
+    referenced += [("tags.labels", t["labels"]) for t in m.get("tags", [])]
     for graph, file in m.get("torchscript", {}).items():
         referenced.append((f"torchscript.{graph}", file))
     for name, file in referenced:
@@ -462,6 +465,16 @@ def validate_bundle(bundle: Path, graphs: bool = True) -> dict:
         raise BundleError(f"{MANIFEST}: window.seconds: must be in (0, 600]")
     if not 0 < w["hop_seconds"] <= w["seconds"]:
         raise BundleError(f"{MANIFEST}: window.hop_seconds: must be in (0, window.seconds]")
+    names = [t["name"] for t in m.get("tags", [])]
+    for i, t in enumerate(m.get("tags", [])):
+        at = f"{MANIFEST}: tags[{i}] ({t['name']})"
+        if not t["name"] or names.count(t["name"]) > 1:
+            raise BundleError(f"{at}: name must be non-empty and unique")
+        if not 0 < t.get("threshold", 0.5) < 1:
+            raise BundleError(f"{at}: threshold must be in (0, 1)")
+        labels = (bundle / t["labels"]).read_text().splitlines()
+        if not labels or any(not l.strip() for l in labels):
+            raise BundleError(f"{at}: {t['labels']} must list one label per line")
     for i, s in enumerate(m["decoder"].get("states", [])):
         at = f"{MANIFEST}: decoder.states[{i}] ({s['name']})"
         shape, axis = s["shape"], s["batch_axis"]
@@ -482,7 +495,7 @@ def _probe_graphs(bundle: Path, m: dict, vocab: int) -> None:
     import onnx
     enc, dec, states = m["encoder"], m["decoder"], m["decoder"].get("states", [])
     declared = {enc["file"]: ([enc["input"]], [enc["memory"]] + [s["init_output"] for s in states]
-                              + ([m["tags"]["output"]] if "tags" in m else [])),
+                              + [t["output"] for t in m.get("tags", [])]),
                 dec["file"]: ([dec["tokens"], dec["memory"]] + [s["input"] for s in states],
                               [dec["logits"]] + [s["output"] for s in states])}
     for file, (inputs, outputs) in declared.items():
