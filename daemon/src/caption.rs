@@ -429,3 +429,138 @@ pub fn decode_window<S: Stepper>(
         decoding_ms,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::Manifest;
+
+    /// A bundle with two tag heads, `hark` (dog, speech, rain; threshold 0.5) and `audioset`
+    /// (Dog, Speech; threshold 0.3); no graphs are needed to pick tags.
+    fn bundle() -> Bundle {
+        let manifest: Manifest = toml::from_str(
+            r#"
+            format_version = 1
+            name = "t"
+            architecture = "t"
+            licence = "t"
+            training_data = "t"
+            created_by = "t"
+            [frontend]
+            [window]
+            seconds = 10.0
+            hop_seconds = 5.0
+            [tokens]
+            vocab = "vocab.txt"
+            pad = 0
+            bos = 1
+            eos = 2
+            unk = 3
+            max_len = 10
+            [encoder]
+            file = "e.onnx"
+            input = "mel"
+            memory = "memory"
+            memory_dim = 4
+            [decoder]
+            file = "d.onnx"
+            tokens = "tokens"
+            memory = "memory"
+            logits = "logits"
+            [decoding]
+            [[tags]]
+            name = "hark"
+            labels = "labels.txt"
+            output = "tags"
+            [[tags]]
+            name = "audioset"
+            labels = "audioset.txt"
+            output = "audioset"
+            threshold = 0.3
+            [files]
+            "#,
+        )
+        .unwrap();
+        Bundle {
+            manifest,
+            vocab: vec![],
+            labels: vec![
+                vec!["dog".into(), "speech".into(), "rain".into()],
+                vec!["Dog".into(), "Speech".into()],
+            ],
+        }
+    }
+
+    #[test]
+    fn tags_over_each_heads_threshold_come_most_probable_first() {
+        let b = bundle();
+        let tags = TagConfig::default().select(&b, &[vec![0.6, 0.1, 0.93], vec![0.35, 0.2]]);
+        let got: Vec<(&str, f32, &str)> = tags
+            .iter()
+            .map(|t| (t.label.as_str(), t.score, t.source.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("rain", 0.93, "hark"),
+                ("dog", 0.6, "hark"),
+                ("Dog", 0.35, "audioset")
+            ]
+        );
+    }
+
+    #[test]
+    fn configured_thresholds_and_the_cap_per_head_apply() {
+        let b = bundle();
+        let cfg = TagConfig {
+            thresholds: [("hark".to_string(), 0.05)].into(),
+            max_per_source: 2,
+            binary_sensors: vec![],
+        };
+        let tags = cfg.select(&b, &[vec![0.6, 0.1, 0.93], vec![0.1, 0.2]]);
+        let labels: Vec<&str> = tags.iter().map(|t| t.label.as_str()).collect();
+        assert_eq!(labels, ["rain", "dog"]);
+    }
+
+    #[test]
+    fn a_threshold_for_a_head_the_model_lacks_is_an_error_naming_it() {
+        let cfg = TagConfig {
+            thresholds: [("birds".to_string(), 0.5)].into(),
+            ..TagConfig::default()
+        };
+        let err = cfg.validate(&bundle()).unwrap_err();
+        assert!(
+            err.contains("tags.thresholds.birds") && err.contains("hark, audioset"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn speech_is_known_only_when_a_head_has_a_speech_label() {
+        let b = bundle();
+        let cfg = TagConfig::default();
+        let tags = cfg.select(&b, &[vec![0.0, 0.0, 0.0], vec![0.0, 0.9]]);
+        assert_eq!(cfg.speech(&b, &tags), Some(true));
+        assert_eq!(cfg.speech(&b, &[]), Some(false));
+        let mut none = b.clone();
+        none.labels = vec![vec!["dog".into()], vec!["Dog".into()]];
+        assert_eq!(cfg.speech(&none, &[]), None);
+    }
+
+    #[test]
+    fn the_level_of_digital_silence_is_the_floor_and_a_full_scale_square_is_zero() {
+        assert_eq!(
+            level_dbfs(&[0.0; 1600], 16_000, 0.0, 0.1),
+            crate::window::FLOOR_DBFS
+        );
+        let square: Vec<f32> = (0..1600)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        assert!(level_dbfs(&square, 16_000, 0.0, 0.1).abs() < 1e-4);
+        // A window past the end of the samples is silent, not an error.
+        assert_eq!(
+            level_dbfs(&square, 16_000, 5.0, 6.0),
+            crate::window::FLOOR_DBFS
+        );
+    }
+}

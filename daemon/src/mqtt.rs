@@ -394,3 +394,48 @@ async fn drive(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_announces_caption_tags_and_a_binary_sensor_per_configured_label() {
+        let cfg = MqttConfig::new("localhost".into());
+        let topics = Topics::new(&cfg, "kitchen");
+        let d = discovery(
+            &topics,
+            "kitchen",
+            "m",
+            &["dog".into(), "glass breaking".into()],
+        );
+        let names: Vec<&str> = d.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "homeassistant/sensor/hark_kitchen/caption/config",
+                "homeassistant/sensor/hark_kitchen/tags/config",
+                "homeassistant/binary_sensor/hark_kitchen/tag_dog/config",
+                "homeassistant/binary_sensor/hark_kitchen/tag_glass_breaking/config",
+            ]
+        );
+        let glass = &d[3].1;
+        assert_eq!(glass["state_topic"], "hark/kitchen/caption");
+        assert_eq!(glass["off_delay"], TAG_OFF_DELAY);
+        assert!(
+            glass["value_template"]
+                .as_str()
+                .unwrap()
+                .contains("'equalto', 'glass breaking'")
+        );
+        assert_eq!(glass["device"]["identifiers"][0], "hark_kitchen");
+    }
+
+    #[test]
+    fn without_discovery_nothing_is_announced() {
+        let mut cfg = MqttConfig::new("localhost".into());
+        cfg.discovery = false;
+        let topics = Topics::new(&cfg, "kitchen");
+        assert!(discovery(&topics, "kitchen", "m", &["dog".into()]).is_empty());
+    }
+}
