@@ -317,19 +317,38 @@ def _clip_id(source: str, path: str, piece: int) -> str:
 
 
 def assign_splits(clips: list[CorpusClip], seed: int) -> None:
-    """Recordings -> train/val/test per category (70/10/20, at least one test recording when a
-    category has two or more, one val recording from five), by a seeded hash order."""
-    by_cat: dict[str, set[str]] = defaultdict(set)
+    """Recordings -> train/val/test within each category, aiming at 70/10/20 of its clips.
+
+    Recordings are taken in a seeded hash order; one goes to test (then val) while that split
+    is short of its share and would not end up with more than its share plus half of it, so a
+    recording cut into many clips (a keyboard's typing runs, a pack of screams) stays in train
+    unless it is all there is. A category of two or more recordings gets at least one test
+    recording, of five or more at least one val recording.
+    """
+    by_cat: dict[str, Counter] = defaultdict(Counter)
     for c in clips:
-        by_cat[c.category].add(c.recording)
+        by_cat[c.category][c.recording] += 1
     split_of = {}
     for cat, recs in by_cat.items():
         order = sorted(recs, key=lambda r: hashlib.sha1(f"{seed}|{r}".encode()).hexdigest())
-        n = len(order)
-        n_test = 0 if n < 2 else max(1, round(n * 0.2))
-        n_val = 0 if n < 5 else max(1, round(n * 0.1))
-        for i, r in enumerate(order):
-            split_of[r] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+        total = sum(recs.values())
+        filled = Counter()
+        for r in order:
+            split_of[r] = "train"
+            for split, share in (("test", 0.2), ("val", 0.1)):
+                if split == "val" and len(order) < 5:
+                    continue
+                if filled[split] < share * total and filled[split] + recs[r] <= 1.5 * share * total:
+                    split_of[r] = split
+                    filled[split] += recs[r]
+                    break
+        for split, least in (("test", 2), ("val", 5)):
+            if len(order) >= least and not filled[split]:
+                spare = [r for r in order if split_of[r] == "train"]
+                if len(spare) > 1:
+                    smallest = min(spare, key=lambda r: recs[r])
+                    split_of[smallest] = split
+                    filled[split] += recs[smallest]
     for c in clips:
         c.split = split_of[c.recording]
 

@@ -62,6 +62,16 @@ def test_no_recording_is_in_two_splits_and_categories_get_test_recordings():
     assert next(c for c in clips if c.id == "lone").split == "train"  # one recording: train
 
 
+def test_a_recording_cut_into_many_clips_stays_in_train():
+    clips = [real.CorpusClip(f"k{i}", "typing", "s", f"p{i}", "keyboard", [], "x", "", 3.0)
+             for i in range(40)]
+    clips += [real.CorpusClip(f"o{i}", "typing", "s", f"q{i}", f"other{i}", [], "x", "", 3.0)
+              for i in range(3)]
+    assign_splits(clips, seed=0)
+    assert {c.split for c in clips if c.recording == "keyboard"} == {"train"}
+    assert any(c.split == "test" for c in clips)
+
+
 def test_trim_drops_silence_and_pieces_cut_long_recordings():
     sr = 16000
     x = np.zeros(3 * sr, np.float32)
