@@ -32,6 +32,32 @@ pub enum MelScale {
     Htk,
 }
 
+/// How frames are cut from the signal and where the window sits in the FFT input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Framing {
+    /// librosa / `torch.stft`: a frame is `n_fft` samples, the `win_length` window is centred
+    /// in it.
+    #[default]
+    Librosa,
+    /// `tf.signal.stft`: a frame is `win_length` samples, all of them windowed, then
+    /// zero-padded at the end to `n_fft`. Frames are never centred (`center = false`).
+    Tensorflow,
+}
+
+/// How the triangular mel filters are laid over the FFT bins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MelWeights {
+    /// `librosa.filters.mel`: triangles linear in Hz between edges evenly spaced in mel.
+    #[default]
+    Librosa,
+    /// `tf.signal.linear_to_mel_weight_matrix`: triangles linear in mel over each bin's mel
+    /// value, and the DC bin weighs nothing. TensorFlow's own matrix is this with
+    /// `mel_scale = "htk"` and `mel_norm = "none"`.
+    Tensorflow,
+}
+
 /// Normalisation of each triangular mel filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,7 +79,7 @@ pub struct FrontendConfig {
     pub sample_rate: u32,
     /// FFT size in samples (a power of two for the fixed-point path), at most [`MAX_N_FFT`].
     pub n_fft: usize,
-    /// Window length in samples (≤ `n_fft`); shorter windows are centred in the FFT frame.
+    /// Window length in samples (≤ `n_fft`); where a shorter window sits depends on `framing`.
     pub win_length: usize,
     /// Samples between consecutive frames.
     pub hop_length: usize,
@@ -62,6 +88,8 @@ pub struct FrontendConfig {
     /// Centre frames on `t * hop_length` by padding `n_fft / 2` zeros at both ends
     /// (librosa's `center=True, pad_mode="constant"`).
     pub center: bool,
+    /// Frame length and window placement: librosa's (the default) or TensorFlow's.
+    pub framing: Framing,
     /// Number of mel bands, at most [`MAX_MELS`].
     pub n_mels: usize,
     /// Lowest filter edge in Hz.
@@ -72,6 +100,8 @@ pub struct FrontendConfig {
     pub mel_scale: MelScale,
     /// Filter normalisation.
     pub mel_norm: MelNorm,
+    /// Filter shape over the FFT bins: librosa's (the default) or TensorFlow's.
+    pub mel_weights: MelWeights,
     /// Exponent of the magnitude spectrum: 1 (magnitude) or 2 (power).
     pub power: f32,
     /// Added before the natural log so silence maps to `ln(log_offset)` instead of −∞.
@@ -91,11 +121,13 @@ impl Default for FrontendConfig {
             hop_length: 160,
             window: WindowKind::Hann,
             center: true,
+            framing: Framing::Librosa,
             n_mels: 64,
             f_min: 0.0,
             f_max: 8_000.0,
             mel_scale: MelScale::Slaney,
             mel_norm: MelNorm::Slaney,
+            mel_weights: MelWeights::Librosa,
             power: 2.0,
             log_offset: 1e-6,
             norm_mean: 0.0,
@@ -136,21 +168,58 @@ fn out_of_range(
 }
 
 impl FrontendConfig {
+    /// The front end of Google's YAMNet (its `features.py`): 16 kHz, a 400-sample periodic
+    /// Hann window every 160 samples, not centred, zero-padded to a 512-point FFT
+    /// (`tf.signal.stft`), magnitude, 64 HTK mel bands 125–7500 Hz from
+    /// `tf.signal.linear_to_mel_weight_matrix`, `ln(mel + 0.001)`, no normalisation.
+    pub fn yamnet() -> Self {
+        Self {
+            sample_rate: 16_000,
+            n_fft: 512,
+            win_length: 400,
+            hop_length: 160,
+            window: WindowKind::Hann,
+            center: false,
+            framing: Framing::Tensorflow,
+            n_mels: 64,
+            f_min: 125.0,
+            f_max: 7_500.0,
+            mel_scale: MelScale::Htk,
+            mel_norm: MelNorm::None,
+            mel_weights: MelWeights::Tensorflow,
+            power: 1.0,
+            log_offset: 0.001,
+            norm_mean: 0.0,
+            norm_std: 1.0,
+        }
+    }
+
     /// Number of FFT bins, `n_fft / 2 + 1`.
     pub fn n_bins(&self) -> usize {
         self.n_fft / 2 + 1
     }
 
-    /// Number of frames a whole signal of `n_samples` yields (same rule as librosa).
+    /// Samples in one frame: `n_fft` with librosa framing, `win_length` with TensorFlow's.
+    pub fn frame_length(&self) -> usize {
+        match self.framing {
+            Framing::Librosa => self.n_fft,
+            Framing::Tensorflow => self.win_length,
+        }
+    }
+
+    /// Number of frames a whole signal of `n_samples` yields (the rule of librosa, or of
+    /// `tf.signal.frame` without `pad_end`): `1 + n / hop` centred, otherwise
+    /// `1 + (n − frame_length) / hop`, none for a signal shorter than a frame.
     pub fn frames_for(&self, n_samples: usize) -> usize {
+        let len = self.frame_length();
         if n_samples == 0 {
             0
         } else if self.center {
             1 + n_samples / self.hop_length
-        } else if n_samples < self.n_fft {
+        } else if n_samples < len {
             0
         } else {
-            1 + (n_samples - self.n_fft) / self.hop_length
+            1 + (n_samples - len) / self.hop_length
         }
     }
 
@@ -175,6 +244,23 @@ impl FrontendConfig {
         }
         if self.hop_length == 0 || self.hop_length > self.n_fft {
             return Err(out_of_range("hop_length", self.hop_length, "1..=n_fft"));
+        }
+        if self.framing == Framing::Tensorflow {
+            if self.center {
+                return Err(out_of_range(
+                    "center",
+                    self.center,
+                    "false with framing = \"tensorflow\" (tf.signal.stft does not centre)",
+                ));
+            }
+            // The framer keeps the overlap of consecutive frames; it cannot skip samples.
+            if self.hop_length > self.win_length {
+                return Err(out_of_range(
+                    "hop_length",
+                    self.hop_length,
+                    "1..=win_length with framing = \"tensorflow\"",
+                ));
+            }
         }
         if self.n_mels == 0 || self.n_mels > MAX_MELS {
             return Err(out_of_range("n_mels", self.n_mels, "1..=256"));
@@ -272,5 +358,54 @@ mod tests {
         assert_eq!(cfg.frames_for(511), 0);
         assert_eq!(cfg.frames_for(512), 1);
         assert_eq!(cfg.frames_for(672), 2);
+    }
+
+    #[test]
+    fn tensorflow_frames_span_the_window_not_the_fft() {
+        // tf.signal.stft(tf.zeros(n), 400, 160, 512).shape[0] for n = 399, 400, 560, 16000
+        let cfg = FrontendConfig::yamnet();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.frame_length(), 400);
+        assert_eq!(cfg.frames_for(399), 0);
+        assert_eq!(cfg.frames_for(400), 1);
+        assert_eq!(cfg.frames_for(560), 2);
+        assert_eq!(cfg.frames_for(16_000), 98);
+    }
+
+    #[test]
+    fn tensorflow_framing_refuses_centring_and_hops_longer_than_the_window() {
+        let centred = FrontendConfig {
+            center: true,
+            ..FrontendConfig::yamnet()
+        };
+        assert_eq!(
+            centred.validate().unwrap_err().to_string(),
+            "frontend.center = true is invalid: false with framing = \"tensorflow\" \
+             (tf.signal.stft does not centre)"
+        );
+        let gaps = FrontendConfig {
+            hop_length: 401,
+            ..FrontendConfig::yamnet()
+        };
+        assert!(
+            gaps.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("frontend.hop_length = 401 is invalid")
+        );
+    }
+
+    #[test]
+    fn missing_new_fields_keep_the_librosa_meaning_and_unknown_ones_are_refused() {
+        let cfg: FrontendConfig = serde_json::from_str(r#"{"n_mels": 40}"#).unwrap();
+        assert_eq!(cfg.framing, Framing::Librosa);
+        assert_eq!(cfg.mel_weights, MelWeights::Librosa);
+        let yamnet = serde_json::to_string(&FrontendConfig::yamnet()).unwrap();
+        assert!(yamnet.contains(r#""framing":"tensorflow""#), "{yamnet}");
+        assert_eq!(
+            serde_json::from_str::<FrontendConfig>(&yamnet).unwrap(),
+            FrontendConfig::yamnet()
+        );
+        assert!(serde_json::from_str::<FrontendConfig>(r#"{"framin": "librosa"}"#).is_err());
     }
 }

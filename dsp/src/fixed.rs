@@ -1,4 +1,4 @@
-//! An all-integer log-mel path for FPU-less targets: i16 PCM → Q15 window → radix-2 integer
+//! An all-integer log-mel path for FPU-less targets: i16 PCM → Q30 window → radix-2 integer
 //! FFT (Q30 twiddles) → u64 power → integer mel (Q16 weights) → integer natural log →
 //! normalised output in Q16 (value × 65536).
 //!
@@ -28,7 +28,7 @@ struct FixedStage {
     log2_n: u32,
     n_mels: usize,
     magnitude: bool,
-    window_q15: [i16; MAX_N_FFT],
+    window_q30: [i32; MAX_N_FFT],
     cos_q30: [i32; MAX_N_FFT / 2],
     sin_q30: [i32; MAX_N_FFT / 2],
     weights_q16: heapless::Vec<u32, { 2 * MAX_BINS }>,
@@ -68,9 +68,9 @@ impl FixedStage {
     fn new(cfg: &FrontendConfig) -> Self {
         let n = cfg.n_fft;
         let window = Window::new(cfg);
-        let mut window_q15 = [0i16; MAX_N_FFT];
-        for (q, w) in window_q15.iter_mut().zip(window.taps()) {
-            *q = libm::round(*w as f64 * 32767.0) as i16;
+        let mut window_q30 = [0i32; MAX_N_FFT];
+        for (q, w) in window_q30.iter_mut().zip(window.taps()) {
+            *q = libm::round(*w as f64 * (1u64 << 30) as f64) as i32;
         }
         let (mut cos_q30, mut sin_q30) = ([0i32; MAX_N_FFT / 2], [0i32; MAX_N_FFT / 2]);
         for k in 0..n / 2 {
@@ -105,7 +105,7 @@ impl FixedStage {
             log2_n: n.trailing_zeros(),
             n_mels: cfg.n_mels,
             magnitude: cfg.power == 1.0,
-            window_q15,
+            window_q30,
             cos_q30,
             sin_q30,
             weights_q16,
@@ -160,11 +160,14 @@ impl FixedStage {
 
     fn frame(&mut self, samples: &[i16]) -> &[i32] {
         let n = self.n_fft;
-        let taps = samples.iter().zip(&self.window_q15);
-        for ((re, im), (&x, &w)) in self.re[..n].iter_mut().zip(&mut self.im[..n]).zip(taps) {
-            // Q15 × Q15 product rescaled to 30 − log2(n_fft) fractional bits (see `new`).
-            *re = (x as i32 * w as i32 + (1 << (self.log2_n - 1))) >> self.log2_n;
-            *im = 0;
+        // Samples past a (TensorFlow-framed) frame shorter than the FFT are zero padding.
+        self.re[samples.len()..n].fill(0);
+        self.im[..n].fill(0);
+        let taps = samples.iter().zip(&self.window_q30);
+        let shift = 15 + self.log2_n;
+        for (re, (&x, &w)) in self.re.iter_mut().zip(taps) {
+            // Q15 × Q30 product rescaled to 30 − log2(n_fft) fractional bits (see `new`).
+            *re = ((x as i64 * w as i64 + (1 << (shift - 1))) >> shift) as i32;
         }
         self.fft();
         for k in 0..=n / 2 {

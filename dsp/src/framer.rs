@@ -4,13 +4,14 @@ use crate::config::{FrontendConfig, MAX_N_FFT};
 
 /// Streaming framer: holds at most one frame of samples in a fixed buffer.
 ///
-/// With `center`, the stream starts with `n_fft / 2` zeros and [`Framer::finish`] appends
-/// `n_fft / 2` more, so a whole signal yields exactly [`FrontendConfig::frames_for`] frames,
-/// frame `t` centred on sample `t * hop`.
+/// A frame is [`FrontendConfig::frame_length`] samples (`n_fft`, or `win_length` with
+/// TensorFlow framing). With `center`, the stream starts with half a frame of zeros and
+/// [`Framer::finish`] appends as many, so a whole signal yields exactly
+/// [`FrontendConfig::frames_for`] frames, frame `t` centred on sample `t * hop`.
 #[derive(Clone)]
 pub struct Framer<T: Copy + Default> {
     buf: [T; MAX_N_FFT],
-    n_fft: usize,
+    len: usize,
     hop: usize,
     center: bool,
     filled: usize,
@@ -22,7 +23,7 @@ impl<T: Copy + Default> Framer<T> {
     pub fn new(cfg: &FrontendConfig) -> Self {
         let mut f = Self {
             buf: [T::default(); MAX_N_FFT],
-            n_fft: cfg.n_fft,
+            len: cfg.frame_length(),
             hop: cfg.hop_length,
             center: cfg.center,
             filled: 0,
@@ -34,13 +35,13 @@ impl<T: Copy + Default> Framer<T> {
 
     /// Forgets all buffered samples; the next sample starts a new signal.
     pub fn reset(&mut self) {
-        self.buf[..self.n_fft].fill(T::default());
-        self.filled = if self.center { self.n_fft / 2 } else { 0 };
+        self.buf[..self.len].fill(T::default());
+        self.filled = if self.center { self.len / 2 } else { 0 };
         self.received = false;
     }
 
     /// Pushes `samples`, converting each with `convert`, and calls `on_frame` with the
-    /// `n_fft` samples of every frame completed. Never allocates.
+    /// frame-length samples of every frame completed. Never allocates.
     pub fn push<S: Copy>(
         &mut self,
         samples: &[S],
@@ -50,7 +51,7 @@ impl<T: Copy + Default> Framer<T> {
         self.received |= !samples.is_empty();
         let mut rest = samples;
         while !rest.is_empty() {
-            let take = (self.n_fft - self.filled).min(rest.len());
+            let take = (self.len - self.filled).min(rest.len());
             for (dst, &src) in self.buf[self.filled..self.filled + take]
                 .iter_mut()
                 .zip(rest)
@@ -59,20 +60,20 @@ impl<T: Copy + Default> Framer<T> {
             }
             self.filled += take;
             rest = &rest[take..];
-            if self.filled == self.n_fft {
-                on_frame(&self.buf[..self.n_fft]);
-                self.buf.copy_within(self.hop..self.n_fft, 0);
+            if self.filled == self.len {
+                on_frame(&self.buf[..self.len]);
+                self.buf.copy_within(self.hop..self.len, 0);
                 self.filled -= self.hop;
             }
         }
     }
 
-    /// Ends the signal: with `center`, pads `n_fft / 2` zeros and emits the last frames.
+    /// Ends the signal: with `center`, pads half a frame of zeros and emits the last frames.
     /// A signal of no samples yields no frames. The framer is then reset.
     pub fn finish(&mut self, mut on_frame: impl FnMut(&[T])) {
         if self.received && self.center {
             let pad = [T::default(); MAX_N_FFT / 2];
-            self.push(&pad[..self.n_fft / 2], |x| x, &mut on_frame);
+            self.push(&pad[..self.len / 2], |x| x, &mut on_frame);
         }
         self.reset();
     }
@@ -120,5 +121,22 @@ mod tests {
         let out = frames(&cfg, &signal, 5);
         assert_eq!(out.len(), cfg.frames_for(27));
         assert_eq!(out[2][0], 8);
+    }
+
+    #[test]
+    fn tensorflow_frames_hold_win_length_samples() {
+        let cfg = FrontendConfig {
+            n_fft: 16,
+            win_length: 10,
+            hop_length: 4,
+            center: false,
+            framing: crate::config::Framing::Tensorflow,
+            ..Default::default()
+        };
+        let signal: Vec<i32> = (0..23).collect();
+        let out = frames(&cfg, &signal, 6);
+        assert_eq!(out.len(), cfg.frames_for(23));
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[3], (12..22).collect::<Vec<_>>());
     }
 }

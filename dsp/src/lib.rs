@@ -12,7 +12,7 @@ pub mod mel;
 pub mod resample;
 pub mod window;
 
-pub use config::{ConfigError, FrontendConfig, MelNorm, MelScale, WindowKind};
+pub use config::{ConfigError, Framing, FrontendConfig, MelNorm, MelScale, MelWeights, WindowKind};
 pub use framer::Framer;
 #[cfg(feature = "std")]
 pub use logmel::{FeaturesError, LogMel, features};

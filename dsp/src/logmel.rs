@@ -38,9 +38,13 @@ struct Stage {
 
 impl Stage {
     fn frame(&mut self, samples: &[f32]) -> &[f32] {
-        for ((dst, s), w) in self.fft_in.iter_mut().zip(samples).zip(self.window.taps()) {
+        // A TensorFlow-framed frame is shorter than the FFT: the rest is zero padding, rewritten
+        // every frame because the FFT uses its input as scratch.
+        let (head, tail) = self.fft_in.split_at_mut(samples.len());
+        for ((dst, s), w) in head.iter_mut().zip(samples).zip(self.window.taps()) {
             *dst = s * w;
         }
+        tail.fill(0.0);
         // Lengths are fixed at construction, so the FFT cannot fail.
         let _ =
             self.fft

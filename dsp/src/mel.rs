@@ -1,6 +1,6 @@
 //! The triangular mel filter bank, stored sparsely: each filter is a contiguous run of bins.
 
-use crate::config::{FrontendConfig, MAX_BINS, MAX_MELS, MelNorm, MelScale};
+use crate::config::{FrontendConfig, MAX_BINS, MAX_MELS, MelNorm, MelScale, MelWeights};
 
 /// One filter: its weights occupy `weights[offset..offset + len]` and apply to bins
 /// `first_bin..first_bin + len`.
@@ -56,33 +56,47 @@ fn mel_to_hz(mel: f64, scale: MelScale) -> f64 {
 }
 
 impl MelBank {
-    /// Builds the bank for a validated config exactly as `librosa.filters.mel` does
-    /// (computed in f64, stored in f32).
+    /// Builds the bank for a validated config exactly as `librosa.filters.mel` or
+    /// `tf.signal.linear_to_mel_weight_matrix` does (per `mel_weights`; computed in f64,
+    /// stored in f32).
     pub fn new(cfg: &FrontendConfig) -> Self {
         let n_bins = cfg.n_bins();
         let sr = cfg.sample_rate as f64;
         let lo = hz_to_mel(cfg.f_min as f64, cfg.mel_scale);
         let hi = hz_to_mel(cfg.f_max as f64, cfg.mel_scale);
-        // n_mels + 2 edge frequencies, evenly spaced on the mel scale.
-        let mut edges = [0.0f64; MAX_MELS + 2];
-        for (i, e) in edges.iter_mut().take(cfg.n_mels + 2).enumerate() {
-            let m = lo + (hi - lo) * i as f64 / (cfg.n_mels + 1) as f64;
-            *e = mel_to_hz(m, cfg.mel_scale);
+        // n_mels + 2 edges, evenly spaced on the mel scale.
+        let mut edges_mel = [0.0f64; MAX_MELS + 2];
+        for (i, e) in edges_mel.iter_mut().take(cfg.n_mels + 2).enumerate() {
+            *e = lo + (hi - lo) * i as f64 / (cfg.n_mels + 1) as f64;
         }
         let mut bands = heapless::Vec::new();
         let mut weights = heapless::Vec::new();
         for m in 0..cfg.n_mels {
-            let (left, centre, right) = (edges[m], edges[m + 1], edges[m + 2]);
+            let mels = (edges_mel[m], edges_mel[m + 1], edges_mel[m + 2]);
+            let hz = (
+                mel_to_hz(mels.0, cfg.mel_scale),
+                mel_to_hz(mels.1, cfg.mel_scale),
+                mel_to_hz(mels.2, cfg.mel_scale),
+            );
             let scale = match cfg.mel_norm {
-                MelNorm::Slaney => 2.0 / (right - left),
+                MelNorm::Slaney => 2.0 / (hz.2 - hz.0),
                 MelNorm::None => 1.0,
+            };
+            // librosa's triangles are linear in Hz; TensorFlow's are linear in mel and skip DC.
+            let ((left, centre, right), first) = match cfg.mel_weights {
+                MelWeights::Librosa => (hz, 0),
+                MelWeights::Tensorflow => (mels, 1),
             };
             let offset = weights.len() as u32;
             let mut first_bin = None;
-            for k in 0..n_bins {
+            for k in first..n_bins {
                 let f = k as f64 * sr / cfg.n_fft as f64;
-                let w = ((f - left) / (centre - left))
-                    .min((right - f) / (right - centre))
+                let x = match cfg.mel_weights {
+                    MelWeights::Librosa => f,
+                    MelWeights::Tensorflow => hz_to_mel(f, cfg.mel_scale),
+                };
+                let w = ((x - left) / (centre - left))
+                    .min((right - x) / (right - centre))
                     .max(0.0);
                 if w > 0.0 {
                     first_bin.get_or_insert(k);
@@ -140,5 +154,38 @@ mod tests {
         let bank = MelBank::new(&FrontendConfig::default());
         assert_eq!(bank.bands().len(), 64);
         assert!(bank.bands().iter().all(|b| b.len > 0));
+    }
+
+    #[test]
+    fn tensorflow_weights_match_linear_to_mel_weight_matrix() {
+        let cfg = FrontendConfig {
+            n_fft: 16,
+            win_length: 16,
+            n_mels: 4,
+            f_min: 125.0,
+            f_max: 7500.0,
+            mel_scale: MelScale::Htk,
+            mel_norm: MelNorm::None,
+            mel_weights: MelWeights::Tensorflow,
+            ..Default::default()
+        };
+        // tf.signal.linear_to_mel_weight_matrix(4, 9, 16000, 125.0, 7500.0, tf.float64).numpy().T
+        let expected: [[f64; 9]; 4] = [
+            [0.0, 0.4258693, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.5741307, 0.4186359, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.5813641, 0.732635, 0.2117792, 0.0, 0.0, 0.0, 0.0],
+            [
+                0.0, 0.0, 0.0, 0.267365, 0.7882208, 0.7917854, 0.4398565, 0.1369773, 0.0,
+            ],
+        ];
+        let bank = MelBank::new(&cfg);
+        for (band, row) in bank.bands().iter().zip(expected) {
+            let mut dense = [0.0f32; 9];
+            let w = &bank.weights()[band.offset as usize..][..band.len as usize];
+            dense[band.first_bin as usize..][..w.len()].copy_from_slice(w);
+            for (a, b) in dense.iter().zip(row) {
+                assert!((*a as f64 - b).abs() < 1e-6, "{dense:?} vs {row:?}");
+            }
+        }
     }
 }

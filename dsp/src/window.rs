@@ -1,18 +1,23 @@
-//! Analysis windows, precomputed once, zero-padded and centred to the FFT size.
+//! Analysis windows, precomputed once and zero-padded to the FFT size.
 
-use crate::config::{FrontendConfig, MAX_N_FFT, WindowKind};
+use crate::config::{Framing, FrontendConfig, MAX_N_FFT, WindowKind};
 
-/// A window table of length `n_fft` (the `win_length` taps centred, zeros elsewhere).
+/// A window table of length `n_fft`: the `win_length` taps centred (librosa framing) or
+/// first (TensorFlow framing, whose frames are zero-padded at the end), zeros elsewhere.
 #[derive(Clone)]
 pub struct Window {
     taps: heapless::Vec<f32, MAX_N_FFT>,
 }
 
 impl Window {
-    /// Builds the window for a validated config, as librosa's `get_window` + `pad_center`.
+    /// Builds the window for a validated config, as librosa's `get_window` + `pad_center`,
+    /// or `tf.signal.hann_window` / `hamming_window` (periodic) followed by zeros.
     pub fn new(cfg: &FrontendConfig) -> Self {
         let n = cfg.win_length;
-        let left = (cfg.n_fft - n) / 2;
+        let left = match cfg.framing {
+            Framing::Librosa => (cfg.n_fft - n) / 2,
+            Framing::Tensorflow => 0,
+        };
         let mut taps = heapless::Vec::new();
         for i in 0..cfg.n_fft {
             let w = if i < left || i >= left + n {
@@ -66,5 +71,21 @@ mod tests {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }
         assert_eq!(&w.taps()[12..], &[0.0; 4]);
+    }
+
+    #[test]
+    fn tensorflow_framing_puts_the_taps_first() {
+        let cfg = FrontendConfig {
+            n_fft: 16,
+            win_length: 8,
+            center: false,
+            framing: Framing::Tensorflow,
+            ..Default::default()
+        };
+        let w = Window::new(&cfg);
+        // tf.signal.hann_window(8) = [0, .1464, .5, .8536, 1, .8536, .5, .1464]
+        assert!((w.taps()[4] - 1.0).abs() < 1e-7);
+        assert!((w.taps()[1] - 0.146_446_6).abs() < 1e-6);
+        assert_eq!(&w.taps()[8..], &[0.0; 8]);
     }
 }

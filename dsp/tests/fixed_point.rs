@@ -32,7 +32,12 @@ fn sine(n: usize, hz: f32, amp: f32) -> Vec<f32> {
 
 #[test]
 fn fixed_point_path_tracks_the_f32_path_from_full_scale_to_minus_60_dbfs() {
-    let cfg = FrontendConfig::default();
+    for cfg in [FrontendConfig::default(), FrontendConfig::yamnet()] {
+        tracks_the_f32_path(&cfg);
+    }
+}
+
+fn tracks_the_f32_path(cfg: &FrontendConfig) {
     for (name, x) in [
         ("sine 0 dBFS", sine(16_000, 440.0, 0.99)),
         ("sine -20 dBFS", sine(16_000, 1500.0, 0.1)),
@@ -40,8 +45,11 @@ fn fixed_point_path_tracks_the_f32_path_from_full_scale_to_minus_60_dbfs() {
         ("noise -60 dBFS", noise(16_000, 0.001, 6)),
         ("silence", vec![0.0; 16_000]),
     ] {
-        let (max, mean) = error(&cfg, &x);
-        eprintln!("{name}: max {max:.4}, mean {mean:.5}");
+        let (max, mean) = error(cfg, &x);
+        eprintln!(
+            "{name} ({:?} framing): max {max:.4}, mean {mean:.5}",
+            cfg.framing
+        );
         assert!(mean < 0.005, "{name}: mean abs error {mean}");
         assert!(max < 0.05, "{name}: max abs error {max}");
     }
@@ -49,17 +57,19 @@ fn fixed_point_path_tracks_the_f32_path_from_full_scale_to_minus_60_dbfs() {
 
 #[test]
 fn fixed_point_path_streams_like_it_batches() {
-    let cfg = FrontendConfig::default();
     let pcm: Vec<i16> = noise(9_000, 0.4, 8)
         .iter()
         .map(|&v| (v * 32767.0) as i16)
         .collect();
-    let whole = fixed(&cfg, &pcm);
-    let mut m = LogMelQ16::new(&cfg).unwrap();
-    let mut out = Vec::new();
-    for c in pcm.chunks(77) {
-        m.push(c, |f| out.extend(f.iter().map(|&q| q as f32 / 65536.0)));
+    for cfg in [FrontendConfig::default(), FrontendConfig::yamnet()] {
+        let whole = fixed(&cfg, &pcm);
+        assert_eq!(whole.len(), cfg.frames_for(pcm.len()) * cfg.n_mels);
+        let mut m = LogMelQ16::new(&cfg).unwrap();
+        let mut out = Vec::new();
+        for c in pcm.chunks(77) {
+            m.push(c, |f| out.extend(f.iter().map(|&q| q as f32 / 65536.0)));
+        }
+        m.finish(|f| out.extend(f.iter().map(|&q| q as f32 / 65536.0)));
+        assert_eq!(out, whole);
     }
-    m.finish(|f| out.extend(f.iter().map(|&q| q as f32 / 65536.0)));
-    assert_eq!(out, whole);
 }

@@ -38,6 +38,9 @@ fn streaming_never_allocates_after_construction() {
     let i16_in: Vec<i16> = f32_in.iter().map(|x| (x * 32767.0) as i16).collect();
     let mut mel = LogMel::new(&cfg).unwrap();
     let mut fixed = LogMelQ16::new(&cfg).unwrap();
+    let yamnet_cfg = FrontendConfig::yamnet();
+    let mut yamnet = LogMel::new(&yamnet_cfg).unwrap();
+    let mut yamnet_fixed = LogMelQ16::new(&yamnet_cfg).unwrap();
     let mut resampler = Resampler::new(48_000, 16_000).unwrap();
     let mut frames = 0usize;
     let mut checksum = 0.0f32;
@@ -56,13 +59,21 @@ fn streaming_never_allocates_after_construction() {
     for chunk in i16_in.chunks(160) {
         mel.push_i16(chunk, |_| frames += 1);
         fixed.push(chunk, |_| frames += 1);
+        yamnet.push_i16(chunk, |_| frames += 1);
+        yamnet_fixed.push(chunk, |_| frames += 1);
     }
     mel.finish(|_| frames += 1);
     fixed.finish(|_| frames += 1);
+    yamnet.finish(|_| frames += 1);
+    yamnet_fixed.finish(|_| frames += 1);
     let after = ALLOCATIONS.load(Ordering::SeqCst);
 
-    // 1 s resampled to 16 kHz, then 3 s through both the f32 and the integer extractor.
-    assert_eq!(frames, cfg.frames_for(16_000) + 2 * cfg.frames_for(48_000));
+    // 1 s resampled to 16 kHz, then 3 s through the f32 and the integer extractor with the
+    // default and the YAMNet (TensorFlow-framed) front end.
+    assert_eq!(
+        frames,
+        cfg.frames_for(16_000) + 2 * cfg.frames_for(48_000) + 2 * yamnet_cfg.frames_for(48_000)
+    );
     assert!(checksum.is_finite());
     assert_eq!(after - before, 0, "allocations while streaming");
 }

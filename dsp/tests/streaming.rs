@@ -13,8 +13,13 @@ proptest! {
         chunks in prop::collection::vec(1usize..2000, 1..12),
         len in 0usize..12_000,
         center in any::<bool>(),
+        yamnet in any::<bool>(),
     ) {
-        let cfg = FrontendConfig { center, ..Default::default() };
+        let cfg = if yamnet {
+            FrontendConfig::yamnet()
+        } else {
+            FrontendConfig { center, ..Default::default() }
+        };
         let x = noise(len, 0.5, len as u64 + 7);
         prop_assert_eq!(streamed(&cfg, &x, &chunks), batch(&cfg, &x));
     }
