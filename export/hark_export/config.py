@@ -82,14 +82,15 @@ class TransformerConfig(ModelConfig):
 class PretrainedConfig(AttentionConfig):
     """A frozen pretrained audio encoder (optionally with LoRA adapters) + the attention decoder.
 
-    `encoder` is "aisfx" or "package.module:function" (see `model.load_pretrained_encoder`).
+    `encoder` is "aisfx", "yamnet" or "package.module:function" (see
+    `model.load_pretrained_encoder`).
     """
 
     arch: str = "pretrained"
     encoder: str = "aisfx"
     lora_rank: int = 0  # 0 = fully frozen encoder
     lora_alpha: int = 16
-    n_mels: int = 96
+    n_mels: int = 0  # 0 = the encoder's front end's (aisfx 96, yamnet 64)
 
 
 MODEL_CONFIGS = {c.arch: c for c in (BaselineConfig, ImprovedConfig, AttentionConfig,

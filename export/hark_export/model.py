@@ -525,11 +525,14 @@ AISFX_FRONTEND = {"sample_rate": 44100, "n_fft": 2048, "win_length": 2048, "hop_
 def load_pretrained_encoder(spec: str) -> tuple[nn.Module, int, dict, list[str]]:
     """(module mel -> [B, S, D], D, front-end overrides, LoRA target module names).
 
-    `spec` is "aisfx" or "package.module:function", where the function returns the same
-    4-tuple, so any torch audio encoder can be plugged in.
+    `spec` is "aisfx", "yamnet" (hark_export/yamnet.py) or "package.module:function", where
+    the function returns the same 4-tuple, so any torch audio encoder can be plugged in.
     """
     if spec == "aisfx":
         return AisfxNet(), 512, dict(AISFX_FRONTEND), ["conv1", "conv2"]
+    if spec == "yamnet":
+        from hark_export.yamnet import load_yamnet
+        return load_yamnet()
     import importlib
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)()
@@ -544,6 +547,8 @@ class Pretrained(Attention):
 
     def __init__(self, cfg: PretrainedConfig):
         net, dim, frontend, targets = load_pretrained_encoder(cfg.encoder)
+        if not cfg.n_mels:  # the encoder's own band count, recorded in the run's config
+            cfg.n_mels = frontend.get("n_mels", ModelConfig.n_mels)
         super().__init__(cfg, PretrainedEncoder(net, dim, targets, cfg.lora_rank,
                                                 cfg.lora_alpha), dim)
         self.frontend_overrides = frontend
