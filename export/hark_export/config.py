@@ -87,7 +87,7 @@ class PretrainedConfig(AttentionConfig):
     """
 
     arch: str = "pretrained"
-    encoder: str = "aisfx"
+    encoder: str = "yamnet"
     lora_rank: int = 0  # 0 = fully frozen encoder
     lora_alpha: int = 16
     n_mels: int = 0  # 0 = the encoder's front end's (aisfx 96, yamnet 64)

@@ -65,15 +65,16 @@ class ExportRefused(Exception):
 # ---- the two graphs ----
 
 class EncoderGraph(torch.nn.Module):
-    """mel [1, n_mels, frames] -> (memory [1, steps, D], *initial states with batch 1)."""
+    """mel [1, n_mels, frames] -> (memory [1, steps, D], *initial states with batch 1,
+    *each tag head's probabilities [1, n_labels])."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, mel):
-        memory = self.model.encode(mel)
-        return (memory, *self.model.init_state(memory))
+        memory, tags = self.model.encode_with_tags(mel)
+        return (memory, *self.model.init_state(memory), *tags)
 
 
 class DecoderGraph(torch.nn.Module):
@@ -126,7 +127,8 @@ def _export_graphs(model, out: Path, n_mels: int, frames: int) -> list[dict]:
     states = state_entries(model)
     mel = torch.randn(1, n_mels, frames, generator=torch.Generator().manual_seed(0))
     memory = model.encode(mel)
-    enc_names = ["memory"] + [s["init_output"] for s in states]
+    enc_names = (["memory"] + [s["init_output"] for s in states]
+                 + [h["output"] for h in model.tag_heads()])
     enc_axes = {"mel": {2: "frames"}, "memory": {1: "steps"}}
     for s in states:  # the encoder's batch is 1: only "steps" stays dynamic
         enc_axes[s["init_output"]] = {i: d for i, d in _axes(s["shape"]).items() if d != "batch"}
@@ -344,6 +346,9 @@ def build_manifest(model, frontend: dict, vocab: Vocab, states: list[dict], info
         "decoder": {"file": "decoder.onnx", "tokens": "tokens", "memory": "memory",
                     "logits": "logits", "states": states},
         "decoding": info.decoding.to_manifest(),
+        **({"tags": [{"name": h["name"], "labels": h["file"], "output": h["output"],
+                      "threshold": h["threshold"]} for h in model.tag_heads()]}
+           if model.tag_heads() else {}),
         "torchscript": dict(TORCHSCRIPT),
         "metrics": dict(metrics or {}),
     }
@@ -681,6 +686,8 @@ def write_bundle(out: Path, model, vocab: Vocab, frontend: dict, info: BundleInf
     out.mkdir(parents=True)
     states = export_graphs(model, out, model.config.n_mels)
     vocab.save(out / "vocab.txt")
+    for head in model.tag_heads():
+        (out / head["file"]).write_text("\n".join(head["labels"]) + "\n")
     with torch.no_grad():
         memory_dim = model.encode(torch.zeros(1, model.config.n_mels, 100)).shape[2]
     manifest = build_manifest(model, frontend, vocab, states, info, int(memory_dim), metrics)
@@ -718,6 +725,12 @@ def training_data(data: Path) -> str:
         s = json.loads(summary.read_text())
         speech = "" if s.get("speech", True) else " --no-speech"
         return f"synthetic benchmark: hark-data synth --n {s['n']} --seed {s['seed']}{speech}"
+    scenes = Path(data) / "scenes.json"
+    if scenes.exists():
+        s = json.loads(scenes.read_text())
+        counts = ", ".join(f"{v['scenes']} {k}" for k, v in s["splits"].items())
+        return (f"real-sound scenes (hark-data real + hark-data scenes --seed {s['seed']}: "
+                f"{counts}) over {s['labels']} categories")
     return f"dataset {Path(data).name}"
 
 

@@ -92,7 +92,26 @@ class Captioner(nn.Module):
     config: ModelConfig
     frontend_overrides: dict = {}  # front-end parameters the encoder requires, if any
     memory_dim: int = 0  # D of the memory
-    tag_head: nn.Module | None = None
+    tag_labels: list[str] = []  # the tag head's labels (the dataset's labels.txt)
+
+    def tag_heads(self) -> list[dict]:
+        """The bundle's [[tags]] heads this model exports, in encoder-output order: name,
+        labels, encoder output name, labels file and default threshold."""
+        if not self.has_tag_head:
+            return []
+        return [{"name": "hark", "labels": list(self.tag_labels), "output": "tags",
+                 "file": "labels.txt", "threshold": 0.5}]
+
+    def encode_with_tags(self, mel: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """memory [B, S, D] and each of `tag_heads()`'s probabilities [B, n_labels]."""
+        memory = self.encode(mel)
+        tags = [torch.sigmoid(self.tag_logits(memory))] if self.has_tag_head else []
+        return memory, tags
+
+    @property
+    def has_tag_head(self) -> bool:
+        """Whether `build_model` gave the model a tag head (config `n_tags`)."""
+        return "tag_head" in self._modules
 
     def tag_logits(self, memory: torch.Tensor) -> torch.Tensor:
         """Clip-level tag logits [B, n_tags] from memory [B, S, D]: mean and max over time,
@@ -559,6 +578,27 @@ class Pretrained(Attention):
         if self.from_encoded:
             return self.adapt(mel.transpose(1, 2))  # cached encoder output (B, D_enc, S)
         return self.adapt(self.encoder(mel))
+
+    def tag_heads(self) -> list[dict]:
+        heads = super().tag_heads()
+        if hasattr(self.encoder.net, "audioset_logits"):
+            from hark_export.yamnet import class_names
+            heads.append({"name": "audioset", "labels": class_names(), "output": "audioset",
+                          "file": "audioset_labels.txt", "threshold": 0.3})
+        return heads
+
+    def encode_with_tags(self, mel):
+        """Adds YAMNet's own AudioSet head: each 0.96 s patch (3 frames, as YAMNet scores
+        them) through its classifier, the most probable patch per class."""
+        features = self.encoder(mel)  # (B, S, D_enc)
+        memory = self.adapt(features)
+        tags = [torch.sigmoid(self.tag_logits(memory))] if self.has_tag_head else []
+        if hasattr(self.encoder.net, "audioset_logits"):
+            patches = F.avg_pool1d(features.transpose(1, 2), 3, 1, padding=1,
+                                   count_include_pad=False).transpose(1, 2)  # (B, S, D_enc)
+            logits = self.encoder.net.audioset_logits(patches)  # (B, S, 521)
+            tags.append(torch.sigmoid(logits).amax(dim=1))
+        return memory, tags
 
 
 ARCHITECTURES = {"baseline": Baseline, "improved": Improved, "attention": Attention,

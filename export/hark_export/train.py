@@ -89,7 +89,7 @@ def caption_loss(model: Captioner, mel, tokens, clip_index, label_smoothing: flo
     inputs, targets = tokens[:, :-1], tokens[:, 1:]  # (N, L-1) each
     memory = model.encode(mel)  # (B, S, D), one row per clip
     tag_loss = 0.0
-    if tag_weight and tags is not None and tags.shape[1] and model.config.n_tags:
+    if tag_weight and tags is not None and tags.shape[1] and model.has_tag_head:
         tag_loss = F.binary_cross_entropy_with_logits(
             model.tag_logits(memory).float(), tags, reduction="sum") / tags.shape[0]
     if sampling > 0:
@@ -144,6 +144,7 @@ def load_checkpoint(path: Path, device: str = "cpu") -> tuple[Captioner, Vocab, 
     ckpt = torch.load(path, map_location=device, weights_only=True)
     model = build_model(model_config(ckpt["model_config"]["arch"], ckpt["model_config"]))
     model.load_state_dict(ckpt["state_dict"])
+    model.tag_labels = list(ckpt.get("labels", []))
     return model.to(device).eval(), Vocab(ckpt["vocab"]), ckpt["frontend"], ckpt
 
 
@@ -177,6 +178,7 @@ class Prepared:
         self.model_config = model_config(cfg.arch, {"vocab_size": len(self.vocab),
                                                     "n_tags": len(self.labels), **cfg.model})
         self.model = build_model(self.model_config)
+        self.model.tag_labels = list(self.labels)
         frontend = default_frontend({**self.model.frontend_overrides, **cfg.frontend})
         if frontend["n_mels"] != self.model_config.n_mels:
             raise ValueError(f"the front end has {frontend['n_mels']} mel bands but the model "

@@ -324,9 +324,32 @@ class YAMNet(nn.Module):
         return self
 
 
-def load_yamnet() -> tuple[YAMNet, int, dict, list[str]]:
-    """`model.load_pretrained_encoder("yamnet")`: (YAMNet with Google's weights, 1024, the
-    exact YAMNet front end with no normalisation, the pointwise convolutions for LoRA)."""
+class YAMNetEncoder(nn.Module):
+    """YAMNet as hark's encoder: `TAIL` frames of silence (ln 0.001, what the front end gives
+    for digital silence) are appended to every window, so a window however short still makes
+    a frame (YAMNet needs 32 mel frames for one), the same way in training and in the daemon.
+    On a whole window it adds at most one frame, of the window's last moments."""
+
+    TAIL = 31
+    SILENCE = float(np.log(YAMNET_FRONTEND["log_offset"]))
+
+    def __init__(self, yamnet: YAMNet):
+        super().__init__()
+        self.yamnet = yamnet
+
+    def forward(self, mel):
+        tail = torch.full_like(mel[:, :, :1], self.SILENCE).expand(-1, -1, self.TAIL)
+        return self.yamnet(torch.cat([mel, tail], dim=2))  # (B, (T + TAIL) // 32, 1024)
+
+    def audioset_logits(self, embeddings):
+        """YAMNet's AudioSet head (see `YAMNet.audioset_logits`)."""
+        return self.yamnet.audioset_logits(embeddings)
+
+
+def load_yamnet() -> tuple[YAMNetEncoder, int, dict, list[str]]:
+    """`model.load_pretrained_encoder("yamnet")`: (YAMNet with Google's weights behind the
+    silence tail of `YAMNetEncoder`, 1024, the exact YAMNet front end with no normalisation,
+    the pointwise convolutions for LoRA)."""
     tensors = read_tensor_bundle(fetch_weights() / "variables" / "variables")
-    return YAMNet().load_tf_variables(tensors).eval(), EMBEDDING_DIM, dict(YAMNET_FRONTEND), \
-        list(LORA_TARGETS)
+    net = YAMNet().load_tf_variables(tensors).eval()
+    return YAMNetEncoder(net), EMBEDDING_DIM, dict(YAMNET_FRONTEND), list(LORA_TARGETS)

@@ -45,7 +45,7 @@ def weights():
 
 @pytest.fixture(scope="module")
 def yamnet(weights):
-    return load_yamnet()[0]
+    return load_yamnet()[0].yamnet
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_the_port_exports_to_onnx_with_dynamic_frames(yamnet, tmp_path):
 def test_yamnet_is_a_pretrained_encoder_with_its_front_end_and_lora_targets(weights):
     net, dim, frontend, targets = load_pretrained_encoder("yamnet")
     assert dim == 1024 and frontend == YAMNET_FRONTEND and targets == LORA_TARGETS
-    modules = dict(net.named_modules())
+    modules = dict(net.yamnet.named_modules())
     assert all(modules[t].kernel_size == (1, 1) for t in targets) and len(targets) == 13
     model = build_model(model_config("pretrained", {"encoder": "yamnet", "vocab_size": 40,
                                                      "lora_rank": 4})).eval()
@@ -141,3 +141,5 @@ def test_yamnet_is_a_pretrained_encoder_with_its_front_end_and_lora_targets(weig
     assert trainable and all("lora_" in n and ".pointwise." in n for n in trainable)
     with torch.no_grad():
         assert model.encode(torch.zeros(2, 64, 96)).shape == (2, 3, model.config.d_model)
+        # The silence tail: a window shorter than YAMNet's 32 frames still gives a frame.
+        assert model.encode(torch.zeros(1, 64, 5)).shape == (1, 1, model.config.d_model)
