@@ -670,18 +670,54 @@ def check_int8(a: Agreement, minimum: float = 0.8) -> None:
 
 # ---- model card ----
 
-def model_card(manifest: dict, parameters: int, notes: list[str]) -> str:
-    """MODEL_CARD.md: what the model is, its data, licence, metrics and limits."""
+YAMNET_NOTICE = (
+    "The encoder is Google's YAMNet (TF-Hub `yamnet/1`, trained on AudioSet), Copyright "
+    "Google LLC, licensed under the Apache License 2.0 (LICENSE-yamnet.txt, "
+    "https://www.apache.org/licenses/LICENSE-2.0); hark converted its weights to PyTorch and "
+    "ONNX unchanged (int8 bundles: quantized). The `audioset` tag head is YAMNet's own "
+    "521-class classifier with its AudioSet class names.")
+
+
+def model_card(manifest: dict, parameters: int, notes: list[str], data: Path | None = None,
+               extra: str = "") -> str:
+    """MODEL_CARD.md: what the model is, what it hears, its data, licence, metrics and limits.
+
+    With `data` holding `corpus.json`/`scenes.json` (`hark-data scenes`), the categories come
+    with their training recordings, clips and scenes; `extra` (Markdown) is appended."""
     fe = manifest["frontend"]
     lines = [f"# {manifest['name']}", "",
              f"An audio-captioning model for hark: architecture `{manifest['architecture']}`, "
-             f"{parameters:,} parameters, exported by {manifest['created_by']}.", "",
-             "## Data", "", f"Trained on: {manifest['training_data']}.", "",
-             "## Input", "",
-             f"{fe['sample_rate']} Hz audio, {fe['n_mels']} log-mel bands, {fe['hop_length']}-"
-             f"sample hop, normalised as (logmel - ({fe['norm_mean']:.4f})) / "
-             f"{fe['norm_std']:.4f}; windows of {manifest['window']['seconds']} s.", "",
-             "## Licence", "", manifest["licence"], "", "## Metrics", ""]
+             f"{parameters:,} parameters, exported by {manifest['created_by']}.", ""]
+    heads = manifest.get("tags", [])
+    if heads:
+        lines += ["## Tags", "", "Besides a caption, every window gets tag probabilities from "
+                  "these heads (published at or over the threshold):", ""]
+        lines += [f"- `{h['name']}`: `{h['labels']}`, threshold {h.get('threshold', 0.5)}"
+                  for h in heads]
+        lines.append("")
+    lines += ["## Data", "", f"Trained on: {manifest['training_data']}.", ""]
+    corpus, scenes = (Path(data) / "corpus.json", Path(data) / "scenes.json") if data else (None, None)
+    if corpus and corpus.exists() and scenes.exists():
+        c, sc = json.loads(corpus.read_text()), json.loads(scenes.read_text())
+        in_scenes = sc["splits"].get("train", {}).get("categories", {})
+        lines += [f"{c['clips']} clips ({c['hours']:.2f} h) from {c['recordings']} source "
+                  "recordings, split by recording into train/val/test; sources and licences "
+                  "in ATTRIBUTION.md.", "",
+                  "| category | train recordings | train clips | training scenes | held-out (test) recordings |",
+                  "|---|---:|---:|---:|---:|"]
+        for cat, v in sorted(c["categories"].items()):
+            lines.append(f"| {cat} | {v['train']['recordings']} | {v['train']['clips']} | "
+                         f"{in_scenes.get(cat, 0)} | {v['test']['recordings']} |")
+        lines.append("")
+    lines += ["## Input", "",
+              f"{fe['sample_rate']} Hz audio, {fe['n_mels']} log-mel bands, {fe['hop_length']}-"
+              f"sample hop, normalised as (logmel - ({fe['norm_mean']:.4f})) / "
+              f"{fe['norm_std']:.4f}; windows of {manifest['window']['seconds']} s every "
+              f"{manifest['window']['hop_seconds']} s.", "",
+              "## Licence", "", manifest["licence"], ""]
+    if any(h["name"] == "audioset" for h in heads):
+        lines += [YAMNET_NOTICE, ""]
+    lines += ["## Metrics", ""]
     metrics = manifest.get("metrics") or {}
     if metrics:
         lines += ["| metric | value |", "|---|---|"]
@@ -690,9 +726,10 @@ def model_card(manifest: dict, parameters: int, notes: list[str]) -> str:
     else:
         lines.append("Not evaluated.")
     lines += ["", "## Limits", "",
-              "Captions describe only what the training data described; a model trained on the "
-              "synthetic benchmark knows tones, noises, beeps, chirps and speech, nothing of "
-              "real-world scenes."] + [""] + notes
+              "Captions describe only what the training data described: sounds outside it "
+              "are named after the nearest sound the model knows."] + [""] + notes
+    if extra:
+        lines += ["", extra.strip()]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -717,9 +754,20 @@ def write_bundle(out: Path, model, vocab: Vocab, frontend: dict, info: BundleInf
     return manifest
 
 
-def finish_bundle(out: Path, manifest: dict, parameters: int, notes: list[str]) -> None:
-    """(Re)writes MODEL_CARD.md and the hashed manifest of the bundle in `out`."""
-    (Path(out) / "MODEL_CARD.md").write_text(model_card(manifest, parameters, notes))
+def finish_bundle(out: Path, manifest: dict, parameters: int, notes: list[str],
+                  data: Path | None = None, extra: str = "") -> None:
+    """(Re)writes MODEL_CARD.md (and, when the data has one, ATTRIBUTION.md; with a YAMNet
+    head, LICENSE-yamnet.txt) and the hashed manifest of the bundle in `out`."""
+    out = Path(out)
+    if data and (Path(data) / "ATTRIBUTION.md").exists():
+        shutil.copy(Path(data) / "ATTRIBUTION.md", out / "ATTRIBUTION.md")
+    apache = Path("/usr/share/common-licenses/Apache-2.0")
+    if any(h["name"] == "audioset" for h in manifest.get("tags", [])):
+        text = apache.read_text() if apache.exists() else ""
+        (out / "LICENSE-yamnet.txt").write_text(
+            "YAMNet (TF-Hub yamnet/1), Copyright Google LLC.\n\nLicensed under the Apache "
+            "License, Version 2.0: https://www.apache.org/licenses/LICENSE-2.0\n\n" + text)
+    (out / "MODEL_CARD.md").write_text(model_card(manifest, parameters, notes, data, extra))
     write_manifest(out, manifest)
 
 
@@ -773,6 +821,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="ONNX ops whose weights are quantized (add Conv for CNN encoders "
                              "such as YAMNet, whose convolutions hold most of the weights)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--card", type=Path,
+                        help="Markdown appended to MODEL_CARD.md (limits, how to retrain, ...)")
+    parser.add_argument("--window", type=float,
+                        help="caption window in seconds (default: the longest test clip)")
     args = parser.parse_args(argv)
     try:
         export_run(args)
@@ -793,7 +845,7 @@ def export_run(args) -> None:
     clips = load_split(data, "test")
     if args.eval_clips:
         clips = clips[: args.eval_clips]
-    seconds = window_seconds([c.audio for c in clips], frontend)
+    seconds = args.window or window_seconds([c.audio for c in clips], frontend)
     info = BundleInfo(name, arch, args.licence, training_data(data), seconds, seconds / 2,
                       DecodeParams(**{**DEFAULT_DECODING.__dict__,
                                       "max_len": model.config.max_len - 1}))
@@ -819,6 +871,7 @@ def export_run(args) -> None:
     metrics = {**score(fp32), "parity_max_abs_diff": p.max_abs_diff, "test_clips": len(clips),
                "onnx_megabytes": graph_megabytes(args.out)}
     fp32_greedy = greedy_tokens(fp32, mels)
+    card = args.card.read_text() if args.card else ""
     parameters = sum(t.numel() for t in model.parameters())
     int8_note, refused = [], None
     if not args.no_int8:
@@ -846,11 +899,12 @@ def export_run(args) -> None:
             finish_bundle(int8_dir, manifest8, parameters, [
                 f"int8: onnxruntime dynamic quantization of {', '.join(ops)} weights; "
                 f"greedy captions equal the fp32 bundle's on {100 * a.exact:.1f}% of "
-                f"{a.clips} test clips."])
+                f"{a.clips} test clips."], data, card)
             validate_bundle(int8_dir)
             int8_note = [f"An int8 variant is {int8_dir.name} ({size8:.2f} MB of graphs vs "
                          f"{metrics['onnx_megabytes']:.2f} MB)."]
-    finish_bundle(args.out, {**fp32.manifest, "metrics": metrics}, parameters, int8_note)
+    finish_bundle(args.out, {**fp32.manifest, "metrics": metrics}, parameters, int8_note, data,
+                  card)
     validate_bundle(args.out)
     print(json.dumps({"bundle": str(args.out), "metrics": metrics}, indent=2))
     if refused:

@@ -10,11 +10,13 @@ their number of source recordings, so thin categories (cat, frog, train, glass, 
 not drowned by big ones; scenes of a split use only that split's recordings.
 
 Output: the generic manifest layout the trainer reads (`{split}.jsonl` with `audio`,
-`captions`, `scene`, `tags`), `labels.txt` (the categories, in the tag head's order) and
-`scenes.json` (counts per split, type and category).
+`captions`, `scene`, `tags`), `labels.txt` (the categories, in the tag head's order),
+`scenes.json` (counts per split, type and category) and the corpus's `summary.json` (as
+`corpus.json`), `ATTRIBUTION.md` and `licences/`, which `hark-export` puts into the model card.
 """
 
 import json
+import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -289,4 +291,8 @@ def generate(corpus: Path, out: Path, sizes: dict[str, int], seed: int = 0) -> d
         summary["splits"][split] = {"scenes": n, "types": dict(types),
                                     "categories": dict(sorted(tag_counts.items()))}
     (out / "scenes.json").write_text(json.dumps(summary, indent=2) + "\n")
+    # The scenes carry their corpus's description and attribution, for the model card.
+    shutil.copy(corpus / "summary.json", out / "corpus.json")
+    shutil.copy(corpus / "ATTRIBUTION.md", out / "ATTRIBUTION.md")
+    shutil.copytree(corpus / "licences", out / "licences", dirs_exist_ok=True)
     return summary

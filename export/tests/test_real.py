@@ -124,6 +124,9 @@ def _fake_corpus(root, table):
             c.files[16000] = rel
             clips.append(c)
     assign_splits(clips, seed=1)
+    (root / "summary.json").write_text(json.dumps({"clips": len(clips)}))
+    (root / "ATTRIBUTION.md").write_text("# Attribution\n\ngenerated tones, CC0\n")
+    (root / "licences").mkdir()
     with open(root / "clips.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "category", "split", "source", "path", "recording", "seconds",
@@ -157,5 +160,6 @@ def test_scenes_have_five_distinct_captions_naming_their_categories_and_tags(tmp
     test_recs = {r["recording"] for r in csv.DictReader(open(tmp_path / "clips.csv"))
                  if r["split"] == "test"}
     assert test_recs  # the test scenes were built from held-out recordings only
+    assert (out / "ATTRIBUTION.md").exists() and (out / "corpus.json").exists()
     lines = [json.loads(l) for l in open(out / "test.jsonl")]
     assert all(set(l) == {"audio", "captions", "scene", "tags"} for l in lines)
