@@ -43,6 +43,21 @@ pub fn hark(args: &[&str]) -> Output {
         .expect("hark runs")
 }
 
+/// Runs `hark` with `args` on the synthetic fixture model: `hark run` through the
+/// `HARK__MODEL__BUNDLE` variable, `hark caption` with `--bundle`.
+pub fn synth(args: &[&str]) -> Output {
+    let bundle = synth_bundle_arg();
+    let mut all: Vec<&str> = args.to_vec();
+    if args.first() == Some(&"caption") {
+        all.splice(1..1, ["--bundle", bundle.as_str()]);
+    }
+    Command::new(hark_bin())
+        .args(&all)
+        .env("HARK__MODEL__BUNDLE", &bundle)
+        .output()
+        .expect("hark runs")
+}
+
 /// Reads a float32 .npy file: shape and values.
 pub fn read_npy(path: &std::path::Path) -> (Vec<u64>, Vec<f32>) {
     let bytes = std::fs::read(path).expect("npy file");
@@ -72,9 +87,27 @@ pub fn fixture_bundle(name: &str) -> PathBuf {
     fixtures_dir().join("bundles").join(name)
 }
 
-/// The demo clip shipped with the daemon (16 kHz mono 16-bit), as samples.
+/// The synthetic test scene (tests/assets/synth-demo.wav, 16 kHz mono 16-bit, 4 s: two high
+/// beeps, a high tone, white noise), made by hark's synthetic generator for the fixture
+/// models, which know such sounds.
+pub fn synth_demo() -> PathBuf {
+    repo_root().join("tests/assets/synth-demo.wav")
+}
+
+/// The synthetic fixture model the daemon-mechanics tests run (a briefly trained attention
+/// model, int8): fast, and its captions of `synth_demo` are known ("beep", "tone", "noise").
+pub fn synth_bundle() -> PathBuf {
+    fixture_bundle("attention-int8")
+}
+
+/// `synth_bundle()` as a string, for argument lists.
+pub fn synth_bundle_arg() -> String {
+    synth_bundle().display().to_string()
+}
+
+/// The synthetic test scene as samples.
 pub fn demo_samples() -> Vec<i16> {
-    let path = repo_root().join("daemon/assets/demo.wav");
+    let path = synth_demo();
     let mut r = hound::WavReader::open(&path).expect("demo.wav");
     assert_eq!(r.spec().sample_rate, 16_000);
     r.samples::<i16>().map(|s| s.expect("sample")).collect()

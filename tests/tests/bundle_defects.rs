@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use hark_e2e::{fixture_bundle, hark, repo_root};
+use hark_e2e::{fixture_bundle, hark, synth_demo};
 
 /// A fresh copy of the baseline fixture bundle.
 fn copy() -> (tempfile::TempDir, PathBuf) {
@@ -49,7 +49,7 @@ fn rehash(dir: &Path, file: &str) {
 }
 
 fn caption_error(dir: &Path) -> String {
-    let demo = repo_root().join("daemon/assets/demo.wav");
+    let demo = synth_demo();
     let out = hark(&[
         "caption",
         "--bundle",
@@ -69,7 +69,7 @@ fn assert_mentions(err: &str, parts: &[&str]) {
 #[test]
 fn the_unmodified_fixture_bundle_is_accepted() {
     let (_t, dir) = copy();
-    let demo = repo_root().join("daemon/assets/demo.wav");
+    let demo = synth_demo();
     let out = hark(&[
         "caption",
         "--bundle",

@@ -1,7 +1,7 @@
 //! `hark features` writes the same log-mel the library computes, for any WAV layout.
 
 use dsp::FrontendConfig;
-use hark_e2e::{hark, read_npy, repo_root};
+use hark_e2e::{hark, read_npy, synth_demo};
 
 fn transpose(frames: &[f32], n_mels: usize) -> Vec<f32> {
     (0..n_mels)
@@ -22,7 +22,7 @@ fn hark_version_prints_the_crate_version() {
 #[test]
 fn features_of_the_demo_clip_equal_the_library_output() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = repo_root().join("daemon/assets/demo.wav");
+    let demo = synth_demo();
     let out = dir.path().join("demo.npy");
     let run = hark(&[
         "features",
@@ -109,7 +109,7 @@ fn an_invalid_frontend_config_names_the_key_and_the_allowed_values() {
     let dir = tempfile::tempdir().unwrap();
     let fe = dir.path().join("fe.toml");
     std::fs::write(&fe, "n_mels = 0\n").unwrap();
-    let demo = repo_root().join("daemon/assets/demo.wav");
+    let demo = synth_demo();
     let run = hark(&[
         "features",
         demo.to_str().unwrap(),

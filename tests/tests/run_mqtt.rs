@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hark_e2e::{
-    Broker, Message, Subscriber, assert_schema, demo_samples, hark, hark_bin, write_wav,
+    Broker, Message, Subscriber, assert_schema, demo_samples, hark_bin, synth, synth_bundle,
+    write_wav,
 };
 use serde_json::Value;
 
@@ -60,7 +61,7 @@ fn a_replayed_file_is_published_window_by_window_like_hark_caption() {
             broker.port
         ),
     );
-    let out = hark(&[
+    let out = synth(&[
         "run",
         "-c",
         cfg.to_str().unwrap(),
@@ -71,7 +72,7 @@ fn a_replayed_file_is_published_window_by_window_like_hark_caption() {
     assert!(out.status.success(), "{stderr}");
 
     // The same windows `hark caption` cuts, except the one inside the silence.
-    let reference = hark(&["caption", "--json", wav.to_str().unwrap()]);
+    let reference = synth(&["caption", "--json", wav.to_str().unwrap()]);
     assert!(reference.status.success());
     let expected: Vec<Value> = String::from_utf8_lossy(&reference.stdout)
         .lines()
@@ -97,7 +98,7 @@ fn a_replayed_file_is_published_window_by_window_like_hark_caption() {
         texts[0]
     );
     for (c, w) in caps.iter().zip(&expected) {
-        assert_eq!(c["model"], "synth-attention-int8");
+        assert_eq!(c["model"], "fixture-attention-int8");
         assert_eq!(c["device"], "e2e");
         let (start, end) = (
             epoch_s(c["start"].as_str().unwrap()),
@@ -153,6 +154,7 @@ fn spawn_stdin(broker: &Broker, device: &str, extra: &str) -> Child {
         ),
     );
     Command::new(hark_bin())
+        .env("HARK__MODEL__BUNDLE", synth_bundle())
         .args(["run", "-c", cfg.to_str().unwrap(), "--stdin", "16000"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -452,8 +454,9 @@ fn tls_with_a_password_from_a_file_and_the_password_never_logged() {
                 d.join("ca.pem").display()
             ),
         );
-        let demo = hark_e2e::repo_root().join("daemon/assets/demo.wav");
+        let demo = hark_e2e::synth_demo();
         Command::new(hark_bin())
+            .env("HARK__MODEL__BUNDLE", synth_bundle())
             .args([
                 "run",
                 "-c",

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hark_e2e::{demo_samples, hark_bin};
+use hark_e2e::{demo_samples, hark_bin, synth_bundle};
 
 /// Notifications received within `window`.
 fn receive(sock: &UnixDatagram, window: Duration) -> Vec<String> {
@@ -32,6 +32,7 @@ fn ready_then_watchdog_pings_that_stop_while_the_pipeline_is_stalled() {
     // A 2 KB device id makes every caption line over 2 KB: a pipe no one reads fills fast.
     let device = "d".repeat(2048);
     let mut child = Command::new(hark_bin())
+        .env("HARK__MODEL__BUNDLE", synth_bundle())
         .args(["run", "--stdin", "16000", "--device-id", &device])
         .env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "200000")
@@ -64,12 +65,14 @@ fn ready_then_watchdog_pings_that_stop_while_the_pipeline_is_stalled() {
         .iter()
         .flat_map(|s| s.to_le_bytes())
         .collect();
+    // The feeder keeps stdin open when done: an end of input would stop the daemon by itself.
     let feeder = std::thread::spawn(move || {
         for _ in 0..15 {
             if stdin.write_all(&audio).is_err() {
-                return;
+                break;
             }
         }
+        stdin
     });
     let t0 = Instant::now();
     loop {
@@ -103,7 +106,7 @@ fn ready_then_watchdog_pings_that_stop_while_the_pipeline_is_stalled() {
         .lines()
         .count();
     assert!(captions > 30, "{captions} captions");
-    let _ = feeder.join();
+    drop(feeder.join());
     let last = receive(&sock, Duration::from_millis(200));
     assert!(last.iter().any(|m| m == "STOPPING=1"), "{last:?}");
 }

@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use hark_e2e::{assert_schema, demo_samples, hark, hark_bin, repo_root};
+use hark_e2e::{
+    assert_schema, demo_samples, hark, hark_bin, repo_root, synth, synth_bundle, synth_demo,
+};
 use serde_json::Value;
 
 fn json_lines(stdout: &[u8]) -> Vec<Value> {
@@ -41,6 +43,7 @@ fn cpal_captures_the_demo_clip_through_the_alsa_file_plugin() {
     // the whole clip keeps this burst from overrunning.
     let alsa = |args: &[&str]| {
         Command::new(hark_bin())
+            .env("HARK__MODEL__BUNDLE", synth_bundle())
             .args(args)
             .env("ALSA_CONFIG_PATH", dir.path().join("asound.conf"))
             .env("HARK__PIPELINE__RING_SECONDS", "8")
@@ -90,12 +93,10 @@ fn cpal_captures_the_demo_clip_through_the_alsa_file_plugin() {
     assert_eq!(caps.len(), 1, "{caps:#?}\n{log}");
     assert_schema("caption", &caps[0]);
     let text = caps[0]["text"].as_str().unwrap();
-    for word in ["beep", "tone", "noise"] {
-        assert!(text.contains(word), "caption {text:?} misses {word:?}");
-    }
+    assert!(text.contains("beep"), "the demo scene's beeps: {text:?}");
     // Bit-exact capture: the same caption as the file itself.
-    let demo = repo_root().join("daemon/assets/demo.wav");
-    let file = json_lines(&hark(&["run", "--file", demo.to_str().unwrap()]).stdout);
+    let demo = synth_demo();
+    let file = json_lines(&synth(&["run", "--file", demo.to_str().unwrap()]).stdout);
     assert_eq!(file[0]["text"], caps[0]["text"]);
 
     // A device chosen by name works the same way.
@@ -113,6 +114,7 @@ fn a_missing_microphone_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     alsa_home(dir.path(), &dir.path().join("absent.raw"));
     let out = Command::new(hark_bin())
+        .env("HARK__MODEL__BUNDLE", synth_bundle())
         .args(["run", "--microphone", "no-such-mic"])
         .env("ALSA_CONFIG_PATH", dir.path().join("asound.conf"))
         .output()
@@ -131,12 +133,12 @@ fn bad_audio_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.wav");
     std::fs::write(&junk, b"RIFF\x10\0\0\0WAVEjunkjunk").unwrap();
-    let out = hark(&["run", "--file", junk.to_str().unwrap()]);
+    let out = synth(&["run", "--file", junk.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("junk.wav") && err.contains("WAV"), "{err}");
 
-    let out = hark(&["run", "--file", "/nonexistent.wav"]);
+    let out = synth(&["run", "--file", "/nonexistent.wav"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("source.path = /nonexistent.wav: no such file"),
@@ -148,7 +150,7 @@ fn bad_audio_files_are_clear_errors() {
 fn a_flac_file_is_captioned_like_the_wav_it_was_made_from() {
     let dir = tempfile::tempdir().unwrap();
     let flac = dir.path().join("demo.flac");
-    let demo = repo_root().join("daemon/assets/demo.wav");
+    let demo = synth_demo();
     let ok = Command::new("sox")
         .arg(&demo)
         .arg(&flac)
@@ -156,8 +158,8 @@ fn a_flac_file_is_captioned_like_the_wav_it_was_made_from() {
         .expect("sox")
         .success();
     assert!(ok, "sox wav -> flac");
-    let from_flac = json_lines(&hark(&["run", "--file", flac.to_str().unwrap()]).stdout);
-    let from_wav = json_lines(&hark(&["run", "--file", demo.to_str().unwrap()]).stdout);
+    let from_flac = json_lines(&synth(&["run", "--file", flac.to_str().unwrap()]).stdout);
+    let from_wav = json_lines(&synth(&["run", "--file", demo.to_str().unwrap()]).stdout);
     assert_eq!(from_flac.len(), 1);
     assert_eq!(from_flac[0]["text"], from_wav[0]["text"]);
     assert_eq!(
@@ -168,9 +170,9 @@ fn a_flac_file_is_captioned_like_the_wav_it_was_made_from() {
 
 #[test]
 fn a_realtime_file_is_paced_and_stamped_like_a_microphone() {
-    let demo = repo_root().join("daemon/assets/demo.wav");
+    let demo = synth_demo();
     let t0 = std::time::Instant::now();
-    let out = hark(&["run", "--file", demo.to_str().unwrap(), "--realtime"]);
+    let out = synth(&["run", "--file", demo.to_str().unwrap(), "--realtime"]);
     let took = t0.elapsed().as_secs_f64();
     assert!(
         out.status.success(),
@@ -204,6 +206,7 @@ fn stdin_pcm_in_two_channels_is_downmixed_and_captioned() {
         .flatten()
         .collect();
     let mut child = Command::new(hark_bin())
+        .env("HARK__MODEL__BUNDLE", synth_bundle())
         .args(["run", "--stdin", "16000", "--channels", "2"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -222,8 +225,8 @@ fn stdin_pcm_in_two_channels_is_downmixed_and_captioned() {
         String::from_utf8_lossy(&out.stderr)
     );
     let caps = json_lines(&out.stdout);
-    let demo = repo_root().join("daemon/assets/demo.wav");
-    let file = json_lines(&hark(&["run", "--file", demo.to_str().unwrap()]).stdout);
+    let demo = synth_demo();
+    let file = json_lines(&synth(&["run", "--file", demo.to_str().unwrap()]).stdout);
     assert_eq!(caps.len(), 1);
     assert_eq!(caps[0]["text"], file[0]["text"]);
 }

@@ -62,7 +62,7 @@ fn the_torch_backend_captions_like_tract() {
 #[test]
 fn without_the_feature_the_torch_backend_is_a_clear_error() {
     let bundle = fixture_bundle("attention");
-    let demo = hark_e2e::repo_root().join("daemon/assets/demo.wav");
+    let demo = hark_e2e::synth_demo();
     let out = hark(&[
         "caption",
         "--backend",
