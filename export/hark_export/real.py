@@ -7,7 +7,8 @@ mapped onto hark's categories by the reviewed table `sounds.toml`, split by sour
    unpack them with `dpkg-deb -x`; 0ad-data's sounds are read from inside its public.zip.
 2. Every audio file of a package, and every row of an --extra folder's `manifest.csv`, is
    matched against the rules of `sounds.toml` (first match wins): a category, caption phrases
-   and the source recording it was cut from. Unmatched and excluded clips are counted.
+   and the source recording it was cut from. Unmatched and excluded clips are counted, and a
+   file whose bytes equal an earlier one's is left out as a duplicate.
 3. Each clip is decoded, mixed to mono, resampled by the daemon's own resampler
    (`hark_dsp.resample`), trimmed of leading and trailing silence, cut into pieces of at most
    `MAX_PIECE` seconds, and written as 16-bit WAV at every requested rate.
@@ -437,6 +438,7 @@ def build(out: Path, extras: list[Path], debs: Path, rates: list[int], seed: int
     counts: dict[str, Counter] = defaultdict(Counter)
     clips: list[CorpusClip] = []
     keyboard: list[Found] = []
+    seen: set[str] = set()
     rates = sorted(set(rates) | {16000})
     for f in tqdm(found, desc="clips", unit="clip"):
         rule = table.match(f.source, f.path)
@@ -446,12 +448,21 @@ def build(out: Path, extras: list[Path], debs: Path, rates: list[int], seed: int
         if not rule.category:
             counts[f.source]["excluded"] += 1
             continue
+        data = f.read()
+        data = data if isinstance(data, bytes) else Path(data).read_bytes()
+        # Games copy one file into many folders (a wolf in 15 tilesets): a copy would be
+        # a second "recording" that could land in another split.
+        digest = hashlib.sha1(data).hexdigest()
+        if digest in seen:
+            counts[f.source]["duplicate"] += 1
+            continue
+        seen.add(digest)
         if f.source == "bucklespring-data":
             keyboard.append(f)
             counts[f.source]["matched"] += 1
             continue
         try:
-            x, sr = decode(f.read())
+            x, sr = decode(data)
         except (RuntimeError, sf.LibsndfileError) as e:
             print(f"{f.source}:{f.path}: cannot decode ({e}); left out")
             counts[f.source]["undecodable"] += 1
