@@ -288,3 +288,43 @@ fn check_config_accepts_good_files_and_names_the_bad_key() {
     let e = check("[model]\nbundle = \"/nowhere\"\n", &[]);
     assert!(e.contains("/nowhere"), "{e}");
 }
+
+#[test]
+fn hark_caption_gives_no_caption_for_digital_silence_like_hark_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = dir.path().join("silence.wav");
+    hark_e2e::write_wav(&quiet, &[0; 48_000]);
+    let out = synth(&["caption", "--json", quiet.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = &json_lines(&out.stdout)[0];
+    assert_eq!(w["silent"], true, "{w}");
+    assert!(
+        w["text"].is_null() && w["tags"].as_array().unwrap().is_empty(),
+        "{w}"
+    );
+    assert_eq!(w["level_dbfs"], -120.0);
+    let text = synth(&["caption", quiet.to_str().unwrap()]);
+    let line = String::from_utf8_lossy(&text.stdout);
+    assert!(line.contains("(silence, -120.0 dBFS)"), "{line}");
+    // hark run publishes nothing for it, and counts the window as silent.
+    let run = synth(&["run", "--file", quiet.to_str().unwrap()]);
+    assert!(json_lines(&run.stdout).is_empty());
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("1 silent"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // A quieter threshold captions it anyway (a caller's choice).
+    let forced = synth(&[
+        "caption",
+        "--json",
+        "--silence-dbfs",
+        "-130",
+        quiet.to_str().unwrap(),
+    ]);
+    assert_eq!(json_lines(&forced.stdout)[0]["silent"], false);
+}
