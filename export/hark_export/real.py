@@ -419,8 +419,9 @@ def _write_clip(out: Path, source: str, path: str, piece: int, x: np.ndarray, sr
 
 
 def build(out: Path, extras: list[Path], debs: Path, rates: list[int], seed: int = 0,
-          packages: list[str] | None = None) -> dict:
-    """Build the corpus in `out` (see the module doc); returns the summary."""
+          packages: list[str] | None = None, speech: bool = True) -> dict:
+    """Build the corpus in `out` (see the module doc); returns the summary. `speech` adds
+    espeak-ng's sentences."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = load_table()
@@ -479,9 +480,10 @@ def build(out: Path, extras: list[Path], debs: Path, rates: list[int], seed: int
                                      f.origin))
     if keyboard:
         clips += _typing_runs(keyboard, rates, out, PACKAGES["bucklespring-data"][0], seed)
-    speech = _speech(rates, out)
-    counts["espeak-ng"]["matched"] = len(speech)
-    clips += speech
+    if speech:
+        spoken = _speech(rates, out)
+        counts["espeak-ng"]["matched"] = len(spoken)
+        clips += spoken
     assign_splits(clips, seed)
 
     with open(out / "clips.csv", "w", newline="", encoding="utf-8") as f:

@@ -104,6 +104,35 @@ def test_a_debian_package_becomes_typing_runs_with_attribution(tmp_path):
     assert (out / "licences" / "bucklespring-data.copyright").exists()
 
 
+def test_an_extra_folder_is_read_by_its_manifest_and_copies_are_left_out(tmp_path):
+    """ESC-10's layout and licence column; the same bytes under two names are one clip."""
+    folder = tmp_path / "extra"
+    (folder / "esc10" / "001 - Dog bark").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, name in enumerate(["1-100032-A.wav", "2-100032-B.wav", "1-110389-A.wav"]):
+        x = (0.3 * rng.standard_normal(22050)).astype(np.float32)
+        sf.write(folder / "esc10" / "001 - Dog bark" / name, x, 44100, subtype="PCM_16")
+        rows.append({"path": f"esc10/001 - Dog bark/{name}", "source": "esc10",
+                     "description": "Dog bark", "licence": "CC0", "origin": f"x/{i}"})
+    (folder / "esc10" / "001 - Dog bark" / "copy.wav").write_bytes(
+        (folder / "esc10" / "001 - Dog bark" / "1-100032-A.wav").read_bytes())
+    rows.append({**rows[0], "path": "esc10/001 - Dog bark/copy.wav"})
+    rows.append({**rows[0], "path": "esc10/999 - Unknown/x.wav"})
+    with open(folder / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    summary = real.build(tmp_path / "out", [folder], tmp_path / "debs", [16000], packages=[],
+                         speech=False)
+    assert summary["sources"]["esc10"] == {"matched": 3, "duplicate": 1, "unmatched": 1}
+    out = list(csv.DictReader(open(tmp_path / "out" / "clips.csv")))
+    assert {r["category"] for r in out} == {"dog"} and {r["licence"] for r in out} == {"CC0"}
+    assert len({r["recording"] for r in out}) == 2  # takes A and B of sound 100032 are one
+    x, sr = sf.read(tmp_path / "out" / out[0]["path_16000"])
+    assert sr == 16000 and abs(len(x) - 8000) < 400  # 0.5 s at 44.1 kHz, resampled
+
+
 def _fake_corpus(root, table):
     """A corpus of generated clips (tones and noise bursts standing in for recordings): three
     recordings per category for a few categories, split like the real one."""
