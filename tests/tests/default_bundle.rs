@@ -1,28 +1,136 @@
-//! `hark caption` without `--bundle` uses the model shipped in daemon/assets/model, and it
-//! hears the demo clip's three events (two high beeps, a high tone, white noise).
+//! The shipped default model (daemon/assets/model) on the shipped demo clip, a real recording:
+//! rain throughout, a hen clucking at 1 s and a heavy gate grinding open from 5.5 s
+//! (daemon/assets/README.md). `hark caption` without `--bundle` uses it; it names what it
+//! hears and tags it with scores from both of its tag heads.
 
-use hark_e2e::{hark, repo_root};
+use hark_e2e::{Broker, Subscriber, assert_schema, hark, repo_root};
 use serde_json::Value;
 
+fn demo() -> String {
+    repo_root()
+        .join("daemon/assets/demo.wav")
+        .display()
+        .to_string()
+}
+
+fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Labels of a window's tags from one source.
+fn labels<'a>(w: &'a Value, source: &str) -> Vec<&'a str> {
+    w["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["source"] == source)
+        .map(|t| t["label"].as_str().unwrap())
+        .collect()
+}
+
 #[test]
-fn the_default_bundle_hears_the_beeps_the_tone_and_the_noise_of_the_demo_clip() {
-    let demo = repo_root().join("daemon/assets/demo.wav");
-    let out = hark(&["caption", "--json", demo.to_str().unwrap()]);
+fn the_default_model_hears_the_rain_of_the_demo_clip_and_tags_it_with_scores() {
+    let out = hark(&["caption", "--json", &demo()]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 1, "a 4 s clip fits one window");
-    let w = &lines[0];
-    assert_eq!(w["model"], "synth-attention-int8");
+    let windows = json_lines(&out.stdout);
+    assert_eq!(windows.len(), 1, "a 10 s clip fits one window: {windows:#?}");
+    let w = &windows[0];
+    assert_eq!(w["model"], "hark-real-yamnet-int8");
+    assert!((w["end"].as_f64().unwrap() - 10.0).abs() < 0.05);
     let text = w["text"].as_str().unwrap();
-    for word in ["beep", "tone", "noise"] {
-        assert!(text.contains(word), "caption {text:?} misses {word:?}");
+    assert!(text.contains("rain"), "caption {text:?} misses the rain");
+    let hark_tags = labels(w, "hark");
+    assert!(hark_tags.contains(&"rain"), "{hark_tags:?}");
+    assert!(
+        !labels(w, "audioset").is_empty(),
+        "YAMNet's own AudioSet head tags it too: {w}"
+    );
+    for t in w["tags"].as_array().unwrap() {
+        let score = t["score"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&score), "{t}");
     }
-    assert!((w["end"].as_f64().unwrap() - 4.0).abs() < 0.05);
+}
+
+#[test]
+fn hark_caption_prints_the_caption_and_its_tags_with_scores() {
+    let out = hark(&["caption", &demo()]);
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(line.contains("demo.wav [0.0-10.0s] "), "{line}");
+    // "… [rain 0.97, Rain 0.71, …]"
+    let tags = line.rsplit_once('[').map(|(_, t)| t).unwrap_or_default();
+    assert!(tags.contains("rain 0."), "{line}");
+}
+
+#[test]
+fn hark_run_publishes_tags_with_scores_and_home_assistant_binary_sensors() {
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/#", "homeassistant/#"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hark.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "device = \"porch\"\n[tags]\nbinary_sensors = [\"rain\", \"dog\"]\n\
+             thresholds = {{ audioset = 0.2 }}\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n",
+            broker.port
+        ),
+    )
+    .unwrap();
+    let out = hark(&["run", "-c", cfg.to_str().unwrap(), "--file", &demo()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sub.wait_until(10, "the caption", |m| {
+        m.iter().any(|m| m.topic == "hark/porch/caption")
+    });
+    let caption = sub.on("hark/porch/caption")[0].json();
+    assert_schema("caption", &caption);
+    assert_eq!(caption["v"], 2);
+    assert!(labels(&caption, "hark").contains(&"rain"), "{caption}");
+    assert!(
+        caption["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["source"] == "audioset")
+            .all(|t| t["score"].as_f64().unwrap() >= 0.2),
+        "{caption}"
+    );
+    assert_eq!(caption["speech"], false, "nobody speaks in the demo clip");
+    for label in ["rain", "dog"] {
+        let topic = format!("homeassistant/binary_sensor/hark_porch/tag_{label}/config");
+        let config = sub.on(&topic);
+        assert_eq!(config.len(), 1, "{topic}: {:#?}", sub.messages());
+        let c = config[0].json();
+        assert_eq!(c["state_topic"], "hark/porch/caption");
+        assert!(c["off_delay"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(
+        sub.on("homeassistant/sensor/hark_porch/tags/config").len(),
+        1
+    );
+}
+
+#[test]
+fn a_threshold_for_a_tag_head_the_model_lacks_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hark.toml");
+    std::fs::write(&cfg, "[tags]\nthresholds = { birds = 0.5 }\n").unwrap();
+    let out = hark(&["check-config", cfg.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("tags.thresholds.birds") && err.contains("hark, audioset"),
+        "{err}"
+    );
 }
