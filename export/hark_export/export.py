@@ -525,6 +525,16 @@ def _probe_graphs(bundle: Path, m: dict, vocab: int) -> None:
         raise BundleError(f'{enc["file"]}: output "{enc["memory"]}" has shape '
                           f'{list(memory.shape)}, expected [1, steps, {enc["memory_dim"]}]')
     steps = memory.shape[1]
+    silence = np.zeros((1, m["frontend"]["n_mels"], frames), np.float32)
+    for head in m.get("tags", []):
+        probs = model.encoder.run([head["output"]], {enc["input"]: silence})[0]
+        n = len((bundle / head["labels"]).read_text().splitlines())
+        if probs.shape != (1, n):
+            raise BundleError(f'{enc["file"]}: output "{head["output"]}" has shape '
+                              f'{list(probs.shape)} but {head["labels"]} lists {n} labels')
+        if not ((probs >= 0) & (probs <= 1)).all():
+            raise BundleError(f'{enc["file"]}: output "{head["output"]}" is not a probability: '
+                              "export the tag head with its sigmoid")
 
     def expect(s, batch):
         return [batch if d == "batch" else steps if d == "steps" else d for d in s["shape"]]

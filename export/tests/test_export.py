@@ -247,3 +247,38 @@ def test_hark_export_writes_evaluated_bundles_and_refuses_an_int8_below_the_gate
     m8 = validate_bundle(tmp_path / "bundles" / "tiny-int8")
     assert m8["name"] == "synth-attention-int8"
     assert m8["metrics"]["onnx_megabytes"] < validate_bundle(out)["metrics"]["onnx_megabytes"]
+
+
+def test_a_yamnet_model_exports_its_tag_heads_and_the_validator_reads_them(tmp_path):
+    """The pretrained model with a hark tag head: the bundle declares [[tags]] for it and for
+    YAMNet's AudioSet head, with labels files; the graphs output probabilities that equal
+    PyTorch's, and a wrong labels count is refused."""
+    import hark_dsp
+    import numpy as np
+
+    from hark_export.yamnet import YAMNET_FRONTEND
+    torch.manual_seed(0)
+    model = build_model(model_config("pretrained", {
+        "vocab_size": len(VOCAB), "n_tags": 3, "d_model": 32, "attn_dim": 32, "embed": 32,
+        "hidden": 64})).eval()
+    model.tag_labels = ["dog", "rain", "speech"]
+    info = BundleInfo("tiny-yamnet", "pretrained", "MIT + Apache-2.0 (YAMNet)", "none", 3.0,
+                      1.5, DecodeParams(max_len=20))
+    out = tmp_path / "yamnet"
+    write_bundle(out, model, VOCAB, dict(hark_dsp.Frontend(YAMNET_FRONTEND).config), info)
+    manifest = validate_bundle(out)
+    heads = manifest["tags"]
+    assert [(h["name"], h["output"]) for h in heads] == [("hark", "tags"), ("audioset", "audioset")]
+    assert (out / "labels.txt").read_text().split() == ["dog", "rain", "speech"]
+    assert len((out / "audioset_labels.txt").read_text().splitlines()) == 521
+    mel = np.random.default_rng(0).normal(-4, 2, (64, 300)).astype(np.float32)
+    onnx_tags = OnnxModel(out).encoder.run(["tags", "audioset"], {"mel": mel[None]})
+    with torch.no_grad():
+        _, torch_tags = model.encode_with_tags(torch.from_numpy(mel)[None])
+    for a, b in zip(onnx_tags, torch_tags):
+        assert a.shape == tuple(b.shape) and ((0 <= a) & (a <= 1)).all()
+        assert np.abs(a - b.numpy()).max() < 1e-4
+    (out / "labels.txt").write_text("dog\nrain\n")
+    write_manifest(out, tomllib.loads((out / MANIFEST).read_text()))
+    with pytest.raises(BundleError, match="labels"):
+        validate_bundle(out)
