@@ -1,7 +1,7 @@
 """Captioned scenes from the real-sound corpus (`hark-data scenes CORPUS --out DIR`).
 
-A scene is 1-3 real clips of one split mixed at 16 kHz: a single sound, a sequence, two sounds
-at once, an event over a background ambience, one short sound repeated, or near silence —
+A scene is 1-3 real clips of one split mixed at 16 kHz: a single sound (alone, or with silence
+around it), a sequence, two sounds at once, an event over a background ambience, one short sound repeated, or near silence —
 quiet and loud, over a faint noise floor, as a microphone hears them. Each gets five captions
 from varied templates built from the clips' phrases ("a dog barks while rain falls", "a door
 closes, then someone walks"), the categories it holds (the tag head's targets) and a `scene`
@@ -27,8 +27,8 @@ from tqdm import tqdm
 from hark_export.real import load_corpus, load_table
 
 RATE = 16000
-TYPES = {"single": 0.30, "sequence": 0.22, "background": 0.22, "overlap": 0.10,
-         "repeat": 0.10, "quiet": 0.06}
+TYPES = {"single": 0.25, "raw": 0.15, "sequence": 0.20, "background": 0.20, "overlap": 0.08,
+         "repeat": 0.08, "quiet": 0.04}
 DISTANT = ["in the distance", "far away", "faintly"]
 NEAR = ["nearby", "close by", "loudly"]
 QUIET = ["silence", "it is quiet", "nothing can be heard",
@@ -164,13 +164,17 @@ def make_scene(pool: Pool) -> tuple[np.ndarray, list[str], list[str], str, str]:
         texts = list(rng.permutation(QUIET))
         return noise_floor(length, rng), texts, [], "quiet", kind
 
-    if kind == "single":
+    if kind in ("single", "raw"):
         cat = pool.category()
         row, x = pool.clip(cat)
         distant = rng.random() < 0.2
         y = at_level(x, rng.uniform(-42, -32) if distant else event_db())
-        pad = int(rng.uniform(0.2, 1.5) * RATE)
-        length = min(max(len(y) + pad, RATE), 10 * RATE)
+        # "raw" is the clip alone, however short, as `hark caption` hears a file of one
+        # sound; "single" puts silence around it, as a live window does.
+        if kind == "raw":
+            length = min(len(y), 10 * RATE)
+        else:
+            length = min(max(len(y) + int(rng.uniform(0.2, 1.5) * RATE), RATE), 10 * RATE)
         audio = np.zeros(length, np.float32)
         start = rng.integers(0, max(1, length - len(y)) + 1)
         seg = y[: length - start]
