@@ -11,7 +11,9 @@ mean (mAP) over categories with test clips. The category a caption names first a
 true one makes the confusion plot.
 
 Writes DIR/sounds.json (every clip: caption, hit, named categories, top tags) and
-DIR/SOUNDS.md (the tables) and DIR/confusion-<bundle>.png.
+DIR/SOUNDS.md (the tables) and DIR/confusion-<bundle>.png. With `--card`, the results also
+go into each bundle's MODEL_CARD.md (section "Held-out single sounds", replaced on a re-run)
+and the bundle's manifest is re-hashed.
 """
 
 import argparse
@@ -156,6 +158,38 @@ def report(results: list[dict], split: str, out: Path) -> None:
     (out / "SOUNDS.md").write_text("\n".join(lines) + "\n")
 
 
+CARD_SECTION = "## Held-out single sounds"
+
+
+def update_card(bundle: Path, r: dict, split: str) -> None:
+    """Puts `r`'s summary and per-category table into the bundle's MODEL_CARD.md (replacing
+    an earlier one) and re-hashes the manifest."""
+    import tomllib
+
+    from hark_export.export import MANIFEST, write_manifest
+    card = bundle / "MODEL_CARD.md"
+    text = card.read_text()
+    if CARD_SECTION in text:  # drop the old section, up to the next "## " heading
+        head, _, rest = text.partition(CARD_SECTION)
+        nxt = rest.find("\n## ")
+        text = head + (rest[nxt + 1:] if nxt >= 0 else "")
+    tag_map = "—" if r["tag_map"] is None else f"{r['tag_map']:.3f}"
+    lines = [CARD_SECTION, "",
+             f"`hark-eval-sounds` on the {r['clips']} single-sound clips of the corpus's {split} "
+             "split (source recordings never heard in training), each file captioned whole by "
+             "`hark caption` with the bundle's default decoding: the caption names the clip's "
+             f"category (a synonym from sounds.toml) for **{100 * r['hit_rate']:.1f} %** of "
+             f"clips ({100 * r['category_mean_hit_rate']:.1f} % averaged over categories); "
+             f"the tag head's mean average precision over categories is {tag_map}.", "",
+             "| category | clips | recordings | keyword hit | tag AP |", "|---|---:|---:|---:|---:|"]
+    for cat, v in r["categories"].items():
+        ap = "—" if np.isnan(v["tag_ap"]) else f"{v['tag_ap']:.2f}"
+        lines.append(f"| {cat} | {v['clips']} | {v['recordings']} | "
+                     f"{100 * v['hit_rate']:.0f} % | {ap} |")
+    card.write_text(text.rstrip() + "\n\n" + "\n".join(lines) + "\n")
+    write_manifest(bundle, tomllib.loads((bundle / MANIFEST).read_text()))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="hark-eval-sounds", description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, action="append", required=True)
@@ -163,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--hark", type=Path, default=Path(os.environ.get("HARK", HARK)))
+    parser.add_argument("--card", action="store_true",
+                        help="write the results into each bundle's MODEL_CARD.md")
     args = parser.parse_args(argv)
     rows = [r for r in load_corpus(args.corpus) if r["split"] == args.split]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -173,6 +209,8 @@ def main(argv: list[str] | None = None) -> None:
               f"per-category mean {100 * r['category_mean_hit_rate']:.1f} %, "
               f"tag mAP {r['tag_map'] if r['tag_map'] is None else round(r['tag_map'], 3)}")
         results.append(r)
+        if args.card:
+            update_card(b, r, args.split)
     (args.out / "sounds.json").write_text(json.dumps(results, indent=1) + "\n")
     report(results, args.split, args.out)
     print(f"wrote {args.out / 'sounds.json'} and {args.out / 'SOUNDS.md'}")

@@ -18,3 +18,24 @@ def test_average_precision_is_one_when_positives_rank_first_and_falls_otherwise(
     assert average_precision(np.array([0.9, 0.1, 0.8, 0.2]), positive) == 1.0
     assert abs(average_precision(np.array([0.9, 0.8, 0.7, 0.1]), positive) - 5 / 6) < 1e-12
     assert np.isnan(average_precision(np.array([0.5, 0.5]), np.array([False, False])))
+
+
+def test_the_results_go_into_the_model_card_once_and_the_manifest_is_rehashed(tmp_path):
+    import tomllib
+
+    from hark_export.export import MANIFEST, sha256
+    from hark_export.hearing import update_card
+    (tmp_path / "MODEL_CARD.md").write_text("# m\n\n## Metrics\n\nx\n\n## Limits\n\ny\n")
+    (tmp_path / MANIFEST).write_text('name = "m"\n')
+    r = {"clips": 3, "hit_rate": 2 / 3, "category_mean_hit_rate": 0.5, "tag_map": 0.75,
+         "categories": {"dog": {"clips": 2, "recordings": 1, "hit_rate": 1.0, "tag_ap": 1.0},
+                        "cat": {"clips": 1, "recordings": 1, "hit_rate": 0.0,
+                                "tag_ap": float("nan")}}}
+    update_card(tmp_path, r, "test")
+    update_card(tmp_path, {**r, "hit_rate": 1.0}, "test")
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert card.count("## Held-out single sounds") == 1 and "**100.0 %**" in card
+    assert "| dog | 2 | 1 | 100 % | 1.00 |" in card and "| cat | 1 | 1 | 0 % | — |" in card
+    assert "## Limits" in card
+    files = tomllib.loads((tmp_path / MANIFEST).read_text())["files"]
+    assert files["MODEL_CARD.md"] == sha256(tmp_path / "MODEL_CARD.md")
