@@ -169,14 +169,21 @@ impl TagConfig {
         out
     }
 
-    /// Whether people are speaking: the `speech` (or AudioSet `Speech`) tag, when the bundle
-    /// has a head with that label; None otherwise.
+    /// Whether people are speaking: the first tag head (in the bundle's order) with a
+    /// `speech` label decides (the default model: its own head before AudioSet's `Speech`);
+    /// None when no head has one.
     pub fn speech(&self, bundle: &Bundle, tags: &[Tag]) -> Option<bool> {
-        let has = bundle
-            .labels
+        let (head, labels) = bundle
+            .manifest
+            .tags
             .iter()
-            .any(|l| l.iter().any(|x| x.eq_ignore_ascii_case("speech")));
-        has.then(|| tags.iter().any(|t| t.label.eq_ignore_ascii_case("speech")))
+            .zip(&bundle.labels)
+            .find(|(_, l)| l.iter().any(|x| x.eq_ignore_ascii_case("speech")))?;
+        let speech = labels.iter().find(|x| x.eq_ignore_ascii_case("speech"))?;
+        Some(
+            tags.iter()
+                .any(|t| t.source == head.name && &t.label == speech),
+        )
     }
 }
 
@@ -539,9 +546,15 @@ mod tests {
     fn speech_is_known_only_when_a_head_has_a_speech_label() {
         let b = bundle();
         let cfg = TagConfig::default();
+        // The hark head, first in the bundle, decides: AudioSet's Speech alone does not.
         let tags = cfg.select(&b, &[vec![0.0, 0.0, 0.0], vec![0.0, 0.9]]);
+        assert_eq!(cfg.speech(&b, &tags), Some(false));
+        let tags = cfg.select(&b, &[vec![0.0, 0.8, 0.0], vec![0.0, 0.0]]);
         assert_eq!(cfg.speech(&b, &tags), Some(true));
-        assert_eq!(cfg.speech(&b, &[]), Some(false));
+        let mut audioset_only = b.clone();
+        audioset_only.labels[0] = vec!["dog".into(), "rain".into(), "cat".into()];
+        let tags = cfg.select(&audioset_only, &[vec![0.0; 3], vec![0.0, 0.9]]);
+        assert_eq!(cfg.speech(&audioset_only, &tags), Some(true));
         let mut none = b.clone();
         none.labels = vec![vec!["dog".into()], vec!["Dog".into()]];
         assert_eq!(cfg.speech(&none, &[]), None);
