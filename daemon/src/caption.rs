@@ -319,10 +319,10 @@ pub fn level_dbfs(samples: &[f32], rate: u32, t0: f32, t1: f32) -> f32 {
     let part = &samples[lo..hi];
     let mean = part
         .iter()
-        .map(|&x| f64::from(x) * f64::from(x))
+        .map(|&x| crate::window::sample_power(x))
         .sum::<f64>()
         / part.len().max(1) as f64;
-    if mean > 0.0 && mean.is_finite() {
+    if mean > 0.0 {
         ((10.0 * mean.log10()) as f32).max(crate::window::FLOOR_DBFS)
     } else {
         crate::window::FLOOR_DBFS

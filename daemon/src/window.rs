@@ -25,6 +25,17 @@ pub struct Window {
 /// Lowest level reported: digital silence.
 pub const FLOOR_DBFS: f32 = -120.0;
 
+/// A sample's contribution to the level: NaN and ±inf count as silence (as the front end
+/// treats them) and samples beyond full scale as full scale (as an ADC clips), so one bad
+/// sample can neither silence a window nor push its level above 0 dBFS.
+pub fn sample_power(x: f32) -> f64 {
+    if x.is_finite() {
+        f64::from(x.clamp(-1.0, 1.0)).powi(2)
+    } else {
+        0.0
+    }
+}
+
 /// Assembles windows from frames and audio levels.
 pub struct Assembler {
     n_mels: usize,
@@ -71,7 +82,7 @@ impl Assembler {
     /// Accounts the energy of audio samples (at the front end's rate), in stream order.
     pub fn push_samples(&mut self, samples: &[f32]) {
         for &s in samples {
-            self.partial_sum += f64::from(s) * f64::from(s);
+            self.partial_sum += sample_power(s);
             self.partial_len += 1;
             if self.partial_len == self.hop_samples {
                 self.blocks
@@ -224,6 +235,38 @@ mod tests {
         silent.push_samples(&[0.0; 20]);
         silent.push_frame(&[0.0]);
         assert_eq!(silent.push_frame(&[0.0]).unwrap().level_dbfs, FLOOR_DBFS);
+    }
+
+    #[test]
+    fn bad_samples_neither_silence_nor_overdrive_a_window() {
+        // One NaN among -20 dBFS audio: the window keeps (almost) its level.
+        let mut a = Assembler::new(1, 2, 2, 10);
+        let mut block = [0.1f32; 10];
+        block[3] = f32::NAN;
+        a.push_samples(&block);
+        a.push_samples(&[0.1; 10]);
+        a.push_frame(&[0.0]);
+        let level = a.push_frame(&[0.0]).unwrap().level_dbfs;
+        assert!((level - -20.0).abs() < 0.5, "{level}");
+
+        // inf and 1e30 count as silence and full scale: the level stays finite and <= 0 dBFS.
+        let mut b = Assembler::new(1, 2, 2, 10);
+        b.push_samples(&[
+            f32::INFINITY,
+            1e30,
+            -1e30,
+            f32::NEG_INFINITY,
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+        ]);
+        b.push_samples(&[1e30; 10]);
+        b.push_frame(&[0.0]);
+        let level = b.push_frame(&[0.0]).unwrap().level_dbfs;
+        assert!(level.is_finite() && level <= 0.0 && level > -1.0, "{level}");
     }
 
     #[test]
