@@ -209,7 +209,7 @@ pub struct MqttConfig {
     #[serde(default = "default_prefix")]
     pub topic_prefix: String,
     /// QoS of captions, status and discovery: 0, 1 or 2.
-    #[serde(default = "default_qos")]
+    #[serde(default = "default_qos", deserialize_with = "qos")]
     pub qos: u8,
     /// Keep-alive interval, seconds.
     #[serde(default = "default_keep_alive")]
@@ -242,6 +242,31 @@ fn default_prefix() -> String {
 }
 fn default_qos() -> u8 {
     1
+}
+
+/// A QoS is a whole number: `1.5` is refused, not rounded to 2.
+fn qos<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    struct Qos;
+    impl serde::de::Visitor<'_> for Qos {
+        type Value = u8;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("0, 1 or 2")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u8, E> {
+            u8::try_from(v).map_err(|_| E::custom(format!("{v}: must be 0, 1 or 2")))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u8, E> {
+            u8::try_from(v).map_err(|_| E::custom(format!("{v}: must be 0, 1 or 2")))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<u8, E> {
+            Err(E::custom(format!("{v}: must be 0, 1 or 2")))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u8, E> {
+            v.parse()
+                .map_err(|_| E::custom(format!("{v:?}: must be 0, 1 or 2")))
+        }
+    }
+    d.deserialize_any(Qos)
 }
 fn default_keep_alive() -> u64 {
     30
@@ -304,11 +329,12 @@ impl Config {
             }
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
         }
+        // Values stay strings (`HARK__DEVICE=007` is "007", a user name `0123` stays `0123`);
+        // numeric and boolean fields parse them when they are deserialised.
         builder = builder.add_source(
             config::Environment::with_prefix("HARK")
                 .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true),
+                .separator("__"),
         );
         let mut cfg: Config = builder
             .build()

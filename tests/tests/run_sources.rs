@@ -253,6 +253,16 @@ fn check_config_accepts_good_files_and_names_the_bad_key() {
         "{text}"
     );
 
+    // Environment values stay the strings they are: a device id 007 is not 7.
+    let out = Command::new(hark_bin())
+        .args(["check-config", good.to_str().unwrap()])
+        .env("HARK__DEVICE", "007")
+        .env("HARK__MQTT__PORT", "1884")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("broker.local:1884 as hark/007/"), "{text}");
+
     let shipped = repo_root().join("daemon/config/hark.toml");
     let out = hark(&["check-config", shipped.to_str().unwrap()]);
     assert!(
@@ -285,6 +295,11 @@ fn check_config_accepts_good_files_and_names_the_bad_key() {
     // Environment overrides apply over the file, and are checked the same way.
     let e = check("[mqtt]\nhost = \"b\"\n", &[("HARK__MQTT__QOS", "5")]);
     assert!(e.contains("mqtt.qos = 5"), "{e}");
+    // A QoS is a whole number, not rounded.
+    let e = check("[mqtt]\nhost = \"b\"\nqos = 1.5\n", &[]);
+    assert!(e.contains("mqtt.qos") && e.contains("1.5"), "{e}");
+    let e = check("[mqtt]\nhost = \"b\"\n", &[("HARK__MQTT__QOS", "1.5")]);
+    assert!(e.contains("mqtt.qos") && e.contains("1.5"), "{e}");
     let e = check("[model]\nbundle = \"/nowhere\"\n", &[]);
     assert!(e.contains("/nowhere"), "{e}");
 }
