@@ -377,11 +377,7 @@ impl Config {
     /// Checks values serde cannot: ranges and combinations.
     pub fn validate(&self) -> Result<()> {
         if let Some(d) = &self.device {
-            if d.is_empty() || d.contains(['/', '+', '#']) {
-                bail!(
-                    "device = {d:?}: must be non-empty and contain no '/', '+' or '#' (it is an MQTT topic level)"
-                );
-            }
+            check_topic_part("device", d, true)?;
         }
         match &self.source {
             SourceConfig::Stdin {
@@ -484,18 +480,30 @@ impl MqttConfig {
                 "mqtt.host is empty: give the broker's host name, or remove [mqtt] to print captions to stdout"
             );
         }
+        // A host is a name or an address; an IPv6 address is the one form with colons.
+        let bad_host = self
+            .host
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+            || self.host.len() > 253
+            || (self.host.contains(':') && self.host.parse::<std::net::Ipv6Addr>().is_err());
+        if bad_host {
+            bail!(
+                "mqtt.host = {:?}: must be a host name or an IP address (a port goes in mqtt.port)",
+                self.host
+            );
+        }
         if self.port == Some(0) {
             bail!("mqtt.port = 0: must be in 1..=65535");
         }
         if self.qos > 2 {
             bail!("mqtt.qos = {}: must be 0, 1 or 2", self.qos);
         }
-        for (key, value) in [
-            ("topic_prefix", &self.topic_prefix),
-            ("discovery_prefix", &self.discovery_prefix),
-        ] {
-            if value.is_empty() || value.contains(['+', '#']) {
-                bail!("mqtt.{key} = {value:?}: must be non-empty without '+' or '#'");
+        check_topic_part("mqtt.topic_prefix", &self.topic_prefix, false)?;
+        check_topic_part("mqtt.discovery_prefix", &self.discovery_prefix, false)?;
+        if let Some(id) = &self.client_id {
+            if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+                bail!("mqtt.client_id = {id:?}: must be 1 to 256 bytes without control characters");
             }
         }
         if !(self.keep_alive_seconds >= 5 && self.keep_alive_seconds <= 3600) {
@@ -526,11 +534,11 @@ impl MqttConfig {
             }
         }
         if let Some(tls) = &self.tls {
-            check_pem("mqtt.tls.ca_file", &tls.ca_file, "CERTIFICATE")?;
+            check_certificates("mqtt.tls.ca_file", &tls.ca_file)?;
             match (&tls.client_cert, &tls.client_key) {
                 (Some(cert), Some(key)) => {
-                    check_pem("mqtt.tls.client_cert", cert, "CERTIFICATE")?;
-                    check_pem("mqtt.tls.client_key", key, "PRIVATE KEY")?;
+                    check_certificates("mqtt.tls.client_cert", cert)?;
+                    check_private_key("mqtt.tls.client_key", key)?;
                 }
                 (None, None) => {}
                 _ => bail!("mqtt.tls.client_cert and mqtt.tls.client_key must be given together"),
@@ -550,14 +558,61 @@ fn check_readable(key: &str, path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("{key} = {}: cannot read it", path.display()))
 }
 
-/// A PEM file with a block of `label`; its contents are never echoed (keys are secrets).
-fn check_pem(key: &str, path: &Path, label: &str) -> Result<()> {
-    let text = check_readable(key, path)?;
-    let text = String::from_utf8_lossy(&text);
-    if !text.contains("-----BEGIN ") || !text.contains(label) {
+/// A PEM file of X.509 certificates that parse (not only a `BEGIN CERTIFICATE` line): a
+/// broken CA file is named here rather than as a TLS failure at every reconnect.
+fn check_certificates(key: &str, path: &Path) -> Result<()> {
+    use tokio_rustls::rustls::RootCertStore;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
+    let bytes = check_readable(key, path)?;
+    let mut store = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        let cert =
+            cert.map_err(|e| anyhow::anyhow!("{key} = {}: not a PEM file ({e})", path.display()))?;
+        store.add(cert).map_err(|e| {
+            anyhow::anyhow!(
+                "{key} = {}: a certificate in it is not valid X.509 ({e})",
+                path.display()
+            )
+        })?;
+    }
+    if store.is_empty() {
+        bail!("{key} = {}: no PEM CERTIFICATE block in it", path.display());
+    }
+    Ok(())
+}
+
+/// A PEM private key that parses; the reason is not echoed (the file is a secret).
+fn check_private_key(key: &str, path: &Path) -> Result<()> {
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, pem::PemObject};
+    let bytes = check_readable(key, path)?;
+    if PrivateKeyDer::from_pem_slice(&bytes).is_err() {
         bail!(
-            "{key} = {}: not a PEM file with a {label} block",
+            "{key} = {}: no PEM private key (PKCS#8, PKCS#1 or SEC1) in it",
             path.display()
+        );
+    }
+    Ok(())
+}
+
+/// A topic level or prefix: MQTT forbids NUL and wildcards in topic names, a leading `$` is
+/// the broker's own space (`$SYS`), control characters break log lines and HA, and
+/// the whole topic must fit MQTT's 65,535 bytes.
+fn check_topic_part(key: &str, value: &str, level: bool) -> Result<()> {
+    let what = if level {
+        "a topic level"
+    } else {
+        "a topic prefix"
+    };
+    if value.is_empty()
+        || value.len() > 256
+        || value.starts_with('$')
+        || value.contains(['+', '#'])
+        || value.chars().any(char::is_control)
+        || (level && value.contains('/'))
+    {
+        bail!(
+            "{key} = {value:?}: {what} must be 1 to 256 bytes without '+', '#', control characters{}, and must not start with '$'",
+            if level { " or '/'" } else { "" }
         );
     }
     Ok(())
@@ -600,6 +655,50 @@ mod tests {
             msg("[source]\nkind = \"stdin\"\nsample_rate = 5\n").contains("source.sample_rate = 5")
         );
         assert!(msg("device = \"a/b\"\n").contains("device"));
+    }
+
+    #[test]
+    fn topics_hosts_and_certificates_that_could_never_work_are_refused() {
+        let msg = |t: &str| format!("{:#}", parse(t).unwrap_err());
+        for device in ["a\\u0000b", "a\\nb", "$SYS", "a+b"] {
+            assert!(
+                msg(&format!("device = \"{device}\"\n")).contains("device"),
+                "{device}"
+            );
+        }
+        let long = "x".repeat(70_000);
+        assert!(msg(&format!("device = \"{long}\"\n")).contains("1 to 256 bytes"));
+        for prefix in ["$SYS", "a\\u0000", "home/#", ""] {
+            let e = msg(&format!(
+                "[mqtt]\nhost = \"b\"\ntopic_prefix = \"{prefix}\"\n"
+            ));
+            assert!(e.contains("mqtt.topic_prefix"), "{prefix}: {e}");
+        }
+        let e = msg("[mqtt]\nhost = \"127.0.0.1:18831\"\n");
+        assert!(e.contains("mqtt.host") && e.contains("mqtt.port"), "{e}");
+        parse("[mqtt]\nhost = \"::1\"\n").unwrap();
+        parse("[mqtt]\nhost = \"broker.local\"\ntopic_prefix = \"home/hark\"\n").unwrap();
+
+        let dir = std::env::temp_dir().join(format!("hark-pem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = msg(&format!(
+            "[mqtt]\nhost = \"b\"\n[mqtt.tls]\nca_file = {:?}\n",
+            ca
+        ));
+        assert!(e.contains("mqtt.tls.ca_file") && e.contains("X.509"), "{e}");
+        std::fs::write(&ca, "hello\n").unwrap();
+        let e = msg(&format!(
+            "[mqtt]\nhost = \"b\"\n[mqtt.tls]\nca_file = {:?}\n",
+            ca
+        ));
+        assert!(e.contains("no PEM CERTIFICATE"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
