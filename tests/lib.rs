@@ -346,11 +346,16 @@ impl Subscriber {
 
     /// Publishes `payload` to `topic` (QoS 1).
     pub fn publish(&self, topic: &str, payload: &str) {
+        self.publish_with(topic, payload, false);
+    }
+
+    /// Publishes `payload` to `topic` (QoS 1), retained or not.
+    pub fn publish_with(&self, topic: &str, payload: &str, retain: bool) {
         self.client
             .publish(
                 topic,
                 rumqttc::QoS::AtLeastOnce,
-                false,
+                retain,
                 payload.as_bytes().to_vec(),
             )
             .expect("publish");

@@ -10,6 +10,16 @@ use serde::{Deserialize, Serialize};
 use crate::decode::DecodeParams;
 use crate::stats::Counters;
 
+/// A message received on `set`.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The payload, as sent.
+    pub payload: Vec<u8>,
+    /// Delivered from the broker's retained store rather than sent now: refused, or a
+    /// retained `pause` would silence every future start.
+    pub retained: bool,
+}
+
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
@@ -51,6 +61,9 @@ pub struct Control {
 /// The commands, for error messages.
 const ALLOWED: &str = "pause, resume, decoding (with params), reset_decoding, stats";
 
+/// Longest command accepted: the largest valid one (every decoding key) is under 1 KB.
+pub const MAX_COMMAND_BYTES: usize = 4096;
+
 impl Control {
     /// Starts from the configured parameters; `max_len` is the bundle's `tokens.max_len`.
     pub fn new(configured: DecodeParams, max_len: usize) -> Self {
@@ -69,14 +82,31 @@ impl Control {
             .clone()
     }
 
-    /// Parses and applies a raw command; the error says why nothing changed.
-    pub fn apply(&self, raw: &[u8], counters: &Counters) -> Result<Command, CommandError> {
+    /// Parses and applies a received command; the error says why nothing changed.
+    pub fn apply(&self, msg: &Received, counters: &Counters) -> Result<Command, CommandError> {
+        let raw = msg.payload.as_slice();
         let fail = |error: String| CommandError {
             v: 1,
             error,
             command: String::from_utf8_lossy(&raw[..raw.len().min(256)]).into_owned(),
         };
-        let cmd: Command = serde_json::from_slice(raw).map_err(|e| {
+        if msg.retained {
+            counters.rejected_commands.fetch_add(1, Relaxed);
+            return Err(fail(
+                "a retained command is not applied (it would replay at every start): clear it \
+                 with mosquitto_pub -r -n -t <this set topic> and send commands without retain"
+                    .into(),
+            ));
+        }
+        if raw.len() > MAX_COMMAND_BYTES {
+            counters.rejected_commands.fetch_add(1, Relaxed);
+            return Err(fail(format!(
+                "command of {} bytes: at most {MAX_COMMAND_BYTES}",
+                raw.len()
+            )));
+        }
+        let cmd = parse(raw).map_err(|e| {
+            counters.rejected_commands.fetch_add(1, Relaxed);
             fail(format!(
                 "not a valid command ({e}); send JSON like {{\"cmd\": \"pause\"}}; commands: {ALLOWED}"
             ))
@@ -85,7 +115,10 @@ impl Control {
             Command::Pause => counters.paused.store(true, Relaxed),
             Command::Resume => counters.paused.store(false, Relaxed),
             Command::Decoding { params } => {
-                let next = merge(&self.params(), params, self.max_len).map_err(fail)?;
+                let next = merge(&self.params(), params, self.max_len).map_err(|e| {
+                    counters.rejected_commands.fetch_add(1, Relaxed);
+                    fail(e)
+                })?;
                 *self.params.write().unwrap_or_else(|e| e.into_inner()) = next;
             }
             Command::ResetDecoding => {
@@ -95,6 +128,21 @@ impl Control {
         }
         Ok(cmd)
     }
+}
+
+/// A command object: serde lets a unit variant of an internally tagged enum ignore extra keys
+/// (`{"cmd":"pause","x":1}`), so the keys are checked here, as command.schema.json does.
+fn parse(raw: &[u8]) -> Result<Command, String> {
+    let value: serde_json::Value = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+    let obj = value.as_object().ok_or("not a JSON object")?;
+    let allowed: &[&str] = match obj.get("cmd").and_then(|c| c.as_str()) {
+        Some("decoding") => &["cmd", "params"],
+        _ => &["cmd"],
+    };
+    if let Some(extra) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!("unknown key {extra:?}"));
+    }
+    serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
 /// `base` with the keys of `overrides` replaced, validated, with `max_len` at most the
@@ -128,6 +176,13 @@ pub fn merge(
 mod tests {
     use super::*;
 
+    fn sent(raw: &[u8]) -> Received {
+        Received {
+            payload: raw.to_vec(),
+            retained: false,
+        }
+    }
+
     fn control() -> (Control, Counters) {
         (
             Control::new(DecodeParams::default(), 30),
@@ -138,9 +193,9 @@ mod tests {
     #[test]
     fn pause_and_resume() {
         let (c, n) = control();
-        c.apply(br#"{"cmd":"pause"}"#, &n).unwrap();
+        c.apply(&sent(br#"{"cmd":"pause"}"#), &n).unwrap();
         assert!(n.paused.load(Relaxed));
-        c.apply(br#"{"cmd":"resume"}"#, &n).unwrap();
+        c.apply(&sent(br#"{"cmd":"resume"}"#), &n).unwrap();
         assert!(!n.paused.load(Relaxed));
     }
 
@@ -148,21 +203,21 @@ mod tests {
     fn decoding_changes_only_the_given_keys_and_resets() {
         let (c, n) = control();
         c.apply(
-            br#"{"cmd":"decoding","params":{"strategy":"beam","beam_size":4}}"#,
+            &sent(br#"{"cmd":"decoding","params":{"strategy":"beam","beam_size":4}}"#),
             &n,
         )
         .unwrap();
         let p = c.params();
         assert_eq!(p.beam_size, 4);
         assert_eq!(p.max_len, DecodeParams::default().max_len);
-        c.apply(br#"{"cmd":"reset_decoding"}"#, &n).unwrap();
+        c.apply(&sent(br#"{"cmd":"reset_decoding"}"#), &n).unwrap();
         assert_eq!(c.params(), DecodeParams::default());
     }
 
     #[test]
     fn bad_commands_change_nothing_and_say_why() {
         let (c, n) = control();
-        let err = |raw: &[u8]| c.apply(raw, &n).unwrap_err().error;
+        let err = |raw: &[u8]| c.apply(&sent(raw), &n).unwrap_err().error;
         assert!(err(b"pause").contains("not a valid command"));
         assert!(err(br#"{"cmd":"explode"}"#).contains("explode"));
         assert!(err(br#"{"cmd":"decoding","params":{"beam_size":0}}"#).contains("beam_size"));
@@ -171,6 +226,25 @@ mod tests {
         assert_eq!(c.params(), DecodeParams::default());
         assert!(!n.paused.load(Relaxed));
         let long = vec![b'x'; 1000];
-        assert_eq!(c.apply(&long, &n).unwrap_err().command.len(), 256);
+        assert_eq!(c.apply(&sent(&long), &n).unwrap_err().command.len(), 256);
+        assert!(err(br#"{"cmd":"pause","then":"explode"}"#).contains("\"then\""));
+        assert!(err(br#"{"cmd":"stats","params":{}}"#).contains("\"params\""));
+        assert!(err(b"[1]").contains("not a JSON object"));
+        let mut huge = br#"{"cmd":"pause","x":""#.to_vec();
+        huge.extend(vec![b'x'; 300_000]);
+        huge.extend(br#""}"#);
+        assert!(err(&huge).contains("at most 4096"));
+        let retained = Received {
+            payload: br#"{"cmd":"pause"}"#.to_vec(),
+            retained: true,
+        };
+        assert!(
+            c.apply(&retained, &n)
+                .unwrap_err()
+                .error
+                .contains("retained")
+        );
+        assert!(!n.paused.load(Relaxed));
+        assert_eq!(n.rejected_commands.load(Relaxed), 11);
     }
 }

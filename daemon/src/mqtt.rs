@@ -15,6 +15,7 @@ use rumqttc::{
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::commands::Received;
 use crate::config::MqttConfig;
 
 /// The topics of one device.
@@ -186,7 +187,7 @@ impl Mqtt {
         device: &str,
         model: &str,
         binary_sensors: &[String],
-        commands: mpsc::Sender<Vec<u8>>,
+        commands: mpsc::Sender<Received>,
     ) -> Result<Self> {
         let topics = Topics::new(cfg, device);
         let client_id = cfg
@@ -355,7 +356,7 @@ impl OnConnect {
 async fn drive(
     mut eventloop: EventLoop,
     on_connect: OnConnect,
-    commands: mpsc::Sender<Vec<u8>>,
+    commands: mpsc::Sender<Received>,
     endpoint: String,
 ) {
     let mut backoff = Duration::from_millis(500);
@@ -374,7 +375,11 @@ async fn drive(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == on_connect.topics.set => {
-                if commands.try_send(p.payload.to_vec()).is_err() {
+                let msg = Received {
+                    payload: p.payload.to_vec(),
+                    retained: p.retain,
+                };
+                if commands.try_send(msg).is_err() {
                     log::warn!("command ignored: too many commands at once");
                 }
             }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::caption::Captioner;
-use crate::commands::{Command, Control};
+use crate::commands::{Command, Control, Received};
 use crate::config::Config;
 use crate::events::Caption;
 use crate::mqtt::Mqtt;
@@ -88,7 +88,7 @@ async fn serve(cfg: Config) -> Result<()> {
     );
 
     let counters = Arc::new(Counters::default());
-    let (command_tx, mut commands) = mpsc::channel::<Vec<u8>>(16);
+    let (command_tx, mut commands) = mpsc::channel::<Received>(16);
     let mqtt = match &cfg.mqtt {
         Some(m) => Some(Arc::new(Mqtt::start(
             m,
@@ -168,7 +168,7 @@ async fn serve(cfg: Config) -> Result<()> {
                 match control.apply(&raw, &counters) {
                     Ok(cmd) => {
                         if cmd != Command::Stats {
-                            log::info!("command: {}", String::from_utf8_lossy(&raw));
+                            log::info!("command: {cmd:?}");
                         }
                         m.stats(&snapshot());
                     }

@@ -38,6 +38,8 @@ pub struct Counters {
     pub dsp_beats: AtomicU64,
     /// See `dsp_beats`.
     pub inference_beats: AtomicU64,
+    /// `set` commands refused (malformed, unknown, too large, retained), answered on `error`.
+    pub rejected_commands: AtomicU64,
     /// Captioning is paused by a `set` command.
     pub paused: AtomicBool,
 }
@@ -60,6 +62,7 @@ impl Default for Counters {
             inference_us: AtomicU64::new(0),
             dsp_beats: AtomicU64::new(0),
             inference_beats: AtomicU64::new(0),
+            rejected_commands: AtomicU64::new(0),
             paused: AtomicBool::new(false),
         }
     }
@@ -98,6 +101,8 @@ pub struct Stats {
     pub queue_depth: u64,
     /// Resident memory, bytes (0 where /proc is unavailable).
     pub rss_bytes: u64,
+    /// `set` commands refused.
+    pub rejected_commands: u64,
     /// Captioning paused.
     pub paused: bool,
     /// Model name.
@@ -130,6 +135,7 @@ impl Counters {
             },
             queue_depth: self.queue_depth.load(Relaxed),
             rss_bytes: rss_bytes(),
+            rejected_commands: self.rejected_commands.load(Relaxed),
             paused: self.paused.load(Relaxed),
             model: model.to_string(),
             strategy: strategy.to_string(),

@@ -40,7 +40,11 @@ fn the_default_model_hears_the_rain_of_the_demo_clip_and_tags_it_with_scores() {
         String::from_utf8_lossy(&out.stderr)
     );
     let windows = json_lines(&out.stdout);
-    assert_eq!(windows.len(), 1, "a 10 s clip fits one window: {windows:#?}");
+    assert_eq!(
+        windows.len(),
+        1,
+        "a 10 s clip fits one window: {windows:#?}"
+    );
     let w = &windows[0];
     assert_eq!(w["model"], "hark-real-yamnet-int8");
     assert!((w["end"].as_f64().unwrap() - 10.0).abs() < 0.05);

@@ -230,8 +230,9 @@ fn set_commands_pause_resume_and_reject_bad_input() {
     sub.publish(set, "pause please");
     sub.publish(set, r#"{"cmd":"decoding","params":{"beam_size":0}}"#);
     sub.publish(set, r#"{"cmd":"explode"}"#);
-    sub.wait_until(10, "three errors", |m| {
-        m.iter().filter(|m| m.topic == "hark/cmd/error").count() == 3
+    sub.publish(set, r#"{"cmd":"resume","and":"then explode"}"#);
+    sub.wait_until(10, "four errors", |m| {
+        m.iter().filter(|m| m.topic == "hark/cmd/error").count() == 4
     });
     let errors: Vec<Value> = sub.on("hark/cmd/error").iter().map(Message::json).collect();
     errors.iter().for_each(|e| assert_schema("error", e));
@@ -251,6 +252,13 @@ fn set_commands_pause_resume_and_reject_bad_input() {
         errors[2]["error"].as_str().unwrap().contains("explode"),
         "{errors:?}"
     );
+    assert!(
+        errors[3]["error"].as_str().unwrap().contains("\"and\""),
+        "{errors:?}"
+    );
+    stats_where(&sub, "cmd", "four rejected, still paused", |s| {
+        s["rejected_commands"] == 4 && s["paused"] == true
+    });
 
     sub.publish(set, r#"{"cmd":"resume"}"#);
     stats_where(&sub, "cmd", "resumed", |s| s["paused"] == false);
@@ -278,6 +286,33 @@ fn set_commands_pause_resume_and_reject_bad_input() {
         m.iter()
             .any(|m| m.topic == "hark/cmd/status" && m.payload == "offline")
     });
+}
+
+#[test]
+fn a_retained_command_is_refused_not_replayed_at_every_start() {
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/#"]);
+    sub.publish_with("hark/ret/set", r#"{"cmd":"pause"}"#, true);
+    let mut child = spawn_stdin(&broker, "ret", "");
+    let mut stdin = child.stdin.take().unwrap();
+    sub.wait_until(20, "an error for the retained pause", |m| {
+        m.iter().any(|m| m.topic == "hark/ret/error")
+    });
+    let error = sub.on("hark/ret/error")[0].json();
+    assert_schema("error", &error);
+    assert!(
+        error["error"].as_str().unwrap().contains("retained"),
+        "{error}"
+    );
+    stdin.write_all(&segment()).unwrap();
+    sub.wait_until(20, "a caption: not paused", |m| {
+        m.iter().any(|m| m.topic == "hark/ret/caption")
+    });
+    stats_where(&sub, "ret", "not paused, one rejected", |s| {
+        s["paused"] == false && s["rejected_commands"] == 1
+    });
+    drop(stdin);
+    assert!(child.wait_with_output().unwrap().status.success());
 }
 
 #[test]
