@@ -122,7 +122,7 @@ struct RunArgs {
     /// Runtime: tract (ONNX, CPU) or torch (TorchScript twin; needs `--features tch`).
     #[arg(long, value_enum)]
     backend: Option<caption::Backend>,
-    /// Publish to this MQTT broker, HOST or HOST:PORT (default: the config's, else stdout).
+    /// Publish to this MQTT broker: HOST, HOST:PORT, an IPv6 address or [IPv6]:PORT (default: the config's, else stdout).
     #[arg(long)]
     broker: Option<String>,
     /// Device id (the MQTT topic level).
@@ -172,15 +172,7 @@ impl RunArgs {
             cfg.model.backend = b;
         }
         if let Some(broker) = self.broker {
-            let (host, port) = match broker.rsplit_once(':') {
-                Some((h, p)) => {
-                    let port: u16 = p
-                        .parse()
-                        .with_context(|| format!("--broker {broker}: the port must be a number"))?;
-                    (h.to_string(), Some(port))
-                }
-                None => (broker.clone(), None),
-            };
+            let (host, port) = split_broker(&broker)?;
             let mut m = cfg
                 .mqtt
                 .take()
@@ -194,6 +186,31 @@ impl RunArgs {
         }
         cfg.decoding.extend(self.decoding.overrides());
         Ok(())
+    }
+}
+
+/// `HOST`, `HOST:PORT`, an IPv6 address, or `[IPv6]:PORT`.
+fn split_broker(broker: &str) -> anyhow::Result<(String, Option<u16>)> {
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .with_context(|| format!("--broker {broker}: the port must be a number in 1..=65535"))
+    };
+    if let Some(rest) = broker.strip_prefix('[') {
+        let (host, tail) = rest
+            .split_once(']')
+            .with_context(|| format!("--broker {broker}: no ']' after the IPv6 address"))?;
+        return match tail.strip_prefix(':') {
+            Some(p) => Ok((host.to_string(), Some(port(p)?))),
+            None if tail.is_empty() => Ok((host.to_string(), None)),
+            None => anyhow::bail!("--broker {broker}: expected [ADDRESS]:PORT"),
+        };
+    }
+    if broker.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok((broker.to_string(), None));
+    }
+    match broker.rsplit_once(':') {
+        Some((h, p)) => Ok((h.to_string(), Some(port(p)?))),
+        None => Ok((broker.to_string(), None)),
     }
 }
 
@@ -411,6 +428,24 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_broker;
+
+    #[test]
+    fn broker_addresses_with_and_without_ports() {
+        let ok = |b: &str| split_broker(b).unwrap();
+        assert_eq!(ok("broker.local"), ("broker.local".into(), None));
+        assert_eq!(ok("broker.local:1884"), ("broker.local".into(), Some(1884)));
+        assert_eq!(ok("::1"), ("::1".into(), None));
+        assert_eq!(ok("[::1]:1884"), ("::1".into(), Some(1884)));
+        assert_eq!(ok("[fe80::1]"), ("fe80::1".into(), None));
+        for bad in ["host:http", "host:70000", "[::1", "[::1]x"] {
+            assert!(split_broker(bad).is_err(), "{bad}");
         }
     }
 }
