@@ -128,6 +128,10 @@ async fn serve(cfg: Config) -> Result<()> {
 
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigquit = signal(SignalKind::quit()).context("cannot handle SIGQUIT")?;
+    // Left unhandled these would kill the daemon without a word (and without `offline`).
+    let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let mut sigusr1 = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
     let mut stats_tick = tokio::time::interval_at(Instant::now() + stats_every, stats_every);
     let watchdog = sd_notify::watchdog_enabled();
     let mut watchdog_tick =
@@ -154,6 +158,9 @@ async fn serve(cfg: Config) -> Result<()> {
             }
             _ = sigterm.recv() => deadline = Some(begin_shutdown(&pipeline, "SIGTERM")),
             _ = sigint.recv() => deadline = Some(begin_shutdown(&pipeline, "SIGINT")),
+            _ = sigquit.recv() => deadline = Some(begin_shutdown(&pipeline, "SIGQUIT")),
+            _ = sighup.recv() => log::warn!("SIGHUP ignored: the configuration is read at start; restart hark to apply changes"),
+            _ = sigusr1.recv() => log::info!("stats: {}", serde_json::to_string(&snapshot()).unwrap_or_default()),
             _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
                 log::warn!("shutdown: the current window did not finish in time; abandoned");
                 publisher.abort();

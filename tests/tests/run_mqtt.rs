@@ -383,6 +383,31 @@ fn sigterm_publishes_offline_and_exits_within_two_seconds() {
 }
 
 #[test]
+fn sighup_and_sigusr1_are_logged_not_fatal_and_sigquit_shuts_down_cleanly() {
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/#"]);
+    let mut child = spawn_stdin(&broker, "sig", "");
+    let mut stdin = child.stdin.take().unwrap();
+    sub.wait_until(20, "online", |m| m.iter().any(|m| m.payload == "online"));
+    hark_e2e::signal(&child, "-HUP");
+    hark_e2e::signal(&child, "-USR1");
+    stdin.write_all(&segment()).unwrap();
+    sub.wait_until(20, "a caption after SIGHUP and SIGUSR1", |m| {
+        m.iter().any(|m| m.topic == "hark/sig/caption")
+    });
+    hark_e2e::signal(&child, "-QUIT");
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {log}", out.status);
+    assert!(log.contains("SIGHUP ignored"), "{log}");
+    assert!(log.contains("stats: {"), "{log}");
+    assert!(log.contains("SIGQUIT"), "{log}");
+    let status = sub.on("hark/sig/status");
+    assert_eq!(status.last().map(|m| m.payload.as_str()), Some("offline"));
+    drop(stdin);
+}
+
+#[test]
 fn the_last_will_marks_a_killed_daemon_offline() {
     let broker = Broker::start("");
     let sub = Subscriber::connect(broker.port, &["hark/will/status"]);
