@@ -32,9 +32,9 @@ pub fn read(path: &Path) -> Result<Clip> {
         )
     })?;
     let spec = reader.spec();
-    if spec.channels == 0 || spec.sample_rate == 0 {
+    if spec.channels == 0 || !RATES.contains(&spec.sample_rate) {
         bail!(
-            "{}: WAV header declares {} channels at {} Hz",
+            "{}: WAV header declares {} channels at {} Hz (hark reads 1 to 32 channels at 1000 to 384000 Hz)",
             path.display(),
             spec.channels,
             spec.sample_rate
@@ -59,6 +59,10 @@ pub fn read(path: &Path) -> Result<Clip> {
     })
 }
 
+/// Sample rates hark resamples from, as for `source.sample_rate`: a header declaring 1 Hz
+/// would make the resampler produce 16,000 samples per sample read.
+const RATES: std::ops::RangeInclusive<u32> = 1000..=384_000;
+
 fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
     interleaved
         .chunks_exact(channels)
@@ -70,9 +74,12 @@ fn read_flac(path: &Path) -> Result<Clip> {
     let mut reader = claxon::FlacReader::open(path)
         .with_context(|| format!("cannot read {} as a FLAC file", path.display()))?;
     let info = reader.streaminfo();
-    if info.channels == 0 || info.sample_rate == 0 || !(1..=32).contains(&info.bits_per_sample) {
+    if info.channels == 0
+        || !RATES.contains(&info.sample_rate)
+        || !(1..=32).contains(&info.bits_per_sample)
+    {
         bail!(
-            "{}: FLAC header declares {} channels, {} bits at {} Hz",
+            "{}: FLAC header declares {} channels, {} bits at {} Hz (hark reads 1 to 32 bits at 1000 to 384000 Hz)",
             path.display(),
             info.channels,
             info.bits_per_sample,

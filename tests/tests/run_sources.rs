@@ -138,6 +138,28 @@ fn bad_audio_files_are_clear_errors() {
     assert!(!out.status.success());
     assert!(err.contains("junk.wav") && err.contains("WAV"), "{err}");
 
+    // A header declaring 1 Hz: refused at once, not resampled 16,000-fold.
+    let one_hz = dir.path().join("one-hz.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 1,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&one_hz, spec).unwrap();
+    (0..10).for_each(|i| w.write_sample(i as i16).unwrap());
+    w.finalize().unwrap();
+    for cmd in ["run", "caption"] {
+        let flag = if cmd == "run" { "--file" } else { "--json" };
+        let out = synth(&[cmd, flag, one_hz.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("one-hz.wav") && err.contains("at 1 Hz"),
+            "{err}"
+        );
+    }
+
     let out = synth(&["run", "--file", "/nonexistent.wav"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
