@@ -1,5 +1,6 @@
 //! Counters shared by every stage of `hark run`, and the `stats` message built from them.
-//! Each counter has one writer; readers take a relaxed snapshot.
+//! Counters are relaxed atomics (some have several writers, e.g. `rejected_commands`); readers
+//! take a relaxed snapshot, exact for each counter, not across counters.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;

@@ -210,7 +210,7 @@ def unnormalised(frontend: dict) -> dict:
 
 def default_frontend(overrides: dict | None = None) -> dict:
     """The dsp crate's default front-end parameters, with `overrides` applied."""
-    import hark_dsp  # the Rust dsp crate; the only mel implementation (DESIGN §2)
+    import hark_dsp  # the Rust dsp crate; the only mel implementation (dsp/README.md)
     return dict(hark_dsp.Frontend({**hark_dsp.Frontend(None).config, **(overrides or {})}).config)
 
 

@@ -6,7 +6,7 @@ builds, deterministically (fixed seeds, one torch thread; a few minutes on 2 cor
 caller caches DIR):
 
     DIR/
-      data/                     synthetic dataset: 400 scenes, seed 1, no speech (hark-data synth)
+      data/                     synthetic dataset: 300 scenes, seed 1, no speech (hark-data synth)
       runs/<arch>/              a briefly trained tiny model of each architecture (hark-train run)
       clips/clip_00.wav …       8 test clips (4 s, 16 kHz mono PCM)
       bundles/<arch>/           fp32 bundle of each of baseline, improved, attention, transformer

@@ -1,6 +1,6 @@
 """The caption models: four seed architectures and a pretrained-encoder variant.
 
-Every model is a `Captioner` with the decoding contract of the model bundle (DESIGN §3):
+Every model is a `Captioner` with the decoding contract of the model bundle (docs/BUNDLE.md):
 
     memory = model.encode(mel)                    # mel [B, n_mels, T] -> memory [B, S, D]
     states = model.init_state(memory)             # tuple of tensors, see model.state_specs()
