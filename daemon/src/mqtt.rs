@@ -390,7 +390,8 @@ async fn drive(
             Ok(_) => {}
             Err(e) => {
                 log::warn!(
-                    "MQTT {endpoint}: {e}; retrying in {:.1} s",
+                    "MQTT {endpoint}: {e}{}; retrying in {:.1} s",
+                    hint(&e.to_string(), endpoint.starts_with("mqtts")),
                     backoff.as_secs_f32()
                 );
                 tokio::time::sleep(backoff).await;
@@ -400,9 +401,48 @@ async fn drive(
     }
 }
 
+/// What a bare connection error most likely means, for the errors whose text does not say.
+fn hint(error: &str, tls: bool) -> &'static str {
+    if error.contains("CaUsedAsEndEntity") {
+        " (the broker presents the CA certificate itself: give it a certificate signed by \
+         mqtt.tls.ca_file's CA)"
+    } else if error.contains("UnknownIssuer") {
+        " (the broker's certificate is not signed by mqtt.tls.ca_file)"
+    } else if error.contains("NotValidForName") {
+        " (the broker's certificate is not for mqtt.host: use the name it was issued for)"
+    } else if error.contains("Expired") {
+        " (the broker's certificate has expired)"
+    } else if tls && (error.contains("reset by peer") || error.contains("InvalidContentType")) {
+        " (is this port a TLS listener? 1883 is usually plain MQTT, 8883 TLS)"
+    } else if error.contains("Connection refused") {
+        " (nothing listens there: is the broker running, and is mqtt.port right?)"
+    } else {
+        ""
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_errors_get_a_hint_where_their_text_is_bare() {
+        assert!(
+            hint("I/O: Connection reset by peer (os error 104)", true).contains("TLS listener")
+        );
+        assert_eq!(
+            hint("I/O: Connection reset by peer (os error 104)", false),
+            ""
+        );
+        assert!(
+            hint(
+                "Tls: invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))",
+                true
+            )
+            .contains("CA certificate itself")
+        );
+        assert!(hint("I/O: Connection refused (os error 111)", false).contains("broker running"));
+    }
 
     #[test]
     fn discovery_announces_caption_tags_and_a_binary_sensor_per_configured_label() {
