@@ -64,4 +64,6 @@ if command -v cargo-deb >/dev/null; then
   dpkg-deb --info "$deb" | grep "Architecture: arm64" >/dev/null
   dpkg-deb --contents "$deb" | grep "./usr/bin/hark$" >/dev/null
   echo "arm64 package: $deb"
+else
+  skip "the arm64 .deb: cargo-deb is not installed (scripts/check-deb.sh installs it)"
 fi

@@ -34,7 +34,10 @@ from hark_export.data import Clip, load_split, normalise_caption
 from hark_export.decode import STRATEGIES, DecodeParams, fluent
 from hark_export.metrics import distinct_fraction
 
-HARK = Path("/root/.cache/hark/target/debug/hark")  # default of --hark; $HARK overrides
+# Default of --hark ($HARK overrides): the debug build in the scripts' shared target dir.
+HARK = Path(os.environ.get("CARGO_TARGET_DIR",
+                           Path(os.environ.get("HARK_CACHE", Path.home() / ".cache/hark"))
+                           / "target")) / "debug" / "hark"
 SKIPPED_NOTES = {
     "spice": "SPICE (and so SPIDEr) skipped: pycocoevalcap's SPICE needs Stanford CoreNLP "
              "3.6.0, which it downloads on first use; install it into pycocoevalcap/spice/lib",
