@@ -170,9 +170,15 @@ impl Model {
         let decoder = parse_graph(dir, &m.decoder.file, &dec_inputs, dec_facts, &dec_outputs)
             .and_then(|g| {
                 plan(g).map_err(|e| {
+                    // Planned with the manifest's memory_dim and state shapes: the usual cause.
                     graph_error(
                         &m.decoder.file,
-                        format!("cannot be prepared for inference: {e:#}"),
+                        format!(
+                            "cannot be prepared for inference with hark-model.toml's \
+                             [encoder] memory_dim = {} and [[decoder.states]] shapes (do they \
+                             match the graphs?): {e:#}",
+                            m.encoder.memory_dim
+                        ),
                     )
                 })
             })?;
@@ -203,8 +209,9 @@ impl Model {
             return Err(graph_error(
                 enc_file,
                 format!(
-                    "output \"{}\" has shape {mshape:?}, expected [1, steps, {}]",
-                    m.encoder.memory, m.encoder.memory_dim
+                    "output \"{}\" has shape {mshape:?}, but hark-model.toml's [encoder] \
+                     memory_dim = {} expects [1, steps, {}]",
+                    m.encoder.memory, m.encoder.memory_dim, m.encoder.memory_dim
                 ),
             ));
         }

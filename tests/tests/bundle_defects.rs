@@ -188,7 +188,7 @@ fn a_wrong_memory_width_is_refused() {
             .to_string();
         t.replacen(&line, "memory_dim = 7", 1)
     });
-    assert_mentions(&caption_error(&dir), &["memory", "7"]);
+    assert_mentions(&caption_error(&dir), &["hark-model.toml", "memory_dim = 7"]);
 }
 
 #[test]
