@@ -96,7 +96,8 @@ def test_int8_bundles_quantize_only_matmul_gemm_gather_and_still_validate(arch, 
     assert "MatMulInteger" in ops and not any(o.startswith("DynamicQuantizeLSTM") for o in ops)
     a = agreement(greedy_tokens(OnnxModel(tmp_path / "int8"), mels),
                   greedy_tokens(OnnxModel(tmp_path / "fp32"), mels))
-    assert 0 <= a.exact <= a.tokens <= 1 and a.clips == len(mels)
+    # Measured 1.0 / 1.0 for both architectures: int8 rounding must not change these captions.
+    assert a.clips == len(mels) and a.exact >= 5 / 6 and a.tokens >= 0.9
     size = {d: sum(f.stat().st_size for f in (tmp_path / d).glob("*.onnx")) for d in ("fp32", "int8")}
     assert size["int8"] < size["fp32"]
 
