@@ -21,6 +21,14 @@ trap 'rm -f "$HARK_SKIP_LOG"' EXIT
 echo "== formatting"
 cargo fmt --all --check
 
+echo "== dsp's no_std core: on the host and for a bare-metal Cortex-M4F (no std, no allocator)"
+cargo build -p hark-dsp --no-default-features --quiet
+if rustup target add thumbv7em-none-eabihf >/dev/null 2>&1; then
+  cargo build -p hark-dsp --no-default-features --target thumbv7em-none-eabihf --quiet
+else
+  skip "the thumbv7em-none-eabihf build of dsp: rustup cannot add that target here"
+fi
+
 echo "== dsp reference files against librosa"
 "$venv/bin/python" dsp/scripts/make_reference.py --check
 
