@@ -38,9 +38,10 @@ ensure_rust() {
   if ! command -v cargo >/dev/null; then
     echo "Rust not found: installing it with rustup (https://rustup.rs)"
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal \
-      --component rustfmt
+      --component rustfmt,clippy
     . "$HOME/.cargo/env"
   fi
-  # rustup's minimal profile has no rustfmt, which the test command's format check needs.
+  # rustup's minimal profile has neither rustfmt nor clippy, which the test command runs.
   cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+  cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 }

@@ -18,8 +18,9 @@ HARK_SKIP_LOG=$(mktemp)
 export HARK_SKIP_LOG
 trap 'rm -f "$HARK_SKIP_LOG"' EXIT
 
-echo "== formatting"
+echo "== formatting and lints"
 cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== dsp's no_std core: on the host and for a bare-metal Cortex-M4F (no std, no allocator)"
 cargo build -p hark-dsp --no-default-features --quiet

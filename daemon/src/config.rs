@@ -397,15 +397,15 @@ impl Config {
                 max_seconds,
                 ..
             } => {
-                if let Some(r) = sample_rate {
-                    if !(1_000..=384_000).contains(r) {
-                        bail!("source.sample_rate = {r}: must be in 1000..=384000");
-                    }
+                if let Some(r) = sample_rate
+                    && !(1_000..=384_000).contains(r)
+                {
+                    bail!("source.sample_rate = {r}: must be in 1000..=384000");
                 }
-                if let Some(s) = max_seconds {
-                    if !(s.is_finite() && *s > 0.0) {
-                        bail!("source.max_seconds = {s}: must be a number > 0");
-                    }
+                if let Some(s) = max_seconds
+                    && !(s.is_finite() && *s > 0.0)
+                {
+                    bail!("source.max_seconds = {s}: must be a number > 0");
                 }
             }
             SourceConfig::File { path, .. } => {
@@ -417,15 +417,15 @@ impl Config {
                 }
             }
         }
-        if let Some(s) = self.window.seconds {
-            if !(s > 0.0 && s <= 600.0) {
-                bail!("window.seconds = {s}: must be in (0, 600]");
-            }
+        if let Some(s) = self.window.seconds
+            && !(s > 0.0 && s <= 600.0)
+        {
+            bail!("window.seconds = {s}: must be in (0, 600]");
         }
-        if let Some(h) = self.window.hop_seconds {
-            if !(h > 0.0 && h <= self.window.seconds.unwrap_or(600.0)) {
-                bail!("window.hop_seconds = {h}: must be > 0 and at most window.seconds");
-            }
+        if let Some(h) = self.window.hop_seconds
+            && !(h > 0.0 && h <= self.window.seconds.unwrap_or(600.0))
+        {
+            bail!("window.hop_seconds = {h}: must be > 0 and at most window.seconds");
         }
         let ev = &self.events;
         if !(ev.silence_dbfs.is_finite() && ev.silence_dbfs <= 0.0) {
@@ -501,10 +501,10 @@ impl MqttConfig {
         }
         check_topic_part("mqtt.topic_prefix", &self.topic_prefix, false)?;
         check_topic_part("mqtt.discovery_prefix", &self.discovery_prefix, false)?;
-        if let Some(id) = &self.client_id {
-            if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
-                bail!("mqtt.client_id = {id:?}: must be 1 to 256 bytes without control characters");
-            }
+        if let Some(id) = &self.client_id
+            && (id.is_empty() || id.len() > 256 || id.chars().any(char::is_control))
+        {
+            bail!("mqtt.client_id = {id:?}: must be 1 to 256 bytes without control characters");
         }
         if !(self.keep_alive_seconds >= 5 && self.keep_alive_seconds <= 3600) {
             bail!(
@@ -528,10 +528,10 @@ impl MqttConfig {
         if let Some(path) = &self.password_file {
             check_readable("mqtt.password_file", path)?;
         }
-        if let Some(var) = &self.password_env {
-            if std::env::var_os(var).is_none() {
-                bail!("mqtt.password_env = {var:?}: that environment variable is not set");
-            }
+        if let Some(var) = &self.password_env
+            && std::env::var_os(var).is_none()
+        {
+            bail!("mqtt.password_env = {var:?}: that environment variable is not set");
         }
         if let Some(tls) = &self.tls {
             check_certificates("mqtt.tls.ca_file", &tls.ca_file)?;

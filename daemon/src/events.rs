@@ -63,10 +63,11 @@ impl Dedup {
     /// Whether `text` ending at `end` (seconds) should be published. A suppressed repeat
     /// does not extend the hold: a sound that goes on is re-announced every `hold` seconds.
     pub fn admit(&mut self, text: &str, end: f64) -> bool {
-        if let Some((last, at)) = &self.last {
-            if last == text && end - at < self.hold {
-                return false;
-            }
+        if let Some((last, at)) = &self.last
+            && last == text
+            && end - at < self.hold
+        {
+            return false;
         }
         self.last = Some((text.to_string(), end));
         true
