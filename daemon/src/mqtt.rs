@@ -195,7 +195,7 @@ impl Mqtt {
             .clone()
             .unwrap_or_else(|| format!("hark-{device}"));
         let port = cfg.port();
-        let mut opts = MqttOptions::new(client_id, cfg.host.clone(), port);
+        let mut opts = MqttOptions::new(client_id.clone(), cfg.host.clone(), port);
         opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_seconds));
         opts.set_clean_session(true);
         opts.set_last_will(LastWill::new(&topics.status, "offline", qos(cfg.qos), true));
@@ -240,7 +240,13 @@ impl Mqtt {
                 .collect(),
             acks: acks.clone(),
         };
-        let task = tokio::spawn(drive(eventloop, on_connect, commands, endpoint.clone()));
+        let task = tokio::spawn(drive(
+            eventloop,
+            on_connect,
+            commands,
+            endpoint.clone(),
+            client_id,
+        ));
         Ok(Self {
             client,
             topics,
@@ -358,9 +364,12 @@ async fn drive(
     on_connect: OnConnect,
     commands: mpsc::Sender<Received>,
     endpoint: String,
+    client_id: String,
 ) {
     let mut backoff = Duration::from_millis(500);
     let mut connected_once = false;
+    let mut connected_at: Option<std::time::Instant> = None;
+    let mut flaps = Flaps::default();
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -369,7 +378,7 @@ async fn drive(
                     if connected_once { " again" } else { "" }
                 );
                 connected_once = true;
-                backoff = Duration::from_millis(500);
+                connected_at = Some(std::time::Instant::now());
                 if let Err(e) = on_connect.run() {
                     log::warn!("MQTT: cannot announce the device: {e}");
                 }
@@ -389,6 +398,23 @@ async fn drive(
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(e) => {
+                // The backoff restarts only after a connection that lasted: connections the
+                // broker keeps closing at once (a client id taken over) are retried ever slower.
+                if let Some(lasted) = connected_at.take().map(|t| t.elapsed()) {
+                    if flaps.ended(lasted) {
+                        log::warn!(
+                            "MQTT {endpoint}: the broker closed {} connections in a row within \
+                             {} s of accepting them: another client probably uses the client id \
+                             {client_id:?} (two hark daemons with the same device id?); give each \
+                             its own `device` or mqtt.client_id",
+                            Flaps::WARN_AFTER,
+                            Flaps::SHORT.as_secs()
+                        );
+                    }
+                    if lasted >= Flaps::SHORT {
+                        backoff = Duration::from_millis(500);
+                    }
+                }
                 log::warn!(
                     "MQTT {endpoint}: {e}{}; retrying in {:.1} s",
                     hint(&e.to_string(), endpoint.starts_with("mqtts")),
@@ -398,6 +424,30 @@ async fn drive(
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
+    }
+}
+
+/// Counts connections that the broker closed soon after accepting them.
+#[derive(Default)]
+struct Flaps {
+    short_in_a_row: u32,
+    warned: bool,
+}
+
+impl Flaps {
+    const SHORT: Duration = Duration::from_secs(10);
+    const WARN_AFTER: u32 = 3;
+
+    /// A connection ended after `lasted`; true the first time the flapping is worth a warning.
+    fn ended(&mut self, lasted: Duration) -> bool {
+        if lasted >= Self::SHORT {
+            self.short_in_a_row = 0;
+            return false;
+        }
+        self.short_in_a_row += 1;
+        let warn = self.short_in_a_row >= Self::WARN_AFTER && !self.warned;
+        self.warned |= warn;
+        warn
     }
 }
 
@@ -424,6 +474,20 @@ fn hint(error: &str, tls: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn three_short_connections_in_a_row_warn_once() {
+        let mut f = Flaps::default();
+        let short = Duration::from_secs(1);
+        assert!(!f.ended(short) && !f.ended(short));
+        assert!(
+            !f.ended(Duration::from_secs(60)),
+            "a lasting connection resets the count"
+        );
+        assert!(!f.ended(short) && !f.ended(short));
+        assert!(f.ended(short));
+        assert!(!f.ended(short), "warned once");
+    }
 
     #[test]
     fn connection_errors_get_a_hint_where_their_text_is_bare() {

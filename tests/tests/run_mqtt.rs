@@ -408,6 +408,25 @@ fn sighup_and_sigusr1_are_logged_not_fatal_and_sigquit_shuts_down_cleanly() {
 }
 
 #[test]
+fn two_daemons_with_one_device_id_are_named_as_the_cause_of_the_flapping() {
+    let broker = Broker::start("");
+    let a = spawn_stdin(&broker, "twin", "");
+    let b = spawn_stdin(&broker, "twin", "");
+    // Each takes the client id over from the other: three short connections each take
+    // 0.5 + 1 + 2 s of backoff and a little more.
+    std::thread::sleep(Duration::from_secs(12));
+    let mut logs = String::new();
+    for child in [a, b] {
+        hark_e2e::signal(&child, "-TERM");
+        logs += &String::from_utf8_lossy(&child.wait_with_output().unwrap().stderr);
+    }
+    assert!(
+        logs.contains("another client probably uses the client id \"hark-twin\""),
+        "{logs}"
+    );
+}
+
+#[test]
 fn the_last_will_marks_a_killed_daemon_offline() {
     let broker = Broker::start("");
     let sub = Subscriber::connect(broker.port, &["hark/will/status"]);
