@@ -42,7 +42,7 @@ export HARK="$CARGO_TARGET_DIR/debug/hark"
 echo "== trainer tests (pytest)"
 pytest_log=$(mktemp)
 "$venv/bin/python" -m pytest -q -rs export/tests | tee "$pytest_log"
-py_skipped=$(grep -oE '[0-9]+ skipped' "$pytest_log" | tail -1 | cut -d' ' -f1)
+py_skipped=$( (grep -oE '[0-9]+ skipped' "$pytest_log" || true) | tail -1 | cut -d' ' -f1)
 rm -f "$pytest_log"
 
 echo "== model fixtures for the Rust end-to-end tests"
