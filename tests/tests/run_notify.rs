@@ -29,8 +29,9 @@ fn ready_then_watchdog_pings_that_stop_while_the_pipeline_is_stalled() {
     let sock = UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
-    // A 2 KB device id makes every caption line over 2 KB: a pipe no one reads fills fast.
-    let device = "d".repeat(2048);
+    // The longest device id (256 bytes) makes every caption line about 0.5 KB: a pipe no one
+    // reads (64 KB) fills fast.
+    let device = "d".repeat(256);
     let mut child = Command::new(hark_bin())
         .env("HARK__MODEL__BUNDLE", synth_bundle())
         .args(["run", "--stdin", "16000", "--device-id", &device])
@@ -59,7 +60,7 @@ fn ready_then_watchdog_pings_that_stop_while_the_pipeline_is_stalled() {
         "an idle, healthy pipeline pings every 100 ms: {first:?}"
     );
 
-    // 60 s of audio: ~240 captions of 2 KB, far more than a pipe holds, so the publisher,
+    // 60 s of audio: ~240 captions, about 120 KB, more than a pipe holds, so the publisher,
     // then inference, then the DSP thread block.
     let audio: Vec<u8> = demo_samples()
         .iter()
