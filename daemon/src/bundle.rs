@@ -334,6 +334,29 @@ impl Bundle {
             referenced.push(("torchscript.encoder", &ts.encoder));
             referenced.push(("torchscript.decoder", &ts.decoder));
         }
+        // Every file is a plain name inside the bundle's folder: a manifest must not make
+        // hark read (and hash, and report on) /etc/… or another folder's files.
+        for (name, file) in referenced
+            .iter()
+            .map(|(n, f)| (n.to_string(), f.as_str()))
+            .chain(
+                m.files
+                    .keys()
+                    .map(|f| (format!("files.\"{f}\""), f.as_str())),
+            )
+        {
+            let plain = std::path::Path::new(file)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if file.is_empty() || !plain {
+                return Err(field(
+                    &name,
+                    format!(
+                        "{file:?}: must name a file inside the bundle's folder (no '/…' or '..')"
+                    ),
+                ));
+            }
+        }
         for (name, file) in &referenced {
             if !dir.join(file).is_file() {
                 return Err(BundleError::MissingFile {

@@ -36,7 +36,7 @@ import tomllib
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
@@ -432,6 +432,12 @@ def validate_bundle(bundle: Path, graphs: bool = True) -> dict:
     referenced += [("tags.labels", t["labels"]) for t in m.get("tags", [])]
     for graph, file in m.get("torchscript", {}).items():
         referenced.append((f"torchscript.{graph}", file))
+    # Plain names inside the bundle's folder, as the daemon requires.
+    for name, file in referenced + [(f'files."{f}"', f) for f in m["files"]]:
+        parts = PurePosixPath(str(file)).parts
+        if not file or PurePosixPath(str(file)).is_absolute() or ".." in parts:
+            raise BundleError(f"{name} = {file!r}: must name a file inside the bundle's folder "
+                              "(no '/…' or '..')")
     for name, file in referenced:
         if not (bundle / file).is_file():
             raise BundleError(f'{name} = "{file}", but the bundle has no such file')

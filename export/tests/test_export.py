@@ -185,6 +185,14 @@ def test_validator_reports_a_missing_file(baseline_bundle, tmp_path):
         validate_bundle(b)
 
 
+def test_validator_refuses_files_outside_the_bundle(baseline_bundle, tmp_path):
+    for i, outside in enumerate(["../../etc/hostname", "/etc/hostname"]):
+        b = _copy(baseline_bundle, tmp_path / str(i))
+        _edit(b, 'vocab = "vocab.txt"', f'vocab = "{outside}"')
+        with pytest.raises(BundleError, match="tokens.vocab = .*inside the bundle's folder"):
+            validate_bundle(b)
+
+
 def test_validator_reports_a_hash_mismatch(baseline_bundle, tmp_path):
     b = _copy(baseline_bundle, tmp_path)
     with open(b / "vocab.txt", "a") as f:

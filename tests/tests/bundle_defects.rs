@@ -133,6 +133,32 @@ fn a_missing_graph_file_names_the_field() {
 }
 
 #[test]
+fn a_manifest_cannot_name_files_outside_the_bundle() {
+    for outside in ["../../../../etc/hostname", "/etc/hostname"] {
+        let (_t, dir) = copy();
+        edit_manifest(&dir, |t| {
+            t.replacen(
+                "vocab = \"vocab.txt\"",
+                &format!("vocab = \"{outside}\""),
+                1,
+            )
+        });
+        assert_mentions(
+            &caption_error(&dir),
+            &["tokens.vocab", outside, "inside the bundle's folder"],
+        );
+        let (_t, dir) = copy();
+        edit_manifest(&dir, |t| {
+            t.replacen("[files]", &format!("[files]\n\"{outside}\" = \"00\""), 1)
+        });
+        assert_mentions(
+            &caption_error(&dir),
+            &["files.", "inside the bundle's folder"],
+        );
+    }
+}
+
+#[test]
 fn a_hash_mismatch_names_the_file() {
     let (_t, dir) = copy();
     let mut bytes = fs::read(dir.join("encoder.onnx")).unwrap();

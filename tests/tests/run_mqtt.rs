@@ -376,8 +376,7 @@ fn sigterm_publishes_offline_and_exits_within_two_seconds() {
     // Acknowledged by the broker before hark exited; the subscriber may see it a moment later.
     sub.wait_until(5, "offline", |m| {
         m.iter()
-            .filter(|m| m.topic == "hark/term/status")
-            .next_back()
+            .rfind(|m| m.topic == "hark/term/status")
             .is_some_and(|m| m.payload == "offline")
     });
     drop(stdin);
@@ -405,8 +404,7 @@ fn sighup_and_sigusr1_are_logged_not_fatal_and_sigquit_shuts_down_cleanly() {
     assert!(log.contains("SIGQUIT"), "{log}");
     sub.wait_until(5, "offline", |m| {
         m.iter()
-            .filter(|m| m.topic == "hark/sig/status")
-            .next_back()
+            .rfind(|m| m.topic == "hark/sig/status")
             .is_some_and(|m| m.payload == "offline")
     });
     drop(stdin);
