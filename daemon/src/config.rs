@@ -415,6 +415,7 @@ impl Config {
                         path.display()
                     );
                 }
+                crate::wav::check(path).map_err(|e| anyhow::anyhow!("source.path: {e:#}"))?;
             }
         }
         if let Some(s) = self.window.seconds

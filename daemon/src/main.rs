@@ -317,13 +317,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig { file } => {
             let cfg = config::Config::load(Some(&file), |_| Ok(()))?;
             let dir = caption::resolve_bundle(cfg.model.bundle.as_deref())?;
-            let bundle = bundle::Bundle::open(&dir)
+            // Loaded as `hark run` loads it: graphs parsed and probed by the configured
+            // backend, so a damaged graph with a matching hash fails here, not at start.
+            let model = caption::load(&dir, cfg.model.backend)
                 .with_context(|| format!("{}: model bundle {}", file.display(), dir.display()))?;
+            let bundle = model.bundle();
             let m = &bundle.manifest;
             commands::merge(&m.decoding, &cfg.decoding, m.tokens.max_len)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             cfg.tags
-                .validate(&bundle)
+                .validate(bundle)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             println!("{}: ok", file.display());
             println!("  device id: {}", cfg.device_id());

@@ -17,13 +17,47 @@ pub struct Clip {
 /// Reads a FLAC or a PCM (8/16/24/32-bit integer) or 32-bit float WAV file and downmixes it
 /// to mono.
 pub fn read(path: &Path) -> Result<Clip> {
+    match open(path)? {
+        Opened::Flac(reader) => read_flac(path, reader),
+        Opened::Wav(reader) => read_wav(path, reader),
+    }
+}
+
+/// Checks that `path` is a WAV or FLAC file hark can read, from its header alone (a file
+/// source named in the configuration is checked before anything starts).
+pub fn check(path: &Path) -> Result<()> {
+    open(path).map(|_| ())
+}
+
+enum Opened {
+    Wav(WavReader<std::io::BufReader<std::fs::File>>),
+    Flac(claxon::FlacReader<std::fs::File>),
+}
+
+/// Opens the file by its magic bytes and checks its header.
+fn open(path: &Path) -> Result<Opened> {
     let mut magic = [0u8; 4];
     let is_flac = std::fs::File::open(path)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
         .is_ok()
         && &magic == b"fLaC";
     if is_flac {
-        return read_flac(path);
+        let reader = claxon::FlacReader::open(path)
+            .with_context(|| format!("cannot read {} as a FLAC file", path.display()))?;
+        let info = reader.streaminfo();
+        if info.channels == 0
+            || !RATES.contains(&info.sample_rate)
+            || !(1..=32).contains(&info.bits_per_sample)
+        {
+            bail!(
+                "{}: FLAC header declares {} channels, {} bits at {} Hz (hark reads 1 to 32 bits at 1000 to 384000 Hz)",
+                path.display(),
+                info.channels,
+                info.bits_per_sample,
+                info.sample_rate
+            );
+        }
+        return Ok(Opened::Flac(reader));
     }
     let reader = WavReader::open(path).with_context(|| {
         format!(
@@ -40,17 +74,26 @@ pub fn read(path: &Path) -> Result<Clip> {
             spec.sample_rate
         );
     }
-    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (SampleFormat::Float, 32) => reader.into_samples::<f32>().collect::<Result<_, _>>(),
-        (SampleFormat::Int, bits @ 1..=32) => {
-            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
-            reader.into_samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect()
-        }
+    match (spec.sample_format, spec.bits_per_sample) {
+        (SampleFormat::Float, 32) | (SampleFormat::Int, 1..=32) => Ok(Opened::Wav(reader)),
         (format, bits) => bail!(
             "{}: unsupported WAV sample format {format:?} with {bits} bits; convert it to 16-bit PCM \
              (e.g. `sox in.wav -b 16 out.wav`)",
             path.display()
         ),
+    }
+}
+
+fn read_wav(path: &Path, reader: WavReader<std::io::BufReader<std::fs::File>>) -> Result<Clip> {
+    let spec = reader.spec();
+    let interleaved: Vec<f32> = if spec.sample_format == SampleFormat::Float {
+        reader.into_samples::<f32>().collect::<Result<_, _>>()
+    } else {
+        let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+        reader
+            .into_samples::<i32>()
+            .map(|s| s.map(|v| v as f32 * scale))
+            .collect()
     }
     .with_context(|| format!("{}: WAV data is truncated or corrupt", path.display()))?;
     Ok(Clip {
@@ -70,22 +113,8 @@ fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
         .collect()
 }
 
-fn read_flac(path: &Path) -> Result<Clip> {
-    let mut reader = claxon::FlacReader::open(path)
-        .with_context(|| format!("cannot read {} as a FLAC file", path.display()))?;
+fn read_flac(path: &Path, mut reader: claxon::FlacReader<std::fs::File>) -> Result<Clip> {
     let info = reader.streaminfo();
-    if info.channels == 0
-        || !RATES.contains(&info.sample_rate)
-        || !(1..=32).contains(&info.bits_per_sample)
-    {
-        bail!(
-            "{}: FLAC header declares {} channels, {} bits at {} Hz (hark reads 1 to 32 bits at 1000 to 384000 Hz)",
-            path.display(),
-            info.channels,
-            info.bits_per_sample,
-            info.sample_rate
-        );
-    }
     let scale = 1.0 / (1u64 << (info.bits_per_sample - 1)) as f32;
     let interleaved: Vec<f32> = reader
         .samples()

@@ -324,6 +324,45 @@ fn check_config_accepts_good_files_and_names_the_bad_key() {
     assert!(e.contains("mqtt.qos") && e.contains("1.5"), "{e}");
     let e = check("[model]\nbundle = \"/nowhere\"\n", &[]);
     assert!(e.contains("/nowhere"), "{e}");
+
+    // What `hark run` would only find at start: a file source that is not audio, a backend
+    // this build lacks, a damaged graph whose hash was updated to match.
+    let text = dir.path().join("notes.wav");
+    std::fs::write(&text, "not audio").unwrap();
+    let e = check(
+        &format!("[source]\nkind = \"file\"\npath = {text:?}\n"),
+        &[],
+    );
+    assert!(
+        e.contains("source.path") && e.contains("notes.wav") && e.contains("WAV"),
+        "{e}"
+    );
+    // The test build of hark has no torch backend (tch_parity.rs tests the one that has).
+    let e = check("[model]\nbackend = \"torch\"\n", &[]);
+    assert!(e.contains("--features tch"), "{e}");
+    let damaged = dir.path().join("damaged");
+    std::fs::create_dir(&damaged).unwrap();
+    for f in std::fs::read_dir(synth_bundle()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, damaged.join(f.file_name().unwrap())).unwrap();
+    }
+    let graph = damaged.join("decoder.onnx");
+    let mut bytes = std::fs::read(&graph).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&graph, &bytes).unwrap();
+    let manifest = damaged.join("hark-model.toml");
+    let old = sha256_hex(&std::fs::read(synth_bundle().join("decoder.onnx")).unwrap());
+    let toml = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace(&old, &sha256_hex(&bytes));
+    std::fs::write(&manifest, toml).unwrap();
+    let e = check(&format!("[model]\nbundle = {damaged:?}\n"), &[]);
+    assert!(e.contains("decoder.onnx"), "{e}");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(bytes))
 }
 
 #[test]
