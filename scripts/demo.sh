@@ -8,9 +8,10 @@ cd "$REPO"
 
 apt_install build-essential pkg-config libasound2-dev curl
 ensure_rust
-# The same build as scripts/test.sh, so one cache serves both (dependencies are optimised
-# even in this profile: see Cargo.toml).
-cargo build --workspace --all-targets --quiet
+# Only the binary the demo runs (not the tests and benchmarks a test run adds), in the same
+# profile and target dir as scripts/test.sh so its dependencies serve both (they are
+# optimised even in this profile: see Cargo.toml).
+cargo build -p hark --bin hark --quiet
 if [ $# -eq 0 ] || [[ "$1" == -* && "$*" != *--microphone* && "$*" != *--stdin* && "$*" != *--file* ]]; then
   set -- --file daemon/assets/demo.wav "$@"
 fi
