@@ -230,7 +230,7 @@ impl Mqtt {
             if cfg.tls.is_some() { "mqtts" } else { "mqtt" },
             cfg.host
         );
-        let on_connect = OnConnect {
+        let on_connect = Arc::new(OnConnect {
             client: client.clone(),
             topics: topics.clone(),
             qos: qos(cfg.qos),
@@ -239,7 +239,7 @@ impl Mqtt {
                 .map(|(topic, payload)| (topic, payload.to_string()))
                 .collect(),
             acks: acks.clone(),
-        };
+        });
         let task = tokio::spawn(drive(
             eventloop,
             on_connect,
@@ -339,19 +339,23 @@ struct OnConnect {
 }
 
 impl OnConnect {
-    fn run(&self) -> Result<(), ClientError> {
-        // try_*: this runs inside the event loop, which must not wait on its own queue.
+    /// Subscribes to `set` and publishes `online` and discovery. Run as a task of its own, not
+    /// inside the event loop: after an outage the client queue may be full of captions, and
+    /// these requests must wait for room (which only the polling event loop makes) rather
+    /// than fail and leave hark deaf and invisible until the next reconnect.
+    async fn announce(self: Arc<Self>) -> Result<(), ClientError> {
         self.client
-            .try_subscribe(&self.topics.set, QoS::AtLeastOnce)?;
-        let publish = |topic: &str, body: Vec<u8>| {
+            .subscribe(&self.topics.set, QoS::AtLeastOnce)
+            .await?;
+        let announcements = std::iter::once((self.topics.status.clone(), "online".to_string()))
+            .chain(self.discovery.iter().cloned());
+        for (topic, body) in announcements {
             if self.qos != QoS::AtMostOnce {
                 self.acks.requested.fetch_add(1, Relaxed);
             }
-            self.client.try_publish(topic, self.qos, true, body)
-        };
-        publish(&self.topics.status, b"online".to_vec())?;
-        for (topic, payload) in &self.discovery {
-            publish(topic, payload.clone().into_bytes())?;
+            self.client
+                .publish(topic, self.qos, true, body.into_bytes())
+                .await?;
         }
         Ok(())
     }
@@ -361,7 +365,7 @@ impl OnConnect {
 /// re-announces and resubscribes on every connection, forwards commands, counts acks.
 async fn drive(
     mut eventloop: EventLoop,
-    on_connect: OnConnect,
+    on_connect: Arc<OnConnect>,
     commands: mpsc::Sender<Received>,
     endpoint: String,
     client_id: String,
@@ -379,9 +383,12 @@ async fn drive(
                 );
                 connected_once = true;
                 connected_at = Some(std::time::Instant::now());
-                if let Err(e) = on_connect.run() {
-                    log::warn!("MQTT: cannot announce the device: {e}");
-                }
+                let announce = on_connect.clone().announce();
+                tokio::spawn(async move {
+                    if let Err(e) = announce.await {
+                        log::warn!("MQTT: cannot announce the device: {e}");
+                    }
+                });
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == on_connect.topics.set => {
                 let msg = Received {

@@ -356,6 +356,54 @@ fn a_broker_restart_loses_no_caption_and_commands_work_after_it() {
 }
 
 #[test]
+fn after_an_outage_that_filled_the_client_queue_hark_announces_itself_again() {
+    let mut broker = Broker::start("");
+    broker.stop();
+    // 0.25 s hops: 80 s of audio make ~320 captions, more than the client queue (256)
+    // holds while the broker is away.
+    let cfg = write_config(
+        broker.dir.path(),
+        &format!(
+            "device = \"outage\"\n[window]\nseconds = 0.5\nhop_seconds = 0.25\n\
+             [events]\ndedup_hold_seconds = 0\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n",
+            broker.port
+        ),
+    );
+    let mut child = Command::new(hark_bin())
+        .env("HARK__MODEL__BUNDLE", synth_bundle())
+        .args(["run", "-c", cfg.to_str().unwrap(), "--stdin", "16000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for _ in 0..20 {
+            if stdin.write_all(&segment()).is_err() {
+                break;
+            }
+        }
+        stdin
+    });
+    std::thread::sleep(Duration::from_secs(8));
+    broker.restart();
+    let sub = Subscriber::connect(broker.port, &["hark/#", "homeassistant/#"]);
+    sub.wait_until(30, "online and discovery after the outage", |m| {
+        m.iter()
+            .any(|m| m.topic == "hark/outage/status" && m.payload == "online")
+            && m.iter()
+                .any(|m| m.topic.starts_with("homeassistant/sensor/hark_outage/"))
+    });
+    // Subscribed to set again: a command is answered.
+    stats_where(&sub, "outage", "stats after a command", |_| true);
+    let stdin = feeder.join().unwrap();
+    hark_e2e::signal(&child, "-TERM");
+    drop(stdin);
+    let _ = child.wait();
+}
+
+#[test]
 fn sigterm_publishes_offline_and_exits_within_two_seconds() {
     let broker = Broker::start("");
     let sub = Subscriber::connect(broker.port, &["hark/#"]);
