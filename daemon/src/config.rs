@@ -240,6 +240,9 @@ pub struct MqttConfig {
 fn default_prefix() -> String {
     "hark".into()
 }
+/// Input sample rates hark accepts (sources and audio files): it resamples from any of them.
+pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
+
 fn default_qos() -> u8 {
     1
 }
@@ -385,7 +388,7 @@ impl Config {
                 channels,
                 ..
             } => {
-                if !(1_000..=384_000).contains(sample_rate) {
+                if !SAMPLE_RATES.contains(sample_rate) {
                     bail!("source.sample_rate = {sample_rate}: must be in 1000..=384000");
                 }
                 if *channels == 0 || *channels > 32 {
@@ -398,7 +401,7 @@ impl Config {
                 ..
             } => {
                 if let Some(r) = sample_rate
-                    && !(1_000..=384_000).contains(r)
+                    && !SAMPLE_RATES.contains(r)
                 {
                     bail!("source.sample_rate = {r}: must be in 1000..=384000");
                 }

@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use hound::{SampleFormat, WavReader};
 
+use crate::config::SAMPLE_RATES;
+
 /// A decoded clip: mono samples in [-1, 1] at its own sample rate.
 pub struct Clip {
     /// Mono samples (channels averaged).
@@ -46,7 +48,7 @@ fn open(path: &Path) -> Result<Opened> {
             .with_context(|| format!("cannot read {} as a FLAC file", path.display()))?;
         let info = reader.streaminfo();
         if info.channels == 0
-            || !RATES.contains(&info.sample_rate)
+            || !SAMPLE_RATES.contains(&info.sample_rate)
             || !(1..=32).contains(&info.bits_per_sample)
         {
             bail!(
@@ -66,9 +68,9 @@ fn open(path: &Path) -> Result<Opened> {
         )
     })?;
     let spec = reader.spec();
-    if spec.channels == 0 || !RATES.contains(&spec.sample_rate) {
+    if spec.channels == 0 || !SAMPLE_RATES.contains(&spec.sample_rate) {
         bail!(
-            "{}: WAV header declares {} channels at {} Hz (hark reads 1 to 32 channels at 1000 to 384000 Hz)",
+            "{}: WAV header declares {} channels at {} Hz (hark reads 1000 to 384000 Hz, one channel or more)",
             path.display(),
             spec.channels,
             spec.sample_rate
@@ -101,10 +103,6 @@ fn read_wav(path: &Path, reader: WavReader<std::io::BufReader<std::fs::File>>) -
         sample_rate: spec.sample_rate,
     })
 }
-
-/// Sample rates hark resamples from, as for `source.sample_rate`: a header declaring 1 Hz
-/// would make the resampler produce 16,000 samples per sample read.
-const RATES: std::ops::RangeInclusive<u32> = 1000..=384_000;
 
 fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
     interleaved
