@@ -115,14 +115,19 @@ pub fn demo_samples() -> Vec<i16> {
 
 /// Writes 16 kHz mono 16-bit `samples` to `path`.
 pub fn write_wav(path: &std::path::Path, samples: &[i16]) {
+    write_pcm16(path, 16_000, 1, samples);
+}
+
+/// Writes 16-bit PCM `interleaved` samples of `channels` channels at `sample_rate` to `path`.
+pub fn write_pcm16(path: &std::path::Path, sample_rate: u32, channels: u16, interleaved: &[i16]) {
     let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
+        channels,
+        sample_rate,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
     let mut w = hound::WavWriter::create(path, spec).expect("create wav");
-    for &s in samples {
+    for &s in interleaved {
         w.write_sample(s).expect("write sample");
     }
     w.finalize().expect("finalize wav");

@@ -52,22 +52,15 @@ fn features_of_the_demo_clip_equal_the_library_output() {
 fn a_stereo_44k_file_is_downmixed_and_resampled_to_the_frontend_rate() {
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("stereo.wav");
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 44_100,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&wav, spec).unwrap();
+    let mut stereo = Vec::new();
     let mut mono = Vec::new();
     for i in 0..44_100 {
         let l = ((i as f32 * 0.05).sin() * 12_000.0) as i16;
         let r = ((i as f32 * 0.11).sin() * 8_000.0) as i16;
-        w.write_sample(l).unwrap();
-        w.write_sample(r).unwrap();
+        stereo.extend([l, r]);
         mono.push((l as f32 / 32768.0 + r as f32 / 32768.0) / 2.0);
     }
-    w.finalize().unwrap();
+    hark_e2e::write_pcm16(&wav, 44_100, 2, &stereo);
     let out = dir.path().join("stereo.npy");
     let run = hark(&[
         "features",

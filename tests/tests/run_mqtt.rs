@@ -145,12 +145,17 @@ fn a_replayed_file_is_published_window_by_window_like_hark_caption() {
 
 /// A `hark run --stdin` child publishing as `device` with `config` lines added.
 fn spawn_stdin(broker: &Broker, device: &str, extra: &str) -> Child {
+    spawn_stdin_windows(broker, device, (3.9, 3.9), extra)
+}
+
+/// As `spawn_stdin`, with windows of `window.0` seconds every `window.1` seconds.
+fn spawn_stdin_windows(broker: &Broker, device: &str, window: (f32, f32), extra: &str) -> Child {
     let cfg = write_config(
         broker.dir.path(),
         &format!(
-            "device = \"{device}\"\n[window]\nseconds = 3.9\nhop_seconds = 3.9\n\
+            "device = \"{device}\"\n[window]\nseconds = {}\nhop_seconds = {}\n\
              [events]\ndedup_hold_seconds = 0\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n{extra}",
-            broker.port
+            window.0, window.1, broker.port
         ),
     );
     Command::new(hark_bin())
@@ -176,6 +181,17 @@ fn segment() -> Vec<u8> {
 /// 1169 hops of 160 samples (frames are centred), so no shorter tail window follows.
 fn last_segment() -> Vec<u8> {
     segment()[..2 * (1169 * 160 - 2 * 64_000)].to_vec()
+}
+
+/// Waits for `offline` to be the device's latest status: acknowledged by the broker before
+/// hark exited, the subscriber may see it a moment later.
+fn wait_offline(sub: &Subscriber, device: &str) {
+    let topic = format!("hark/{device}/status");
+    sub.wait_until(5, "offline", |m| {
+        m.iter()
+            .rfind(|m| m.topic == topic)
+            .is_some_and(|m| m.payload == "offline")
+    });
 }
 
 fn stats_where(sub: &Subscriber, device: &str, what: &str, ok: impl Fn(&Value) -> bool) {
@@ -361,22 +377,7 @@ fn after_an_outage_that_filled_the_client_queue_hark_announces_itself_again() {
     broker.stop();
     // 0.25 s hops: 80 s of audio make ~320 captions, more than the client queue (256)
     // holds while the broker is away.
-    let cfg = write_config(
-        broker.dir.path(),
-        &format!(
-            "device = \"outage\"\n[window]\nseconds = 0.5\nhop_seconds = 0.25\n\
-             [events]\ndedup_hold_seconds = 0\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n",
-            broker.port
-        ),
-    );
-    let mut child = Command::new(hark_bin())
-        .env("HARK__MODEL__BUNDLE", synth_bundle())
-        .args(["run", "-c", cfg.to_str().unwrap(), "--stdin", "16000"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_stdin_windows(&broker, "outage", (0.5, 0.25), "");
     let mut stdin = child.stdin.take().unwrap();
     let feeder = std::thread::spawn(move || {
         for _ in 0..20 {
@@ -421,12 +422,7 @@ fn sigterm_publishes_offline_and_exits_within_two_seconds() {
     let took = t0.elapsed();
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(2), "exit took {took:?}");
-    // Acknowledged by the broker before hark exited; the subscriber may see it a moment later.
-    sub.wait_until(5, "offline", |m| {
-        m.iter()
-            .rfind(|m| m.topic == "hark/term/status")
-            .is_some_and(|m| m.payload == "offline")
-    });
+    wait_offline(&sub, "term");
     drop(stdin);
 }
 
@@ -450,11 +446,7 @@ fn sighup_and_sigusr1_are_logged_not_fatal_and_sigquit_shuts_down_cleanly() {
     assert!(log.contains("SIGHUP ignored"), "{log}");
     assert!(log.contains("stats: {"), "{log}");
     assert!(log.contains("SIGQUIT"), "{log}");
-    sub.wait_until(5, "offline", |m| {
-        m.iter()
-            .rfind(|m| m.topic == "hark/sig/status")
-            .is_some_and(|m| m.payload == "offline")
-    });
+    wait_offline(&sub, "sig");
     drop(stdin);
 }
 

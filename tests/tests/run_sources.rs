@@ -140,15 +140,7 @@ fn bad_audio_files_are_clear_errors() {
 
     // A header declaring 1 Hz: refused at once, not resampled 16,000-fold.
     let one_hz = dir.path().join("one-hz.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 1,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&one_hz, spec).unwrap();
-    (0..10).for_each(|i| w.write_sample(i as i16).unwrap());
-    w.finalize().unwrap();
+    hark_e2e::write_pcm16(&one_hz, 1, 1, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     for cmd in ["run", "caption"] {
         let flag = if cmd == "run" { "--file" } else { "--json" };
         let out = synth(&[cmd, flag, one_hz.to_str().unwrap()]);
