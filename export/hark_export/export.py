@@ -746,7 +746,8 @@ def model_card(manifest: dict, parameters: int, notes: list[str], data: Path | N
         in_scenes = sc["splits"].get("train", {}).get("categories", {})
         lines += [f"{c['clips']} clips ({c['hours']:.2f} h) from {c['recordings']} source "
                   "recordings, split by recording into train/val/test; sources and licences "
-                  "in ATTRIBUTION.md.", "",
+                  "in ATTRIBUTION.md (per recording, where a source needs it, in CREDITS.csv).",
+                  "",
                   "| category | train recordings | train clips | training scenes | held-out (test) recordings |",
                   "|---|---:|---:|---:|---:|"]
         for cat, v in sorted(c["categories"].items()):
@@ -803,8 +804,9 @@ def finish_bundle(out: Path, manifest: dict, parameters: int, notes: list[str],
     """(Re)writes MODEL_CARD.md (and, when the data has one, ATTRIBUTION.md; with a YAMNet
     head, LICENSE-yamnet.txt) and the hashed manifest of the bundle in `out`."""
     out = Path(out)
-    if data and (Path(data) / "ATTRIBUTION.md").exists():
-        shutil.copy(Path(data) / "ATTRIBUTION.md", out / "ATTRIBUTION.md")
+    for name in ("ATTRIBUTION.md", "CREDITS.csv"):  # sources and licences, per recording
+        if data and (Path(data) / name).exists():
+            shutil.copy(Path(data) / name, out / name)
     apache = Path("/usr/share/common-licenses/Apache-2.0")
     if any(h["name"] == "audioset" for h in manifest.get("tags", [])):
         text = apache.read_text() if apache.exists() else ""

@@ -545,9 +545,26 @@ def _attribution(out: Path, clips: list[CorpusClip], packages: list[str],
         for s in sources:
             licences = Counter(c.licence for c in clips if c.source == s)
             desc = ", ".join(f"{k} ({v})" for k, v in licences.most_common())
-            lines.append(f"| `{s}` (from {folder.name}/manifest.csv) | {used[s]} | {desc} | "
-                         "per clip in clips.csv (`licence`, `origin`) |")
+            lines.append(f"| `{s}` (an `--extra` folder) | {used[s]} | {desc} | "
+                         "per recording in CREDITS.csv (`licence`, `origin`) |")
     (out / "ATTRIBUTION.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    extra_sources = {s for sources in extras.values() for s in sources}
+    write_credits(out / "CREDITS.csv", [c for c in clips if c.source in extra_sources])
+
+
+def write_credits(path: Path, clips: list) -> None:
+    """CREDITS.csv: each recording of `clips` (anything with source, recording, licence and
+    origin) once, with its licence and where it came from: the per-work attribution CC-BY
+    asks for, small enough to travel with every model trained on them."""
+    seen, rows = set(), []
+    for c in clips:
+        if c.recording not in seen:
+            seen.add(c.recording)
+            rows.append((c.source, c.recording, c.licence, c.origin))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["source", "recording", "licence", "origin"])
+        w.writerows(sorted(rows))
 
 
 def load_corpus(root: Path) -> list[dict]:

@@ -298,5 +298,7 @@ def generate(corpus: Path, out: Path, sizes: dict[str, int], seed: int = 0) -> d
     # The scenes carry their corpus's description and attribution, for the model card.
     shutil.copy(corpus / "summary.json", out / "corpus.json")
     shutil.copy(corpus / "ATTRIBUTION.md", out / "ATTRIBUTION.md")
+    if (corpus / "CREDITS.csv").exists():
+        shutil.copy(corpus / "CREDITS.csv", out / "CREDITS.csv")
     shutil.copytree(corpus / "licences", out / "licences", dirs_exist_ok=True)
     return summary

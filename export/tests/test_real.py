@@ -129,6 +129,9 @@ def test_an_extra_folder_is_read_by_its_manifest_and_copies_are_left_out(tmp_pat
     out = list(csv.DictReader(open(tmp_path / "out" / "clips.csv")))
     assert {r["category"] for r in out} == {"dog"} and {r["licence"] for r in out} == {"CC0"}
     assert len({r["recording"] for r in out}) == 2  # takes A and B of sound 100032 are one
+    credits = list(csv.DictReader(open(tmp_path / "out" / "CREDITS.csv")))
+    assert sorted(r["recording"] for r in credits) == sorted({r["recording"] for r in out})
+    assert "CREDITS.csv" in (tmp_path / "out" / "ATTRIBUTION.md").read_text()
     x, sr = sf.read(tmp_path / "out" / out[0]["path_16000"])
     assert sr == 16000 and abs(len(x) - 8000) < 400  # 0.5 s at 44.1 kHz, resampled
 
