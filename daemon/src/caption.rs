@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::bundle::Bundle;
 use crate::decode::{self, DecodeParams, Stepper};
 use crate::model::Model;
+use crate::window::{Window, Windower};
 
 /// Where the shipped default bundle is looked for, in order.
 pub fn default_bundle_dirs() -> Vec<PathBuf> {
@@ -228,105 +229,88 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
 
-/// Captions `file`: one caption per window of the bundle's length, windows `hop` apart
-/// (a file shorter than a window is one window). Windows whose RMS level is below
-/// `silence_dbfs` are not captioned, as in `hark run`.
+/// Captions `file` as it is read: one caption per window of the bundle's length, windows
+/// `hop` apart (a file shorter than a window is one window), each handed to `emit` as soon
+/// as it is done, so memory stays flat in file length and the first caption comes after one
+/// window. Windows whose RMS level is below `silence_dbfs` are not captioned, as in
+/// `hark run`, whose DSP thread cuts windows the same way ([`Windower`]).
 pub fn caption_file(
     model: &dyn Captioner,
     file: &Path,
     params: &DecodeParams,
     tags: &TagConfig,
     silence_dbfs: f32,
-) -> Result<Vec<WindowCaption>> {
+    mut emit: impl FnMut(WindowCaption) -> Result<()>,
+) -> Result<()> {
     let bundle = model.bundle();
     let m = &bundle.manifest;
-    let clip = crate::wav::read(file)?;
-    let t0 = Instant::now();
-    let mel = dsp::features(&m.frontend, &clip.samples, clip.sample_rate)
+    let stream = crate::wav::Stream::open(file)?;
+    let mut windower = Windower::new(&m.frontend, stream.sample_rate(), m.window_frames())
         .with_context(|| format!("{}: cannot compute features", file.display()))?;
-    let mel_ms = ms(t0);
-    let n_mels = m.frontend.n_mels;
-    let frames = mel.len() / n_mels;
     let fps = m.frames_per_second();
-    let (window, hop) = m.window_frames();
-    let mut starts = vec![0];
-    while starts.last().expect("non-empty") + window < frames {
-        starts.push(starts.last().expect("non-empty") + hop);
-    }
-    let mut out = Vec::new();
-    for &start in &starts {
-        let end = (start + window).min(frames);
-        let level_dbfs = level_dbfs(
-            &clip.samples,
-            clip.sample_rate,
-            start as f32 / fps,
-            end as f32 / fps,
+    let mut ready = Vec::new();
+    let mut failed = None;
+    // Front-end time since the last window: that window's share.
+    let mut mel_ms = 0.0;
+    let mut caption = |window: Window, mel_ms: f64| -> Result<()> {
+        let (start, end) = (
+            window.start_frame as f32 / fps,
+            (window.start_frame as usize + window.frames) as f32 / fps,
         );
-        if level_dbfs < silence_dbfs {
-            out.push(WindowCaption {
-                file: file.display().to_string(),
-                start: start as f32 / fps,
-                end: end as f32 / fps,
-                level_dbfs,
-                silent: true,
-                text: None,
-                model: m.name.clone(),
-                tags: Vec::new(),
-                score: None,
-                tokens: Vec::new(),
-                alternatives: Vec::new(),
-                timings_ms: Timings::default(),
-            });
-            continue;
-        }
-        let c = model
-            .caption_mel(&mel[start * n_mels..end * n_mels], params)
-            .with_context(|| {
-                format!(
-                    "{}: window {:.1}-{:.1} s",
-                    file.display(),
-                    start as f32 / fps,
-                    end as f32 / fps
-                )
-            })?;
-        out.push(WindowCaption {
+        let mut out = WindowCaption {
             file: file.display().to_string(),
-            start: start as f32 / fps,
-            end: end as f32 / fps,
-            level_dbfs,
-            silent: false,
-            text: Some(c.text),
+            start,
+            end,
+            level_dbfs: window.level_dbfs,
+            silent: true,
+            text: None,
             model: m.name.clone(),
-            tags: tags.select(bundle, &c.tag_probabilities),
-            score: Some(c.score),
-            tokens: c.tokens,
-            alternatives: c.alternatives,
-            timings_ms: Timings {
-                mel: mel_ms / starts.len() as f64,
+            tags: Vec::new(),
+            score: None,
+            tokens: Vec::new(),
+            alternatives: Vec::new(),
+            timings_ms: Timings::default(),
+        };
+        if window.level_dbfs >= silence_dbfs {
+            let c = model
+                .caption_mel(&window.mel, params)
+                .with_context(|| format!("{}: window {start:.1}-{end:.1} s", file.display()))?;
+            out.silent = false;
+            out.tags = tags.select(bundle, &c.tag_probabilities);
+            out.text = Some(c.text);
+            out.score = Some(c.score);
+            out.tokens = c.tokens;
+            out.alternatives = c.alternatives;
+            out.timings_ms = Timings {
+                mel: mel_ms,
                 encoder: c.encoder_ms,
                 decoding: c.decoding_ms,
-            },
-        });
+            };
+        }
+        emit(out)
+    };
+    stream.for_each(|block| {
+        let t0 = Instant::now();
+        windower.push(block, &mut ready);
+        mel_ms += ms(t0);
+        for window in ready.drain(..) {
+            if let Err(e) = caption(window, std::mem::take(&mut mel_ms)) {
+                failed = Some(e);
+                return false;
+            }
+        }
+        true
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
     }
-    Ok(out)
-}
-
-/// RMS level in dBFS of `samples[t0..t1 seconds]` (a full-scale square wave is 0 dBFS),
-/// floored at the window assembler's digital-silence level like `hark run`'s windows.
-pub fn level_dbfs(samples: &[f32], rate: u32, t0: f32, t1: f32) -> f32 {
-    let lo = ((t0 * rate as f32) as usize).min(samples.len());
-    let hi = ((t1 * rate as f32) as usize).clamp(lo, samples.len());
-    let part = &samples[lo..hi];
-    let mean = part
-        .iter()
-        .map(|&x| crate::window::sample_power(x))
-        .sum::<f64>()
-        / part.len().max(1) as f64;
-    if mean > 0.0 {
-        ((10.0 * mean.log10()) as f32).max(crate::window::FLOOR_DBFS)
-    } else {
-        crate::window::FLOOR_DBFS
+    let t0 = Instant::now();
+    windower.finish(&mut ready);
+    mel_ms += ms(t0);
+    for window in ready.drain(..) {
+        caption(window, std::mem::take(&mut mel_ms))?;
     }
+    Ok(())
 }
 
 /// A caption of one window of log-mel frames.
@@ -558,22 +542,5 @@ mod tests {
         let mut none = b.clone();
         none.labels = vec![vec!["dog".into()], vec!["Dog".into()]];
         assert_eq!(cfg.speech(&none, &[]), None);
-    }
-
-    #[test]
-    fn the_level_of_digital_silence_is_the_floor_and_a_full_scale_square_is_zero() {
-        assert_eq!(
-            level_dbfs(&[0.0; 1600], 16_000, 0.0, 0.1),
-            crate::window::FLOOR_DBFS
-        );
-        let square: Vec<f32> = (0..1600)
-            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
-            .collect();
-        assert!(level_dbfs(&square, 16_000, 0.0, 0.1).abs() < 1e-4);
-        // A window past the end of the samples is silent, not an error.
-        assert_eq!(
-            level_dbfs(&square, 16_000, 5.0, 6.0),
-            crate::window::FLOOR_DBFS
-        );
     }
 }

@@ -373,14 +373,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     anyhow::anyhow!("--tag-threshold: {}", e.replace("tags.thresholds.", ""))
                 })?;
             }
+            // A progress line on a terminal for files longer than a few windows.
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             for file in &files {
-                for w in caption::caption_file(model.as_ref(), file, &params, &tags, silence_dbfs)?
-                {
+                let seconds = wav::Stream::open(file)?.seconds();
+                let show = progress && seconds > 60.0;
+                caption::caption_file(model.as_ref(), file, &params, &tags, silence_dbfs, |w| {
+                    if show {
+                        eprint!("\r\x1b[K");
+                    }
                     if json {
                         println!("{}", serde_json::to_string(&w)?);
                     } else {
                         println!("{}", caption::describe(&w));
                     }
+                    if show {
+                        let done = f64::from(w.end) / seconds;
+                        eprint!(
+                            "{}: {:.0} % of {:.0} s",
+                            file.display(),
+                            100.0 * done.min(1.0),
+                            seconds
+                        );
+                    }
+                    Ok(())
+                })?;
+                if show {
+                    eprintln!();
                 }
             }
         }

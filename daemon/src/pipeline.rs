@@ -26,7 +26,7 @@ use crate::events::{self, Caption, Dedup};
 use crate::queue::{Pushed, Queue};
 use crate::source::{RingWriter, Source};
 use crate::stats::Counters;
-use crate::window::{Assembler, Window};
+use crate::window::{Window, Windower};
 
 /// Everything the pipeline is built from.
 pub struct Setup {
@@ -197,13 +197,11 @@ impl Dsp {
         queue: &Queue<Job>,
     ) -> Result<()> {
         let fe = &self.frontend;
-        let mut resampler = dsp::resample::Resampler::new(self.source_rate, fe.sample_rate)?;
-        let mut mel = dsp::LogMel::new(fe).context("the bundle's front end")?;
-        let mut assembler = Assembler::new(fe.n_mels, self.window.0, self.window.1, fe.hop_length);
+        let mut windower = Windower::new(fe, self.source_rate, self.window)?;
         let frame_s = f64::from(fe.hop_length as u32) / f64::from(fe.sample_rate);
         let epoch = SystemTime::now();
         let mut chunk = vec![0.0f32; 4096];
-        // Windows completed inside the resampler/mel callbacks wait here for the queue.
+        // Windows completed by a chunk wait here for the queue.
         let mut ready: Vec<Window> = Vec::with_capacity(4);
         let mut finished = false;
         while !finished {
@@ -212,16 +210,10 @@ impl Dsp {
                 return Ok(());
             }
             let n = ring.pop_slice(&mut chunk);
-            let mut feed = |x: &[f32], mel: &mut dsp::LogMel| {
-                assembler.push_samples(x);
-                mel.push_f32(x, |f| ready.extend(assembler.push_frame(f)));
-            };
             if n > 0 {
-                resampler.push(&chunk[..n], |x| feed(x, &mut mel));
+                windower.push(&chunk[..n], &mut ready);
             } else if source_done.load(Relaxed) && ring.is_empty() {
-                resampler.finish(|x| feed(x, &mut mel));
-                mel.finish(|f| ready.extend(assembler.push_frame(f)));
-                ready.extend(assembler.finish());
+                windower.finish(&mut ready);
                 finished = true;
             } else {
                 std::thread::sleep(Duration::from_millis(5));
@@ -255,7 +247,7 @@ impl Dsp {
                 self.counters.queue_depth.store(queue.len() as u64, Relaxed);
             }
         }
-        let sanitized = mel.sanitized_samples();
+        let sanitized = windower.sanitized_samples();
         if sanitized > 0 {
             log::warn!("{sanitized} non-finite input sample(s) were replaced by silence");
         }

@@ -115,10 +115,10 @@ pub fn open(cfg: &SourceConfig, preferred_rate: u32) -> Result<Box<dyn Source>> 
     })
 }
 
-/// A WAV or FLAC file, decoded up front (files are bounded; hark reads them whole elsewhere too).
+/// A WAV or FLAC file, decoded as it is fed (memory does not grow with its length).
 pub struct FileSource {
     path: PathBuf,
-    clip: crate::wav::Clip,
+    stream: crate::wav::Stream,
     realtime: bool,
 }
 
@@ -126,7 +126,7 @@ impl FileSource {
     fn open(path: &std::path::Path, realtime: bool) -> Result<Self> {
         Ok(Self {
             path: path.to_path_buf(),
-            clip: crate::wav::read(path)?,
+            stream: crate::wav::Stream::open(path)?,
             realtime,
         })
     }
@@ -137,33 +137,37 @@ impl Source for FileSource {
         format!(
             "file {} ({:.1} s at {} Hz{})",
             self.path.display(),
-            self.clip.samples.len() as f64 / f64::from(self.clip.sample_rate),
-            self.clip.sample_rate,
+            self.stream.seconds(),
+            self.stream.sample_rate(),
             if self.realtime { ", real time" } else { "" }
         )
     }
 
     fn sample_rate(&self) -> u32 {
-        self.clip.sample_rate
+        self.stream.sample_rate()
     }
 
     fn run(self: Box<Self>, mut ring: RingWriter, stop: &AtomicBool) -> Result<()> {
+        let rate = f64::from(self.stream.sample_rate());
         // 20 ms blocks: real-time pacing granularity.
-        let block = (self.clip.sample_rate as usize / 50).max(1);
+        let block = (self.stream.sample_rate() as usize / 50).max(1);
         let started = Instant::now();
-        for (i, chunk) in self.clip.samples.chunks(block).enumerate() {
-            if self.realtime {
-                let due =
-                    Duration::from_secs_f64((i * block) as f64 / f64::from(self.clip.sample_rate));
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
+        let mut sent = 0usize;
+        self.stream.for_each(|samples| {
+            for chunk in samples.chunks(block) {
+                if self.realtime {
+                    let due = Duration::from_secs_f64(sent as f64 / rate);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
                 }
+                if stop.load(Relaxed) || !ring.push_wait(chunk, stop) {
+                    return false;
+                }
+                sent += chunk.len();
             }
-            if stop.load(Relaxed) || !ring.push_wait(chunk, stop) {
-                break;
-            }
-        }
-        Ok(())
+            true
+        })
     }
 }
 

@@ -16,12 +16,134 @@ pub struct Clip {
     pub sample_rate: u32,
 }
 
-/// Reads a FLAC or a PCM (8/16/24/32-bit integer) or 32-bit float WAV file and downmixes it
-/// to mono.
+/// Reads a whole FLAC or PCM (8/16/24/32-bit integer) or 32-bit float WAV file, downmixed
+/// to mono. Tools that need every sample at once use this; captioning streams (`Stream`).
 pub fn read(path: &Path) -> Result<Clip> {
-    match open(path)? {
-        Opened::Flac(reader) => read_flac(path, reader),
-        Opened::Wav(reader) => read_wav(path, reader),
+    let stream = Stream::open(path)?;
+    let sample_rate = stream.sample_rate();
+    let mut samples = Vec::new();
+    stream.for_each(|block| {
+        samples.extend_from_slice(block);
+        true
+    })?;
+    Ok(Clip {
+        samples,
+        sample_rate,
+    })
+}
+
+/// Mono samples per block handed out by [`Stream::for_each`] (FLAC: the file's own blocks).
+const BLOCK: usize = 4096;
+
+/// A WAV or FLAC file decoded block by block into mono samples, so a file of any length
+/// is captioned in constant memory.
+pub struct Stream {
+    path: std::path::PathBuf,
+    opened: Opened,
+}
+
+impl Stream {
+    /// Opens `path` and checks its header.
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(Self {
+            path: path.to_path_buf(),
+            opened: open(path)?,
+        })
+    }
+
+    /// The file's sample rate in Hz.
+    pub fn sample_rate(&self) -> u32 {
+        match &self.opened {
+            Opened::Wav(r) => r.spec().sample_rate,
+            Opened::Flac(r) => r.streaminfo().sample_rate,
+        }
+    }
+
+    /// Seconds of audio the header declares.
+    pub fn seconds(&self) -> f64 {
+        let (frames, rate) = match &self.opened {
+            Opened::Wav(r) => (u64::from(r.duration()), r.spec().sample_rate),
+            Opened::Flac(r) => (
+                r.streaminfo().samples.unwrap_or(0),
+                r.streaminfo().sample_rate,
+            ),
+        };
+        frames as f64 / f64::from(rate)
+    }
+
+    /// Decodes the file, calling `f` with each block of mono samples in [-1, 1] (channels
+    /// averaged) until the end or until `f` returns false. A truncated or corrupt file is an
+    /// error after the blocks before the damage were handed out.
+    pub fn for_each(self, mut f: impl FnMut(&[f32]) -> bool) -> Result<()> {
+        let path = self.path;
+        match self.opened {
+            Opened::Wav(reader) => {
+                let spec = reader.spec();
+                let channels = usize::from(spec.channels);
+                if spec.sample_format == SampleFormat::Float {
+                    wav_blocks(reader.into_samples::<f32>(), channels, &path, f)
+                } else {
+                    // Integers are scaled by their full scale.
+                    let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+                    let samples = reader
+                        .into_samples::<i32>()
+                        .map(move |s| s.map(|v| v as f32 * scale));
+                    wav_blocks(samples, channels, &path, f)
+                }
+            }
+            Opened::Flac(mut reader) => {
+                let info = reader.streaminfo();
+                let scale = 1.0 / (1u64 << (info.bits_per_sample - 1)) as f32;
+                let mut blocks = reader.blocks();
+                let (mut buffer, mut mono) = (Vec::new(), Vec::new());
+                while let Some(block) = blocks.read_next_or_eof(buffer).with_context(|| {
+                    format!("{}: FLAC data is truncated or corrupt", path.display())
+                })? {
+                    let channels = block.channels();
+                    mono.clear();
+                    mono.extend((0..block.duration()).map(|i| {
+                        (0..channels)
+                            .map(|c| block.sample(c, i) as f32 * scale)
+                            .sum::<f32>()
+                            / channels as f32
+                    }));
+                    if !f(&mono) {
+                        return Ok(());
+                    }
+                    buffer = block.into_buffer();
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Hands out `interleaved` samples as blocks of [`BLOCK`] mono samples.
+fn wav_blocks(
+    mut interleaved: impl Iterator<Item = hound::Result<f32>>,
+    channels: usize,
+    path: &Path,
+    mut f: impl FnMut(&[f32]) -> bool,
+) -> Result<()> {
+    let corrupt = || format!("{}: WAV data is truncated or corrupt", path.display());
+    let mut mono = Vec::with_capacity(BLOCK);
+    let mut frame = Vec::with_capacity(channels);
+    loop {
+        mono.clear();
+        while mono.len() < BLOCK {
+            frame.clear();
+            for s in interleaved.by_ref().take(channels) {
+                frame.push(s.with_context(corrupt)?);
+            }
+            // The end, or a last frame cut short: it is left out.
+            if frame.len() < channels {
+                break;
+            }
+            mono.push(frame.iter().sum::<f32>() / channels as f32);
+        }
+        if mono.is_empty() || !f(&mono) {
+            return Ok(());
+        }
     }
 }
 
@@ -84,43 +206,4 @@ fn open(path: &Path) -> Result<Opened> {
             path.display()
         ),
     }
-}
-
-fn read_wav(path: &Path, reader: WavReader<std::io::BufReader<std::fs::File>>) -> Result<Clip> {
-    let spec = reader.spec();
-    let interleaved: Vec<f32> = if spec.sample_format == SampleFormat::Float {
-        reader.into_samples::<f32>().collect::<Result<_, _>>()
-    } else {
-        let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
-        reader
-            .into_samples::<i32>()
-            .map(|s| s.map(|v| v as f32 * scale))
-            .collect()
-    }
-    .with_context(|| format!("{}: WAV data is truncated or corrupt", path.display()))?;
-    Ok(Clip {
-        samples: downmix(&interleaved, usize::from(spec.channels)),
-        sample_rate: spec.sample_rate,
-    })
-}
-
-fn downmix(interleaved: &[f32], channels: usize) -> Vec<f32> {
-    interleaved
-        .chunks_exact(channels)
-        .map(|frame| frame.iter().sum::<f32>() / channels as f32)
-        .collect()
-}
-
-fn read_flac(path: &Path, mut reader: claxon::FlacReader<std::fs::File>) -> Result<Clip> {
-    let info = reader.streaminfo();
-    let scale = 1.0 / (1u64 << (info.bits_per_sample - 1)) as f32;
-    let interleaved: Vec<f32> = reader
-        .samples()
-        .map(|s| s.map(|v| v as f32 * scale))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{}: FLAC data is truncated or corrupt", path.display()))?;
-    Ok(Clip {
-        samples: downmix(&interleaved, info.channels as usize),
-        sample_rate: info.sample_rate,
-    })
 }

@@ -164,6 +164,66 @@ impl Assembler {
     }
 }
 
+/// Audio at the source's rate in, caption windows out: resampler → streaming log-mel →
+/// assembler. `hark run`'s DSP thread and `hark caption` both run it, so a file gives the
+/// same windows either way.
+pub struct Windower {
+    resampler: dsp::resample::Resampler,
+    mel: dsp::LogMel,
+    assembler: Assembler,
+}
+
+impl Windower {
+    /// Windows of `window.0` frames every `window.1` frames of `frontend`'s features, from
+    /// audio at `source_rate` Hz.
+    pub fn new(
+        frontend: &dsp::FrontendConfig,
+        source_rate: u32,
+        window: (usize, usize),
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        Ok(Self {
+            resampler: dsp::resample::Resampler::new(source_rate, frontend.sample_rate)?,
+            mel: dsp::LogMel::new(frontend).context("the bundle's front end")?,
+            assembler: Assembler::new(frontend.n_mels, window.0, window.1, frontend.hop_length),
+        })
+    }
+
+    /// Pushes mono samples; windows they complete are appended to `out`.
+    pub fn push(&mut self, samples: &[f32], out: &mut Vec<Window>) {
+        let Self {
+            resampler,
+            mel,
+            assembler,
+        } = self;
+        resampler.push(samples, |x| {
+            assembler.push_samples(x);
+            mel.push_f32(x, |f| out.extend(assembler.push_frame(f)));
+        });
+    }
+
+    /// Ends the stream: flushes the resampler and the front end, then the frames after the
+    /// last full window as one shorter window.
+    pub fn finish(&mut self, out: &mut Vec<Window>) {
+        let Self {
+            resampler,
+            mel,
+            assembler,
+        } = self;
+        resampler.finish(|x| {
+            assembler.push_samples(x);
+            mel.push_f32(x, |f| out.extend(assembler.push_frame(f)));
+        });
+        mel.finish(|f| out.extend(assembler.push_frame(f)));
+        out.extend(assembler.finish());
+    }
+
+    /// Non-finite input samples the front end replaced by silence so far.
+    pub fn sanitized_samples(&self) -> u64 {
+        self.mel.sanitized_samples()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

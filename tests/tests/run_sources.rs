@@ -396,3 +396,31 @@ fn hark_caption_gives_no_caption_for_digital_silence_like_hark_run() {
     ]);
     assert_eq!(json_lines(&forced.stdout)[0]["silent"], false);
 }
+
+#[test]
+fn hark_caption_prints_each_window_as_it_is_read_and_then_names_a_damaged_file() {
+    // A file read as a stream: the windows before the damage are captioned and printed, then
+    // the error names the file; reading it whole first would have printed nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let long = dir.path().join("long.wav");
+    let demo = demo_samples();
+    let samples: Vec<i16> = demo.iter().cycle().take(demo.len() * 6).copied().collect();
+    hark_e2e::write_wav(&long, &samples);
+    let mut bytes = std::fs::read(&long).unwrap();
+    bytes.truncate(bytes.len() / 2 + 1);
+    std::fs::write(&long, &bytes).unwrap();
+    let out = synth(&["caption", "--json", long.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("long.wav") && err.contains("truncated or corrupt"),
+        "{err}"
+    );
+    let windows = json_lines(&out.stdout);
+    let seconds = samples.len() as f64 / 16_000.0;
+    assert!(windows.len() >= 2, "{windows:?}");
+    for w in &windows {
+        assert!(w["text"].is_string(), "{w}");
+        assert!(w["end"].as_f64().unwrap() <= seconds / 2.0 + 0.01, "{w}");
+    }
+}
