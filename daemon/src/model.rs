@@ -1,7 +1,6 @@
 //! A bundle's graphs loaded into tract: loaded and optimised once, shared by every caption;
 //! each caption gets its own [`TractStepper`] for decoding.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -20,8 +19,55 @@ pub struct Model {
     /// The parsed encoder; optimised per window length (frames), since concrete shapes
     /// run faster and some exported graphs only resolve their shape arithmetic then.
     encoder: InferenceModel,
-    encoder_plans: Mutex<HashMap<usize, Plan>>,
+    encoder_plans: Mutex<Plans<Plan>>,
     decoder: Plan,
+}
+
+/// Encoder plans by window length: the full window's for good (the probe makes it), and
+/// the most recent few other lengths (a stream's or a file's shorter last window). Each
+/// plan holds its own packed weights (≈ 16 MB for YAMNet), so the rest are bounded.
+struct Plans<P> {
+    full: Option<(usize, P)>,
+    /// Most recently used last.
+    others: Vec<(usize, P)>,
+}
+
+impl<P> Default for Plans<P> {
+    fn default() -> Self {
+        Self {
+            full: None,
+            others: Vec::new(),
+        }
+    }
+}
+
+impl<P: Clone> Plans<P> {
+    /// Other lengths kept: one file's last window, and the next file's.
+    const OTHERS: usize = 2;
+
+    fn get(&mut self, frames: usize) -> Option<P> {
+        if let Some((n, p)) = &self.full {
+            if *n == frames {
+                return Some(p.clone());
+            }
+        }
+        let i = self.others.iter().position(|(n, _)| *n == frames)?;
+        let entry = self.others.remove(i);
+        let plan = entry.1.clone();
+        self.others.push(entry);
+        Some(plan)
+    }
+
+    fn insert(&mut self, frames: usize, plan: P, full: bool) {
+        if full {
+            self.full = Some((frames, plan));
+            return;
+        }
+        if self.others.len() == Self::OTHERS {
+            self.others.remove(0);
+        }
+        self.others.push((frames, plan));
+    }
 }
 
 /// The encoder's output for one window.
@@ -338,13 +384,17 @@ impl Model {
     fn encoder_plan(&self, frames: usize) -> TractResult<Plan> {
         // A poisoned lock only means another caption panicked; the cache is still valid.
         let mut plans = self.encoder_plans.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = plans.get(&frames) {
-            return Ok(p.clone());
+        if let Some(p) = plans.get(frames) {
+            return Ok(p);
         }
         let n_mels = self.bundle.manifest.frontend.n_mels;
         let fact = f32::fact([1, n_mels, frames]);
         let p = plan(self.encoder.clone().with_input_fact(0, fact.into())?)?;
-        plans.insert(frames, p.clone());
+        plans.insert(
+            frames,
+            p.clone(),
+            frames == self.bundle.manifest.window_frames().0,
+        );
         Ok(p)
     }
 
@@ -421,5 +471,28 @@ impl Stepper for TractStepper<'_> {
 
     fn vocab(&self) -> usize {
         self.model.bundle.vocab.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Plans;
+
+    #[test]
+    fn the_full_window_plan_stays_and_other_lengths_are_bounded() {
+        let mut plans = Plans::default();
+        plans.insert(1000, "full", true);
+        for n in [10, 20, 30] {
+            plans.insert(n, "tail", false);
+        }
+        assert_eq!(plans.get(1000), Some("full"));
+        // The oldest other length went when the third came.
+        assert_eq!(plans.get(10), None);
+        assert_eq!(plans.get(20), Some("tail"));
+        // 20 was just used: 30 is now the oldest and goes first.
+        plans.insert(40, "tail", false);
+        assert_eq!(plans.get(30), None);
+        assert!(plans.get(20).is_some() && plans.get(40).is_some());
+        assert_eq!(plans.others.len(), Plans::<&str>::OTHERS);
     }
 }
