@@ -4,6 +4,7 @@ int8 variant is gated on agreement, and the validator refuses bad bundles as the
 import shutil
 import tomllib
 
+import numpy as np
 import pytest
 import torch
 
@@ -83,17 +84,35 @@ def test_each_architecture_exports_a_bundle_that_passes_the_parity_gate(arch, me
         assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(traced, EncoderGraph(model)(x)))
 
 
+@pytest.mark.parametrize("mode", ["weights", "dynamic"])
 @pytest.mark.parametrize("arch", ["attention", "transformer"])
-def test_int8_bundles_quantize_only_matmul_gemm_gather_and_still_validate(arch, mels, tmp_path):
+def test_int8_bundles_quantize_only_matmul_gemm_gather_and_still_validate(arch, mode, mels,
+                                                                        tmp_path):
     import onnx
+    from onnx import numpy_helper
     _export(arch, tmp_path / "fp32")
-    quantize(tmp_path / "fp32", tmp_path / "int8")
+    quantize(tmp_path / "fp32", tmp_path / "int8", mode=mode)
     m8 = validate_bundle(tmp_path / "int8")
     # The fp32 TorchScript twin is not the int8 model: left out.
     assert "torchscript" not in m8 and not list((tmp_path / "int8").glob("*.pt"))
-    ops = {n.op_type for f in ("encoder.onnx", "decoder.onnx")
-           for n in onnx.load(str(tmp_path / "int8" / f)).graph.node}
-    assert "MatMulInteger" in ops and not any(o.startswith("DynamicQuantizeLSTM") for o in ops)
+    graphs = [onnx.load(str(tmp_path / "int8" / f)) for f in ("encoder.onnx", "decoder.onnx")]
+    ops = {n.op_type for g in graphs for n in g.graph.node}
+    assert not any(o.startswith("DynamicQuantizeLSTM") for o in ops)
+    if mode == "dynamic":
+        assert "MatMulInteger" in ops
+    else:
+        # int8 storage, float32 arithmetic: every MatMul/Gemm/Gather weight is dequantized
+        # from an int8 initializer, one scale per output channel, and nothing runs in int8.
+        assert "MatMulInteger" not in ops and "DequantizeLinear" in ops
+        for g in graphs:
+            inits = {i.name: i for i in g.graph.initializer}
+            for n in g.graph.node:
+                if n.op_type == "DequantizeLinear":
+                    q, scale = (numpy_helper.to_array(inits[x]) for x in n.input[:2])
+                    assert q.dtype == np.int8 and scale.shape == (q.shape[n.attribute[0].i],)
+                elif n.op_type in ("MatMul", "Gemm", "Gather"):
+                    assert not any(x in inits and inits[x].data_type == onnx.TensorProto.FLOAT
+                                   and len(inits[x].dims) == 2 for x in n.input)
     a = agreement(greedy_tokens(OnnxModel(tmp_path / "int8"), mels),
                   greedy_tokens(OnnxModel(tmp_path / "fp32"), mels))
     # Measured 1.0 / 1.0 for both architectures: int8 rounding must not change these captions.
