@@ -292,7 +292,9 @@ class Attention(Captioner):
     def init_state(self, memory):
         hc = torch.tanh(self.init(memory.mean(dim=1)))  # (B, 2 * hidden)
         h, c = hc.chunk(2, dim=1)
-        return h.contiguous(), c.contiguous()
+        # The keys W_k m are the same at every step: computed once, with the memory, and
+        # carried as a state (they were 45 % of a step's multiply-adds).
+        return h.contiguous(), c.contiguous(), self.w_k(memory)
 
     def _step(self, emb, memory, keys, h, c):
         """One step given the embedded token and the projected keys W_k m [B, S, A]."""
@@ -302,12 +304,11 @@ class Attention(Captioner):
         h, c = self.cell(torch.cat([emb, ctx], dim=1), (h, c))
         return self.head(self.drop(torch.cat([h, ctx], dim=1))), h, c
 
-    def step(self, tokens, memory, h, c):
-        return self._step(self.embed(tokens), memory, self.w_k(memory), h, c)
+    def step(self, tokens, memory, h, c, keys):
+        return (*self._step(self.embed(tokens), memory, keys, h, c), keys)
 
     def decode(self, memory, tokens, clip_index=None):
-        h, c = (pick(s, clip_index) for s in self.init_state(memory))
-        keys = pick(self.w_k(memory), clip_index)  # (N, S, A)
+        h, c, keys = (pick(s, clip_index) for s in self.init_state(memory))  # keys (N, S, A)
         memory = pick(memory, clip_index)  # (N, S, D)
         emb = self.drop(self.embed(tokens))  # (N, L, E)
         logits = []
@@ -318,7 +319,8 @@ class Attention(Captioner):
 
     def state_specs(self):
         shape = ("batch", self.config.hidden)
-        return [StateSpec("h", shape, 0, "memory"), StateSpec("c", shape, 0, "memory")]
+        return [StateSpec("h", shape, 0, "memory"), StateSpec("c", shape, 0, "memory"),
+                StateSpec("keys", ("batch", "steps", self.config.attn_dim), 0, "memory")]
 
 
 def sinusoids(length: int, dim: int, device=None) -> torch.Tensor:
@@ -568,36 +570,51 @@ class Pretrained(Attention):
         net, dim, frontend, targets = load_pretrained_encoder(cfg.encoder)
         if not cfg.n_mels:  # the encoder's own band count, recorded in the run's config
             cfg.n_mels = frontend.get("n_mels", ModelConfig.n_mels)
+        self.has_audioset = hasattr(net, "audioset_logits")
+        if cfg.audioset_features and not self.has_audioset:
+            raise ValueError(f"audioset_features: encoder {cfg.encoder!r} has no AudioSet head "
+                             "(yamnet has)")
+        extra = len(net.audioset_logits(torch.zeros(1, dim))[0]) if cfg.audioset_features else 0
         super().__init__(cfg, PretrainedEncoder(net, dim, targets, cfg.lora_rank,
-                                                cfg.lora_alpha), dim)
+                                                cfg.lora_alpha), dim + extra)
         self.frontend_overrides = frontend
         self.frozen_encoder = cfg.lora_rank == 0
         self.from_encoded = False
 
+    def audioset(self, features):
+        """YAMNet's AudioSet probabilities of each 0.96 s patch (3 frames, as YAMNet scores
+        them) of features [B, S, D_enc] -> [B, S, 521]."""
+        patches = F.avg_pool1d(features.transpose(1, 2), 3, 1, padding=1,
+                               count_include_pad=False).transpose(1, 2)  # (B, S, D_enc)
+        return torch.sigmoid(self.encoder.net.audioset_logits(patches))
+
+    def _memory(self, features, audioset=None):
+        if self.config.audioset_features:
+            audioset = self.audioset(features) if audioset is None else audioset
+            features = torch.cat([features, audioset], dim=2)
+        return self.adapt(features)
+
     def encode(self, mel):
         if self.from_encoded:
-            return self.adapt(mel.transpose(1, 2))  # cached encoder output (B, D_enc, S)
-        return self.adapt(self.encoder(mel))
+            return self._memory(mel.transpose(1, 2))  # cached encoder output (B, D_enc, S)
+        return self._memory(self.encoder(mel))
 
     def tag_heads(self) -> list[dict]:
         heads = super().tag_heads()
-        if hasattr(self.encoder.net, "audioset_logits"):
+        if self.has_audioset:
             from hark_export.yamnet import class_names
             heads.append({"name": "audioset", "labels": class_names(), "output": "audioset",
                           "file": "audioset_labels.txt", "threshold": 0.3})
         return heads
 
     def encode_with_tags(self, mel):
-        """Adds YAMNet's own AudioSet head: each 0.96 s patch (3 frames, as YAMNet scores
-        them) through its classifier, the most probable patch per class."""
+        """Adds YAMNet's own AudioSet head: the most probable patch per class."""
         features = self.encoder(mel)  # (B, S, D_enc)
-        memory = self.adapt(features)
+        audioset = self.audioset(features) if self.has_audioset else None
+        memory = self._memory(features, audioset)
         tags = [torch.sigmoid(self.tag_logits(memory))] if self.has_tag_head else []
-        if hasattr(self.encoder.net, "audioset_logits"):
-            patches = F.avg_pool1d(features.transpose(1, 2), 3, 1, padding=1,
-                                   count_include_pad=False).transpose(1, 2)  # (B, S, D_enc)
-            logits = self.encoder.net.audioset_logits(patches)  # (B, S, 521)
-            tags.append(torch.sigmoid(logits).amax(dim=1))
+        if audioset is not None:
+            tags.append(audioset.amax(dim=1))
         return memory, tags
 
 
