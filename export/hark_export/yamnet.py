@@ -216,6 +216,16 @@ def _conv3x3(c_in: int, c_out: int, stride: int, groups: int = 1) -> nn.Conv2d:
                      bias=False)
 
 
+def _bands_first(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """`conv` over x laid out (B, C, bands, frames), its kernel (made for TF's (frames, bands))
+    transposed to match; strides and paddings are the same along both axes. The same numbers
+    as `conv` over (B, C, frames, bands), but the long axis is innermost, where runtimes
+    vectorise: on a 10 s window tract's depthwise convolutions took 8.0 ms instead of 17.3 and
+    a 4.5 ms transpose went away (`examples/profile_graph`)."""
+    return F.conv2d(x, conv.weight.transpose(2, 3), conv.bias, conv.stride, conv.padding,
+                    conv.dilation, conv.groups)
+
+
 def _same_pad(x: torch.Tensor, stride: int) -> torch.Tensor:
     """What TF "SAME" pads before a stride-2 3x3 convolution over even sizes: one row and
     column after."""
@@ -234,7 +244,7 @@ class SeparableBlock(nn.Module):
         self.pointwise_bn = nn.BatchNorm2d(c_out, eps=BN_EPS)
 
     def forward(self, x):
-        x = F.relu(self.depthwise_bn(self.depthwise(_same_pad(x, self.stride))))
+        x = F.relu(self.depthwise_bn(_bands_first(self.depthwise, _same_pad(x, self.stride))))
         return F.relu(self.pointwise_bn(self.pointwise(x)))
 
 
@@ -247,7 +257,7 @@ class Stem(nn.Module):
         self.bn = nn.BatchNorm2d(32, eps=BN_EPS)
 
     def forward(self, x):
-        return F.relu(self.bn(self.conv(_same_pad(x, 2))))
+        return F.relu(self.bn(_bands_first(self.conv, _same_pad(x, 2))))
 
 
 class YAMNet(nn.Module):
@@ -269,10 +279,11 @@ class YAMNet(nn.Module):
         self.classifier = nn.Linear(EMBEDDING_DIM, N_CLASSES)
 
     def forward(self, mel):
-        x = mel.transpose(1, 2).unsqueeze(1)  # (B, 1, T, F): TF's (batch, frames, bands, 1)
+        # (B, 1, F, T): TF's (batch, frames, bands, 1) with frames innermost (`_bands_first`).
+        x = mel.unsqueeze(1)
         for layer in self.layers:
             x = layer(x)
-        return x.mean(dim=3).transpose(1, 2)  # (B, T // 32, 1024)
+        return x.mean(dim=2).transpose(1, 2)  # (B, T // 32, 1024)
 
     def audioset_logits(self, embeddings):
         """AudioSet logits [..., 521] of embeddings [..., 1024]; sigmoid gives YAMNet's scores.
