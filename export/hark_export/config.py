@@ -91,6 +91,9 @@ class PretrainedConfig(AttentionConfig):
     lora_rank: int = 0  # 0 = fully frozen encoder
     lora_alpha: int = 16
     n_mels: int = 0  # 0 = the encoder's front end's (aisfx 96, yamnet 64)
+    # Feed the decoder the encoder's own AudioSet probabilities (YAMNet's 521-class head, per
+    # 0.96 s patch) beside its embeddings: labels learnt from 2 million clips.
+    audioset_features: bool = False
 
 
 MODEL_CONFIGS = {c.arch: c for c in (BaselineConfig, ImprovedConfig, AttentionConfig,
