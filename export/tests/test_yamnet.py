@@ -143,3 +143,24 @@ def test_yamnet_is_a_pretrained_encoder_with_its_front_end_and_lora_targets(weig
         assert model.encode(torch.zeros(2, 64, 96)).shape == (2, 3, model.config.d_model)
         # The silence tail: a window shorter than YAMNet's 32 frames still gives a frame.
         assert model.encode(torch.zeros(1, 64, 5)).shape == (1, 1, model.config.d_model)
+
+
+def test_audioset_features_feed_the_decoder_the_patch_probabilities_cached_or_not(weights):
+    cfg = {"encoder": "yamnet", "vocab_size": 40, "n_tags": 3}
+    plain = build_model(model_config("pretrained", cfg)).eval()
+    model = build_model(model_config("pretrained", {**cfg, "audioset_features": True})).eval()
+    # The adapter reads the 1024 embedding dimensions and the 521 AudioSet probabilities.
+    assert plain.adapt[0].in_features == 1024 and model.adapt[0].in_features == 1024 + 521
+    mel = torch.from_numpy(hark_dsp.Frontend(YAMNET_FRONTEND).logmel(signal(), RATE))[None]
+    with torch.no_grad():
+        features = model.encoder(mel)
+        memory, tags = model.encode_with_tags(mel)
+        probs = model.audioset(features)
+        assert torch.allclose(memory, model.adapt(torch.cat([features, probs], dim=2)))
+        # The AudioSet tag head is the most probable patch per class, as without the option.
+        assert torch.allclose(tags[1], probs.amax(dim=1))
+        # Training from the cached encoder outputs computes the same memory.
+        model.from_encoded = True
+        assert torch.allclose(model.encode(features.transpose(1, 2)), memory, atol=1e-6)
+    with pytest.raises(ValueError, match="audioset_features: encoder 'aisfx' has no AudioSet"):
+        build_model(model_config("pretrained", {"encoder": "aisfx", "audioset_features": True}))
