@@ -75,7 +75,7 @@ fn main() -> TractResult<()> {
     }
     println!("\nslowest nodes:");
     let mut nodes: Vec<_> = by_node.into_iter().collect();
-    nodes.sort_by(|a, b| b.1.cmp(&a.1));
+    nodes.sort_by_key(|n| std::cmp::Reverse(n.1));
     for (id, d) in nodes.into_iter().take(10) {
         let node = model.node(id);
         let ms = d.as_secs_f64() * 1e3 / runs as f64;

@@ -46,10 +46,10 @@ impl<P: Clone> Plans<P> {
     const OTHERS: usize = 2;
 
     fn get(&mut self, frames: usize) -> Option<P> {
-        if let Some((n, p)) = &self.full {
-            if *n == frames {
-                return Some(p.clone());
-            }
+        if let Some((n, p)) = &self.full
+            && *n == frames
+        {
+            return Some(p.clone());
         }
         let i = self.others.iter().position(|(n, _)| *n == frames)?;
         let entry = self.others.remove(i);
