@@ -1,0 +1,53 @@
+"""The bench's Python peer (bench/reference.py) does the work `hark caption` does: the same
+log-mel from librosa and numpy, and the same captions through onnxruntime, so the bench
+times equal work (scripts/bench.sh)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import hark_dsp
+import numpy as np
+import pytest
+
+from hark_export.evaluate import HARK
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "daemon" / "assets" / "model"
+DEMO = REPO / "daemon" / "assets" / "demo.wav"
+
+spec = importlib.util.spec_from_file_location("reference", REPO / "bench" / "reference.py")
+reference = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(reference)
+
+
+@pytest.mark.parametrize("frontend", ["shipped", "dsp default"])
+def test_the_peer_computes_hark_dsps_log_mel_with_librosa(frontend):
+    fe = (tomllib.loads((BUNDLE / "hark-model.toml").read_text())["frontend"]
+          if frontend == "shipped" else dict(hark_dsp.Frontend(None).config))
+    x, rate = reference.read_wav(DEMO)
+    ours = reference.logmel(x, fe)
+    theirs = hark_dsp.Frontend(fe).logmel(x, rate)
+    assert ours.shape == theirs.shape
+    assert np.abs(ours - theirs).max() < 1e-3
+
+
+def test_the_peer_captions_the_demo_like_hark_caption_greedy():
+    hark = Path(os.environ.get("HARK", HARK))
+    if not hark.exists():
+        pytest.skip("the hark binary is not built")
+    ours = subprocess.run([sys.executable, str(REPO / "bench" / "reference.py"), "--bundle",
+                           str(BUNDLE), str(DEMO)], capture_output=True, text=True, check=True)
+    theirs = subprocess.run([str(hark), "caption", "--bundle", str(BUNDLE), "--strategy",
+                             "greedy", "--json", str(DEMO)], capture_output=True, text=True,
+                            check=True)
+    a = [json.loads(line) for line in ours.stdout.splitlines()]
+    b = [json.loads(line) for line in theirs.stdout.splitlines()]
+    assert [(w["start"], w["end"], w["silent"]) for w in a] == \
+        [(w["start"], w["end"], w["silent"]) for w in b]
+    assert [w["tokens"] for w in a] == [w["tokens"] for w in b]
+    assert [w["text"] for w in a] == [w["text"] for w in b] and b[0]["text"]
