@@ -131,20 +131,15 @@ def spread(xs):
     return f"{min(xs):.2f}–{max(xs):.2f}"
 
 
-def piece_times(hark_rows: list[dict], python_rows: list[dict]) -> tuple:
-    """(encoder, decoder step, whole caption) as (hark ms, onnxruntime ms) medians over the
-    captioned full-length windows, from each side's own per-window timings."""
-    full = max(w["end"] - w["start"] for w in hark_rows)
-    h = [w for w in hark_rows if not w["silent"] and w["end"] - w["start"] >= full - 0.01]
-    r = [w for w in python_rows if not w["silent"] and w["end"] - w["start"] >= full - 0.01]
-    return (
-        (med([w["timings_ms"]["encoder"] for w in h]),
-         med([w["timings_ms"]["encoder"] for w in r])),
-        (med([w["timings_ms"]["decoding"] / (len(w["tokens"]) + 1) for w in h]),
-         med([w["timings_ms"]["decoding"] / w["timings_ms"]["steps"] for w in r])),
-        (med([w["timings_ms"]["encoder"] + w["timings_ms"]["decoding"] for w in h]),
-         med([w["timings_ms"]["encoder"] + w["timings_ms"]["decoding"] for w in r])),
-    )
+def piece_times(rows: list[dict]) -> tuple[float, float, float]:
+    """(encoder, decoder step, whole caption) ms: medians over the captioned full-length
+    windows of one side's own per-window timings."""
+    full = max(w["end"] - w["start"] for w in rows)
+    w = [w for w in rows if not w["silent"] and w["end"] - w["start"] >= full - 0.01]
+    steps = [r["timings_ms"].get("steps", len(r["tokens"]) + 1) for r in w]
+    return (med([r["timings_ms"]["encoder"] for r in w]),
+            med([r["timings_ms"]["decoding"] / n for r, n in zip(w, steps)]),
+            med([r["timings_ms"]["encoder"] + r["timings_ms"]["decoding"] for r in w]))
 
 
 # ---- the daemon on a paced source ----
@@ -223,9 +218,19 @@ def versions(hark: Path) -> str:
             f"{onnxruntime.__version__}, numpy {np.__version__}; hark built as {hark}")
 
 
+def ort_library() -> str:
+    """The pip package's libonnxruntime, for `hark --backend ort`."""
+    import onnxruntime
+    capi = Path(onnxruntime.__file__).parent / "capi"
+    return str(next(capi.glob("libonnxruntime.so*")))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hark", type=Path, required=True)
+    p.add_argument("--hark-ort", type=Path,
+                   help="a hark built with --features ort: adds the same Rust code on ONNX "
+                        "Runtime (the pip package's library) as a column")
     p.add_argument("--bundle", type=Path, action="append",
                    help="bundle to run (repeatable: the first one is timed end to end, every "
                         "one gets model-piece rows; default: the shipped daemon/assets/model)")
@@ -241,31 +246,36 @@ def main() -> None:
     long, short, paced = make_audio(args.work, args.minutes, args.daemon_seconds)
     audio_s = args.minutes * 60
     bundle, name = args.bundle[0], args.bundle[0].resolve().name
+    ort_env = {**ONE_THREAD, "ORT_DYLIB_PATH": ort_library()}
+    sides = {"hark": lambda b, f: Measured(hark_caption(args.hark, b, f)),
+             "python": lambda b, f: Measured(python_caption(b, f), ONE_THREAD)}
+    if args.hark_ort:
+        sides["hark-ort"] = lambda b, f: Measured(
+            hark_caption(args.hark_ort, b, f) + ["--backend", "ort"], ort_env)
 
     # Identical captions first: nothing is timed that does not do the same work.
     pieces, hw, captioned = {}, None, None
     for b in args.bundle:
-        h, r = Measured(hark_caption(args.hark, b, long)), \
-            Measured(python_caption(b, long), ONE_THREAD)
-        rows_h, rows_r = h.rows(), r.rows()
-        same = sum(a["text"] == c["text"] for a, c in zip(rows_h, rows_r))
+        rows = {k: run(b, long).rows() for k, run in sides.items()}
+        same = {k: sum(a["text"] == c["text"] for a, c in zip(rows["hark"], r))
+                for k, r in rows.items()}
+        total = len(rows["hark"])
         if b == bundle:
-            if same != len(rows_h):
-                diff = [(a["start"], a["text"], c["text"]) for a, c in zip(rows_h, rows_r)
-                        if a["text"] != c["text"]]
-                raise SystemExit(f"captions differ on {len(diff)} of {len(rows_h)} windows "
-                                 f"(first: {diff[:3]}); not timing different work")
-            hw, captioned = rows_h, [w for w in rows_h if not w["silent"]]
-        pieces[b.resolve().name] = piece_times(rows_h, rows_r) + (same, len(rows_h))
-        print(f"{b}: captions identical on {same} of {len(rows_h)} windows", file=sys.stderr)
+            if min(same.values()) != total:
+                raise SystemExit(f"captions differ ({same} of {total} windows identical); "
+                                 "not timing different work")
+            hw, captioned = rows["hark"], [w for w in rows["hark"] if not w["silent"]]
+        pieces[b.resolve().name] = ({k: piece_times(r) for k, r in rows.items()},
+                                    same["python"], total)
+        print(f"{b}: captions identical on {same} of {total} windows", file=sys.stderr)
 
     # End to end, interleaved.
-    runs = {"hark": [], "python": []}
+    runs = {k: [] for k in sides}
     for i in range(args.repeats):
-        runs["hark"].append(Measured(hark_caption(args.hark, bundle, long)))
-        runs["python"].append(Measured(python_caption(bundle, long), ONE_THREAD))
-        print(f"repeat {i + 1}: hark {runs['hark'][-1].wall:.2f} s, "
-              f"python {runs['python'][-1].wall:.2f} s", file=sys.stderr)
+        for k, run in sides.items():
+            runs[k].append(run(bundle, long))
+        print(f"repeat {i + 1}: " + ", ".join(f"{k} {v[-1].wall:.2f} s" for k, v in runs.items()),
+              file=sys.stderr)
     shorts = [Measured(hark_caption(args.hark, bundle, short)) for _ in range(3)]
     daemon = daemon_run(args.hark, bundle, paced, args.daemon_seconds) \
         if args.daemon_seconds > 0 else None
@@ -273,36 +283,48 @@ def main() -> None:
     e = {k: {"wall": [m.wall for m in v], "cpu": [m.cpu for m in v],
              "rss": [m.rss_mb for m in v], "first": [m.first_line for m in v]}
          for k, v in runs.items()}
+    ort = "hark-ort" in sides
     lines = [
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `scripts/bench.sh` on "
         f"{machine()}; {versions(args.hark)}. Bundle `{name}`; "
         f"{args.minutes:g} min of audio ({len(hw)} windows, {len(captioned)} captioned, "
-        f"captions identical on both sides); one thread each; {args.repeats} interleaved "
-        "repeats, median (min–max).",
+        "captions identical on every side); one thread each; "
+        f"{args.repeats} interleaved repeats, median (min–max).",
         "",
-        "| end to end | hark | Python peer | hark vs peer |",
-        "|---|---:|---:|---:|",
+        "| end to end | hark | Python peer | hark vs peer |"
+        + (" hark on ONNX Runtime (`ort`) |" if ort else ""),
+        "|---|---:|---:|---:|" + ("---:|" if ort else ""),
     ]
     for label, key, unit in (("wall time", "wall", "s"), ("CPU time", "cpu", "s"),
                              ("peak RSS", "rss", "MB"), ("first caption after", "first", "s")):
         a, b = e["hark"][key], e["python"][key]
-        lines.append(f"| {label} | {med(a):.2f} {unit} ({spread(a)}) | "
-                     f"{med(b):.2f} {unit} ({spread(b)}) | {med(b) / med(a):.2f}× |")
+        row = (f"| {label} | {med(a):.2f} {unit} ({spread(a)}) | "
+               f"{med(b):.2f} {unit} ({spread(b)}) | {med(b) / med(a):.2f}× |")
+        if ort:
+            c = e["hark-ort"][key]
+            row += f" {med(c):.2f} {unit} ({spread(c)}) |"
+        lines.append(row)
     lines.append(f"| real-time factor (wall / audio) | {med(e['hark']['wall']) / audio_s:.4f} | "
-                 f"{med(e['python']['wall']) / audio_s:.4f} | |")
+                 f"{med(e['python']['wall']) / audio_s:.4f} | |"
+                 + (f" {med(e['hark-ort']['wall']) / audio_s:.4f} |" if ort else ""))
     lines += ["", "| bundle | model piece (median over full windows) | hark (tract) | "
-              "onnxruntime | tract vs onnxruntime | identical captions |",
-              "|---|---|---:|---:|---:|---:|"]
-    for b, (enc, step, whole, same, total) in pieces.items():
-        for label, (a, c) in (("encoder, one window", enc), ("decoder step", step),
-                              ("whole caption (encoder + greedy decode)", whole)):
-            lines.append(f"| `{b}` | {label} | {a:.3f} ms | {c:.3f} ms | {a / c:.2f}× the time "
-                         f"| {same}/{total} |")
+              "Python onnxruntime | tract vs onnxruntime |"
+              + (" hark on ONNX Runtime (`ort`) |" if ort else "") + " identical captions |",
+              "|---|---|---:|---:|---:|" + ("---:|" if ort else "") + "---:|"]
+    for b, (times, same, total) in pieces.items():
+        for i, label in enumerate(("encoder, one window", "decoder step",
+                                   "whole caption (encoder + greedy decode)")):
+            a, c = times["hark"][i], times["python"][i]
+            row = f"| `{b}` | {label} | {a:.3f} ms | {c:.3f} ms | {a / c:.2f}× the time |"
+            if ort:
+                row += f" {times['hark-ort'][i]:.3f} ms |"
+            lines.append(row + f" {same}/{total} |")
     short_rss = med([m.rss_mb for m in shorts])
+    long_rss = med(e["hark"]["rss"])
     lines += ["", "| hark alone | |", "|---|---:|",
               f"| peak RSS, `hark caption` on 10 s | {short_rss:.1f} MB |",
               f"| peak RSS, `hark caption` on {args.minutes:g} min | "
-              f"{med(e['hark']['rss']):.1f} MB ({100 * (med(e['hark']['rss']) / short_rss - 1):+.0f} %) |",
+              f"{long_rss:.1f} MB ({100 * (long_rss / short_rss - 1):+.0f} %) |",
               f"| start-up: model load to first caption (10 s file, whole process) | "
               f"{med([m.first_line for m in shorts]):.3f} s |",
               f"| binary size | {args.hark.stat().st_size / 2**20:.1f} MB |"]

@@ -12,6 +12,10 @@ apt_install mosquitto
 "$REPO/scripts/setup-python.sh"
 venv="$HARK_CACHE/venv"
 "$venv/bin/pip" install -q -r "$REPO/bench/requirements.txt"
+# The same code on ONNX Runtime (--features ort) is a column of its own; built first, because
+# both builds write target/release/hark.
+(cd "$REPO" && cargo build --release -q -p hark --bin hark --features ort)
+cp "$CARGO_TARGET_DIR/release/hark" "$CARGO_TARGET_DIR/release/hark-ort"
 (cd "$REPO" && cargo build --release -q -p hark --bin hark)
 
 echo "== front end: hark dsp vs librosa and torchaudio"
@@ -19,4 +23,4 @@ echo "== front end: hark dsp vs librosa and torchaudio"
 echo
 echo "== hark vs the Python peer (bench/run.py)"
 "$venv/bin/python" "$REPO/bench/run.py" --hark "$CARGO_TARGET_DIR/release/hark" \
-  --out "$REPO/docs/PERFORMANCE.md" "$@"
+  --hark-ort "$CARGO_TARGET_DIR/release/hark-ort" --out "$REPO/docs/PERFORMANCE.md" "$@"

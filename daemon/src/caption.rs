@@ -340,6 +340,8 @@ pub enum Backend {
     Tract,
     /// The TorchScript twin through libtorch, on CUDA when available (`--features tch`).
     Torch,
+    /// The ONNX graphs through ONNX Runtime, for benchmarks (`--features ort`, ORT_DYLIB_PATH).
+    Ort,
 }
 
 /// A loaded model that captions windows of log-mel frames, whatever runs it.
@@ -364,6 +366,13 @@ pub fn load(dir: &Path, backend: Backend) -> Result<std::sync::Arc<dyn Captioner
         #[cfg(not(feature = "tch"))]
         Backend::Torch => anyhow::bail!(
             "the torch backend needs hark built with `--features tch` (docs/DEPLOY.md)"
+        ),
+        #[cfg(feature = "ort")]
+        Backend::Ort => std::sync::Arc::new(crate::ort::OrtModel::load(dir).with_context(context)?),
+        #[cfg(not(feature = "ort"))]
+        Backend::Ort => anyhow::bail!(
+            "the ort backend is for benchmarks: build hark with `--features ort` \
+             (docs/PERFORMANCE.md)"
         ),
     };
     log::info!("{}", model.bundle().describe());

@@ -112,8 +112,9 @@ pub struct ModelConfig {
     /// Bundle directory; absent = the shipped default.
     #[serde(default)]
     pub bundle: Option<PathBuf>,
-    /// Runtime: `tract` (ONNX on the CPU) or `torch` (the bundle's TorchScript twin through
-    /// libtorch, CUDA when available; needs a `--features tch` build).
+    /// Runtime: `tract` (ONNX on the CPU), `torch` (the bundle's TorchScript twin through
+    /// libtorch, CUDA when available; needs a `--features tch` build) or `ort` (ONNX Runtime,
+    /// for benchmarks; needs a `--features ort` build).
     #[serde(default)]
     pub backend: crate::caption::Backend,
 }

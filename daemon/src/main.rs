@@ -9,6 +9,8 @@ mod events;
 mod features;
 mod model;
 mod mqtt;
+#[cfg(feature = "ort")]
+mod ort;
 mod pipeline;
 mod queue;
 mod run;
@@ -57,7 +59,8 @@ enum Command {
         /// Model bundle directory (default: the bundle shipped with hark).
         #[arg(long)]
         bundle: Option<PathBuf>,
-        /// Runtime: tract (ONNX, CPU) or torch (TorchScript twin; needs `--features tch`).
+        /// Runtime: tract (ONNX, CPU), torch (TorchScript twin; needs `--features tch`) or ort
+        /// (ONNX Runtime, for benchmarks; needs `--features ort`).
         #[arg(long, value_enum, default_value_t)]
         backend: caption::Backend,
         /// Print one JSON object per window (text, tags, score, alternatives, timings).
@@ -119,7 +122,8 @@ struct RunArgs {
     /// Model bundle directory.
     #[arg(long)]
     bundle: Option<PathBuf>,
-    /// Runtime: tract (ONNX, CPU) or torch (TorchScript twin; needs `--features tch`).
+    /// Runtime: tract (ONNX, CPU), torch (TorchScript twin; needs `--features tch`) or ort
+    /// (ONNX Runtime, for benchmarks; needs `--features ort`).
     #[arg(long, value_enum)]
     backend: Option<caption::Backend>,
     /// Publish to this MQTT broker: HOST, HOST:PORT, an IPv6 address or [IPv6]:PORT (default: the config's, else stdout).

@@ -332,6 +332,8 @@ fn check_config_accepts_good_files_and_names_the_bad_key() {
     // The test build of hark has no torch backend (tch_parity.rs tests the one that has).
     let e = check("[model]\nbackend = \"torch\"\n", &[]);
     assert!(e.contains("--features tch"), "{e}");
+    let e = check("[model]\nbackend = \"ort\"\n", &[]);
+    assert!(e.contains("--features ort"), "{e}");
     let damaged = dir.path().join("damaged");
     std::fs::create_dir(&damaged).unwrap();
     for f in std::fs::read_dir(synth_bundle()).unwrap() {
