@@ -7,9 +7,10 @@ cd "$REPO"
 
 # mosquitto + openssl: the MQTT end-to-end tests run a real broker, with TLS certificates made
 # by openssl; libasound2-data: the ALSA config the cpal capture test builds on; systemd: its
-# systemd-analyze checks the service unit.
+# systemd-analyze checks the service unit; espeak-ng speaks for the speech-gate tests and
+# strace shows that a run writes no file.
 apt_install build-essential pkg-config libasound2-dev libasound2-data espeak-ng sox curl \
-  default-jre-headless mosquitto openssl systemd
+  default-jre-headless mosquitto openssl systemd strace
 ensure_rust
 "$REPO/scripts/setup-python.sh"
 venv="$HARK_CACHE/venv"

@@ -189,7 +189,7 @@ impl TagConfig {
 }
 
 /// An alternative caption.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alternative {
     /// Caption text.
     pub text: String,

@@ -148,6 +148,14 @@ impl Default for EventsConfig {
     }
 }
 
+/// `[privacy]`: what leaves the device (docs/PRIVACY.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Windows in which people speak: `caption`, `redact` ("people are talking") or `drop`.
+    pub speech: crate::privacy::SpeechPolicy,
+}
+
 /// What to do with a finished window when the inference thread is still busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -310,6 +318,9 @@ pub struct Config {
     /// Published tags: thresholds per tag head, Home Assistant binary sensors.
     #[serde(default)]
     pub tags: crate::caption::TagConfig,
+    /// What leaves the device when people speak.
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
     /// Queues.
     #[serde(default)]
     pub pipeline: PipelineConfig,

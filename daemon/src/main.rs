@@ -12,6 +12,7 @@ mod mqtt;
 #[cfg(feature = "ort")]
 mod ort;
 mod pipeline;
+mod privacy;
 mod queue;
 mod run;
 mod source;

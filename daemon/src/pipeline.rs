@@ -23,6 +23,7 @@ use crate::caption::{Captioner, TagConfig};
 use crate::commands::Control;
 use crate::config::Overflow;
 use crate::events::{self, Caption, Dedup};
+use crate::privacy::{Gate, SpeechPolicy};
 use crate::queue::{Pushed, Queue};
 use crate::source::{RingWriter, Source};
 use crate::stats::Counters;
@@ -49,6 +50,8 @@ pub struct Setup {
     pub dedup_hold_seconds: f32,
     /// Which tags are published.
     pub tags: TagConfig,
+    /// What speech windows publish.
+    pub speech: SpeechPolicy,
     /// Device id for the payloads.
     pub device: String,
     /// Pause state and decoding parameters.
@@ -122,6 +125,7 @@ impl Pipeline {
             silence_dbfs: setup.silence_dbfs,
             dedup: Dedup::new(f64::from(setup.dedup_hold_seconds)),
             tags: setup.tags,
+            speech: setup.speech,
             device: setup.device,
             seq: 0,
         };
@@ -263,6 +267,7 @@ struct Inference {
     silence_dbfs: f32,
     dedup: Dedup,
     tags: TagConfig,
+    speech: SpeechPolicy,
     device: String,
     seq: u64,
 }
@@ -317,7 +322,29 @@ impl Inference {
         c.inference_us.fetch_add(spent.as_micros() as u64, Relaxed);
         c.audio_us
             .fetch_add((w.frames as f64 / f64::from(fps) * 1e6) as u64, Relaxed);
-        if !self.dedup.admit(&out.text, job.end_s) {
+        let bundle = self.model.bundle();
+        let tags = self.tags.select(bundle, &out.tag_probabilities);
+        let speech = self.tags.speech(bundle, &tags);
+        let (text, alternatives, tags) =
+            match self.speech.gate(speech, out.text, out.alternatives, tags) {
+                Gate::Drop => {
+                    c.speech_dropped.fetch_add(1, Relaxed);
+                    log::debug!("window {}: speech, not published (privacy.speech)", w.index);
+                    return None;
+                }
+                Gate::Publish {
+                    text,
+                    alternatives,
+                    tags,
+                    redacted,
+                } => {
+                    if redacted {
+                        c.speech_redacted.fetch_add(1, Relaxed);
+                    }
+                    (text, alternatives, tags)
+                }
+            };
+        if !self.dedup.admit(&text, job.end_s) {
             c.deduplicated.fetch_add(1, Relaxed);
             log::debug!(
                 "window {}: repeat of the last caption, not published",
@@ -326,21 +353,19 @@ impl Inference {
             return None;
         }
         self.seq += 1;
-        let bundle = self.model.bundle();
-        let tags = self.tags.select(bundle, &out.tag_probabilities);
         Some(Caption {
             v: events::VERSION,
             seq: self.seq,
             device: self.device.clone(),
-            speech: self.tags.speech(bundle, &tags),
-            text: out.text,
+            speech,
+            text,
             start: events::rfc3339(job.start),
             end: events::rfc3339(job.end),
             score: out.score,
-            alternatives: out.alternatives,
+            alternatives,
             tags,
             level_dbfs: w.level_dbfs,
-            model: self.model.bundle().manifest.name.clone(),
+            model: bundle.manifest.name.clone(),
             latency_ms: job.ready.elapsed().as_secs_f64() * 1e3,
         })
     }

@@ -87,6 +87,15 @@ async fn serve(cfg: Config) -> Result<()> {
         window.1 as f32 / fps
     );
 
+    if cfg.privacy.speech != crate::privacy::SpeechPolicy::Caption
+        && cfg.tags.speech(model.bundle(), &[]).is_none()
+    {
+        log::warn!(
+            "privacy.speech = {:?}, but model {model_name} has no speech tag: it cannot tell \
+             speech windows apart, so they are captioned like any other",
+            cfg.privacy.speech
+        );
+    }
     let counters = Arc::new(Counters::default());
     let (command_tx, mut commands) = mpsc::channel::<Received>(16);
     let mqtt = match &cfg.mqtt {
@@ -116,6 +125,7 @@ async fn serve(cfg: Config) -> Result<()> {
             queue: (cfg.pipeline.queue, cfg.overflow()),
             silence_dbfs: cfg.events.silence_dbfs,
             tags: cfg.tags.clone(),
+            speech: cfg.privacy.speech,
             dedup_hold_seconds: cfg.events.dedup_hold_seconds,
             device: device.clone(),
             control: control.clone(),
@@ -199,12 +209,14 @@ async fn serve(cfg: Config) -> Result<()> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let stats = snapshot();
     log::info!(
-        "{} window(s), {} caption(s), {} skipped, {} silent, {} repeated, {} failed, {} ring overrun sample(s)",
+        "{} window(s), {} caption(s), {} skipped, {} silent, {} repeated, {} speech redacted, {} speech dropped, {} failed, {} ring overrun sample(s)",
         stats.windows,
         stats.captions,
         stats.skipped_windows,
         stats.silent_windows,
         stats.deduplicated,
+        stats.speech_redacted,
+        stats.speech_dropped,
         stats.failed_windows,
         stats.ring_overruns
     );

@@ -27,6 +27,10 @@ pub struct Counters {
     pub failed_windows: AtomicU64,
     /// Captions suppressed as repeats within the hold time.
     pub deduplicated: AtomicU64,
+    /// Speech windows published as "people are talking" (`privacy.speech = "redact"`).
+    pub speech_redacted: AtomicU64,
+    /// Speech windows not published (`privacy.speech = "drop"`).
+    pub speech_dropped: AtomicU64,
     /// Captions handed to the sink.
     pub captions: AtomicU64,
     /// Windows waiting for inference right now.
@@ -57,6 +61,8 @@ impl Default for Counters {
             paused_windows: AtomicU64::new(0),
             failed_windows: AtomicU64::new(0),
             deduplicated: AtomicU64::new(0),
+            speech_redacted: AtomicU64::new(0),
+            speech_dropped: AtomicU64::new(0),
             captions: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             audio_us: AtomicU64::new(0),
@@ -95,6 +101,10 @@ pub struct Stats {
     /// See [`Counters`].
     pub deduplicated: u64,
     /// See [`Counters`].
+    pub speech_redacted: u64,
+    /// See [`Counters`].
+    pub speech_dropped: u64,
+    /// See [`Counters`].
     pub ring_overruns: u64,
     /// Inference time / audio duration of the captioned windows (< 1 keeps up).
     pub rtf: f64,
@@ -128,6 +138,8 @@ impl Counters {
             paused_windows: self.paused_windows.load(Relaxed),
             failed_windows: self.failed_windows.load(Relaxed),
             deduplicated: self.deduplicated.load(Relaxed),
+            speech_redacted: self.speech_redacted.load(Relaxed),
+            speech_dropped: self.speech_dropped.load(Relaxed),
             ring_overruns: self.ring_overruns.load(Relaxed),
             rtf: if audio_us == 0 {
                 0.0

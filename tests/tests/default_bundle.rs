@@ -138,3 +138,132 @@ fn a_threshold_for_a_tag_head_the_model_lacks_is_refused_naming_it() {
         "{err}"
     );
 }
+
+/// Ten seconds of espeak-ng reading household sentences (scripts/test.sh installs espeak-ng).
+fn speech_wav(dir: &std::path::Path) -> String {
+    let path = dir.join("speech.wav");
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-w", path.to_str().unwrap()])
+        .arg(
+            "Good morning. The kettle is on and breakfast is almost ready. Could you please \
+             bring the newspaper from the front door? We are leaving for the station at eight.",
+        )
+        .status()
+        .expect("espeak-ng is needed for this test (scripts/test.sh installs it)");
+    assert!(status.success());
+    path.display().to_string()
+}
+
+#[test]
+fn speech_is_redacted_by_default_dropped_or_captioned_as_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let speech = speech_wav(dir.path());
+    let run = |policy: Option<&str>| {
+        let mut cmd = std::process::Command::new(hark_e2e::hark_bin());
+        cmd.args(["run", "--file", &speech]);
+        if let Some(p) = policy {
+            cmd.env("HARK__PRIVACY__SPEECH", p);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            json_lines(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // Default: the fixed phrase, no alternatives, no tag that names speech.
+    let (captions, log) = run(None);
+    assert!(!captions.is_empty(), "{log}");
+    for c in &captions {
+        assert_schema("caption", c);
+        assert_eq!(c["speech"], true, "{c}");
+        assert_eq!(c["text"], "people are talking", "{c}");
+        assert!(c["alternatives"].as_array().unwrap().is_empty(), "{c}");
+        for t in c["tags"].as_array().unwrap() {
+            let l = t["label"].as_str().unwrap().to_lowercase();
+            assert!(!l.contains("speech") && !l.contains("speaking"), "{c}");
+        }
+    }
+    assert!(
+        log.contains(&format!("{} speech redacted", captions.len())),
+        "{log}"
+    );
+
+    // drop: nothing published, every speech window counted.
+    let (dropped, log) = run(Some("drop"));
+    assert!(dropped.is_empty(), "{dropped:?}");
+    assert!(
+        log.contains(&format!("{} speech dropped", captions.len())),
+        "{log}"
+    );
+
+    // caption: the model's own words, as before the gate existed.
+    let (plain, _) = run(Some("caption"));
+    assert_eq!(plain.len(), captions.len());
+    assert!(
+        plain
+            .iter()
+            .all(|c| c["text"] != "people are talking" && c["speech"] == true)
+    );
+}
+
+#[test]
+fn a_run_writes_no_file_audio_stays_in_memory() {
+    // Every file-creating or file-writing system call of a whole run, threads included
+    // (scripts/test.sh installs strace).
+    let dir = tempfile::tempdir().unwrap();
+    let speech = speech_wav(dir.path());
+    let trace = dir.path().join("trace.txt");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-o", trace.to_str().unwrap()])
+        .args([
+            "-e",
+            "trace=open,openat,openat2,creat,rename,renameat,renameat2,link,linkat,symlink,\
+             symlinkat,mknod,mknodat,truncate,ftruncate",
+        ])
+        .arg(hark_e2e::hark_bin())
+        .args(["run", "--file", &speech])
+        .env("HARK__PRIVACY__SPEECH", "caption")
+        .output()
+        .expect("strace is needed for this test (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        json_lines(&out.stdout).len(),
+        1,
+        "the run captioned the clip"
+    );
+    let calls = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        calls.contains("openat("),
+        "strace saw the run open its files"
+    );
+    let writes: Vec<&str> = calls
+        .lines()
+        .filter(|l| {
+            [
+                "O_WRONLY",
+                "O_RDWR",
+                "O_CREAT",
+                "creat(",
+                "rename",
+                "link(",
+                "linkat(",
+                "symlink",
+                "mknod",
+                "truncate(",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        })
+        .collect();
+    assert!(writes.is_empty(), "files written: {writes:#?}");
+}
