@@ -72,6 +72,43 @@ def tag_probabilities(bundle: Path, audio: list[Path]) -> tuple[list[str], np.nd
     return labels, np.array(probs)
 
 
+def speech_detection(windows: list[dict], truth: list[str], bundle: Path) -> dict | None:
+    """The daemon's speech verdict (`privacy.speech`) against the truth: speech detected when
+    the first tag head with a `speech` label puts it among a window's tags (at the bundle's
+    thresholds), as `TagConfig::speech` decides; None when no head has the label."""
+    import tomllib
+
+    from hark_export.export import MANIFEST
+    manifest = tomllib.loads((bundle / MANIFEST).read_text())
+    head = next((h["name"] for h in manifest.get("tags", [])
+                 if "speech" in (bundle / h["labels"]).read_text().lower().split("\n")), None)
+    if head is None:
+        return None
+    said = [any(t["source"] == head and t["label"].lower() == "speech" for t in w["tags"])
+            for w in windows]
+    is_speech = [t == "speech" for t in truth]
+    tp = sum(s and p for s, p in zip(said, is_speech))
+    false_pos: dict[str, int] = {}
+    for s, t in zip(said, truth):
+        if s and t != "speech":
+            false_pos[t] = false_pos.get(t, 0) + 1
+    return {"speech_clips": sum(is_speech), "other_clips": len(truth) - sum(is_speech),
+            "detected": sum(said), "true_positives": tp,
+            "precision": tp / sum(said) if sum(said) else float("nan"),
+            "recall": tp / sum(is_speech) if sum(is_speech) else float("nan"),
+            "false_positives": dict(sorted(false_pos.items(), key=lambda kv: -kv[1]))}
+
+
+def speech_lines(s: dict) -> list[str]:
+    """The speech-detection paragraph of SOUNDS.md and the model card."""
+    fp = ", ".join(f"{k} {v}" for k, v in s["false_positives"].items()) or "none"
+    return [f"Speech detection (the `privacy.speech` gate: the `speech` tag at the bundle's "
+            f"threshold): precision **{100 * s['precision']:.1f} %**, recall "
+            f"**{100 * s['recall']:.1f} %** on {s['speech_clips']} speech clips (espeak-ng "
+            f"voices and voices recorded in the Debian packages) against {s['other_clips']} other "
+            f"sounds; other sounds taken for speech: {fp}."]
+
+
 def confusion_plot(truth: list[str], named: list[str], categories: list[str], path: Path,
                    title: str) -> None:
     """Row-normalised confusion of the true category against the one the caption names first
@@ -126,6 +163,7 @@ def evaluate(bundle: Path, rows: list[dict], corpus: Path, hark: Path, out: Path
                       "hit": hits[i], "named": named[i],
                       "tags": [[labels[j], round(float(probs[i, j]), 3)] for j in top]})
     return {"bundle": str(bundle), "clips": len(rows),
+            "speech": speech_detection(windows, truth, bundle),
             "hit_rate": float(np.mean(hits)),
             "category_mean_hit_rate": float(np.mean([v["hit_rate"] for v in per_cat.values()])),
             "tag_map": float(np.mean(aps)) if aps else None,
@@ -145,7 +183,10 @@ def report(results: list[dict], split: str, out: Path) -> None:
                      f"{100 * r['category_mean_hit_rate']:.1f} % | {tag_map} |")
     for r in results:
         name = Path(r["bundle"]).name
-        lines += ["", f"## {name}", "", f"![confusion](confusion-{name}.png)", "",
+        lines += ["", f"## {name}", ""]
+        if r.get("speech"):
+            lines += speech_lines(r["speech"]) + [""]
+        lines += [f"![confusion](confusion-{name}.png)", "",
                   "| category | clips | recordings | keyword hit | tag AP |",
                   "|---|---:|---:|---:|---:|"]
         for cat, v in r["categories"].items():
@@ -180,8 +221,10 @@ def update_card(bundle: Path, r: dict, split: str) -> None:
              "`hark caption` with the bundle's default decoding: the caption names the clip's "
              f"category (a synonym from sounds.toml) for **{100 * r['hit_rate']:.1f} %** of "
              f"clips ({100 * r['category_mean_hit_rate']:.1f} % averaged over categories); "
-             f"the tag head's mean average precision over categories is {tag_map}.", "",
-             "| category | clips | recordings | keyword hit | tag AP |", "|---|---:|---:|---:|---:|"]
+             f"the tag head's mean average precision over categories is {tag_map}.", ""]
+    if r.get("speech"):
+        lines += speech_lines(r["speech"]) + [""]
+    lines += ["| category | clips | recordings | keyword hit | tag AP |", "|---|---:|---:|---:|---:|"]
     for cat, v in r["categories"].items():
         ap = "—" if np.isnan(v["tag_ap"]) else f"{v['tag_ap']:.2f}"
         lines.append(f"| {cat} | {v['clips']} | {v['recordings']} | "

@@ -39,3 +39,28 @@ def test_the_results_go_into_the_model_card_once_and_the_manifest_is_rehashed(tm
     assert "## Limits" in card
     files = tomllib.loads((tmp_path / MANIFEST).read_text())["files"]
     assert files["MODEL_CARD.md"] == sha256(tmp_path / "MODEL_CARD.md")
+
+
+def test_speech_detection_is_the_daemons_verdict_against_the_truth(tmp_path):
+    from hark_export.export import MANIFEST
+    from hark_export.hearing import speech_detection, speech_lines
+    (tmp_path / "labels.txt").write_text("dog\nspeech\nrain\n")
+    (tmp_path / "audioset.txt").write_text("Dog\nSpeech\n")
+    (tmp_path / MANIFEST).write_text(
+        '[[tags]]\nname = "hark"\nlabels = "labels.txt"\n'
+        '[[tags]]\nname = "audioset"\nlabels = "audioset.txt"\n')
+
+    def window(*tags):
+        return {"tags": [{"label": label, "source": source} for label, source in tags]}
+    windows = [window(("speech", "hark")), window(("speech", "hark"), ("dog", "hark")),
+               window(("Speech", "audioset")), window(("speech", "hark")), window()]
+    truth = ["speech", "speech", "speech", "crowd", "dog"]
+    s = speech_detection(windows, truth, tmp_path)
+    # AudioSet's Speech alone does not count: the hark head, first with the label, decides.
+    assert (s["true_positives"], s["detected"], s["speech_clips"]) == (2, 3, 3)
+    assert s["precision"] == 2 / 3 and s["recall"] == 2 / 3
+    assert s["false_positives"] == {"crowd": 1}
+    assert "precision **66.7 %**" in speech_lines(s)[0] and "crowd 1" in speech_lines(s)[0]
+    (tmp_path / "labels.txt").write_text("dog\nrain\n")
+    (tmp_path / "audioset.txt").write_text("Dog\n")
+    assert speech_detection(windows, truth, tmp_path) is None
