@@ -84,8 +84,13 @@ def speech_detection(windows: list[dict], truth: list[str], bundle: Path) -> dic
                  if "speech" in (bundle / h["labels"]).read_text().lower().split("\n")), None)
     if head is None:
         return None
-    said = [any(t["source"] == head and t["label"].lower() == "speech" for t in w["tags"])
-            for w in windows]
+    return speech_scores([any(t["source"] == head and t["label"].lower() == "speech"
+                              for t in w["tags"]) for w in windows], truth)
+
+
+def speech_scores(said: list[bool], truth: list[str]) -> dict:
+    """Precision and recall of speech verdicts against the clips' categories, and which
+    other categories were taken for speech."""
     is_speech = [t == "speech" for t in truth]
     tp = sum(s and p for s, p in zip(said, is_speech))
     false_pos: dict[str, int] = {}
