@@ -137,8 +137,12 @@ def caption_file(bundle: Bundle, path: Path, silence_dbfs: float):
         raise SystemExit(f"{path}: {rate} Hz; the reference reads {fe['sample_rate']} Hz only")
     mel = logmel(x, fe)
     fps = fe["sample_rate"] / fe["hop_length"]
-    window = round(bundle.m["window"]["seconds"] * fps)
-    hop = round(bundle.m["window"]["hop_seconds"] * fps)
+
+    def frames(seconds: float) -> int:
+        # As hark computes it (bundle.rs): in float32, halves rounded away from zero.
+        x = np.float32(seconds) * (np.float32(fe["sample_rate"]) / np.float32(fe["hop_length"]))
+        return max(1, int(np.floor(x + np.float32(0.5))))
+    window, hop = frames(bundle.m["window"]["seconds"]), frames(bundle.m["window"]["hop_seconds"])
     frames = mel.shape[1]
     start = 0
     while True:

@@ -84,28 +84,33 @@ def make_audio(out: Path, minutes: float, paced: float, seed: int = 0) -> tuple[
 # ---- processes ----
 
 class Measured:
-    """Wall and CPU seconds, peak RSS (MB) and stdout lines (with arrival times) of a process."""
+    """Wall and CPU seconds, peak RSS (MB) and stdout lines (with arrival times) of a process.
+
+    CPU time and peak RSS come from GNU time, which forks the process from its own small
+    image: a child forked straight from this Python process inherits its peak RSS."""
 
     def __init__(self, argv: list[str], env: dict | None = None):
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env={**os.environ, **(env or {})}, text=True)
-        self.lines, self.first_line = [], None
-        err = []
-        drain = threading.Thread(target=lambda: err.append(proc.stderr.read()))
-        drain.start()
-        for line in proc.stdout:
-            if self.first_line is None:
-                self.first_line = time.perf_counter() - t0
-            self.lines.append(line)
-        _, status, usage = os.wait4(proc.pid, 0)
-        self.wall = time.perf_counter() - t0
-        drain.join()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {err[0][-2000:]}")
-        self.cpu = usage.ru_utime + usage.ru_stime
-        self.rss_mb = usage.ru_maxrss / 1024
+        with tempfile.NamedTemporaryFile("r", suffix=".time") as usage:
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(["/usr/bin/time", "-f", "%U %S %M", "-o", usage.name, *argv],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env={**os.environ, **(env or {})}, text=True)
+            self.lines, self.first_line = [], None
+            err = []
+            drain = threading.Thread(target=lambda: err.append(proc.stderr.read()))
+            drain.start()
+            for line in proc.stdout:
+                if self.first_line is None:
+                    self.first_line = time.perf_counter() - t0
+                self.lines.append(line)
+            proc.wait()
+            self.wall = time.perf_counter() - t0
+            drain.join()
+            if proc.returncode != 0:
+                raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {err[0][-2000:]}")
+            user, system, max_kb = usage.read().split()[-3:]
+        self.cpu = float(user) + float(system)
+        self.rss_mb = int(max_kb) / 1024
 
     def rows(self) -> list[dict]:
         return [json.loads(line) for line in self.lines]

@@ -8,7 +8,7 @@
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 ensure_rust
-apt_install mosquitto
+apt_install mosquitto time
 "$REPO/scripts/setup-python.sh"
 venv="$HARK_CACHE/venv"
 "$venv/bin/pip" install -q -r "$REPO/bench/requirements.txt"
