@@ -520,6 +520,54 @@ impl Bundle {
         }
     }
 
+    /// A phrase as token ids, normalised as the trainer normalises captions (lower case,
+    /// punctuation dropped); a word the model never learnt is an error naming it.
+    pub fn phrase_tokens(&self, phrase: &str) -> Result<Vec<u32>, String> {
+        let lower = phrase.to_lowercase();
+        let cleaned: String = lower
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '\'' {
+                    c
+                } else {
+                    ' '
+                }
+            })
+            .collect();
+        let words: Vec<&str> = cleaned
+            .split_whitespace()
+            .map(|w| w.trim_matches('\''))
+            .filter(|w| !w.is_empty())
+            .collect();
+        if words.is_empty() {
+            return Err(format!("phrase {phrase:?} has no words"));
+        }
+        let max = self.manifest.tokens.max_len.saturating_sub(1).max(1);
+        if words.len() > max {
+            return Err(format!(
+                "phrase {phrase:?} has {} words; the model's captions have at most {max}",
+                words.len()
+            ));
+        }
+        words
+            .iter()
+            .map(|w| {
+                self.vocab
+                    .iter()
+                    .position(|v| v == w)
+                    .map(|i| i as u32)
+                    .ok_or_else(|| {
+                        format!(
+                            "phrase {phrase:?}: the model does not know the word {w:?} \
+                             (its {} words are in {})",
+                            self.vocab.len(),
+                            self.manifest.tokens.vocab
+                        )
+                    })
+            })
+            .collect()
+    }
+
     /// Joins token ids into a caption (special tokens dropped).
     pub fn text(&self, tokens: &[u32]) -> String {
         let t = &self.manifest.tokens;

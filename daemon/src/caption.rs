@@ -74,8 +74,21 @@ pub struct WindowCaption {
     pub tokens: Vec<u32>,
     /// Other captions, best first.
     pub alternatives: Vec<Alternative>,
+    /// Each `--trigger` phrase's score under the window (absent without phrases).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phrases: Vec<PhraseScore>,
     /// Milliseconds spent per stage.
     pub timings_ms: Timings,
+}
+
+/// A phrase scored under a window: its length-normalised log-probability as the start of
+/// the window's caption (0 is certain; the lower, the less the window sounds like it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhraseScore {
+    /// The phrase as given.
+    pub phrase: String,
+    /// Its score.
+    pub score: f32,
 }
 
 /// A clip-level tag with its probability.
@@ -214,15 +227,24 @@ pub fn describe(w: &WindowCaption) -> String {
     let Some(text) = &w.text else {
         return format!("{head} (silence, {:.1} dBFS)", w.level_dbfs);
     };
-    if w.tags.is_empty() {
-        return format!("{head} {text}");
+    let mut line = format!("{head} {text}");
+    if !w.tags.is_empty() {
+        let tags: Vec<String> = w
+            .tags
+            .iter()
+            .map(|t| format!("{} {:.2}", t.label, t.score))
+            .collect();
+        line += &format!("  [{}]", tags.join(", "));
     }
-    let tags: Vec<String> = w
-        .tags
-        .iter()
-        .map(|t| format!("{} {:.2}", t.label, t.score))
-        .collect();
-    format!("{head} {text}  [{}]", tags.join(", "))
+    if !w.phrases.is_empty() {
+        let phrases: Vec<String> = w
+            .phrases
+            .iter()
+            .map(|p| format!("\"{}\" {:.2}", p.phrase, p.score))
+            .collect();
+        line += &format!("  {{{}}}", phrases.join(", "));
+    }
+    line
 }
 
 fn ms(since: Instant) -> f64 {
@@ -240,6 +262,7 @@ pub fn caption_file(
     params: &DecodeParams,
     tags: &TagConfig,
     silence_dbfs: f32,
+    phrases: &[(String, Vec<u32>)],
     mut emit: impl FnMut(WindowCaption) -> Result<()>,
 ) -> Result<()> {
     let bundle = model.bundle();
@@ -248,6 +271,7 @@ pub fn caption_file(
     let mut windower = Windower::new(&m.frontend, stream.sample_rate(), m.window_frames())
         .with_context(|| format!("{}: cannot compute features", file.display()))?;
     let fps = m.frames_per_second();
+    let tokens: Vec<Vec<u32>> = phrases.iter().map(|(_, t)| t.clone()).collect();
     let mut ready = Vec::new();
     let mut failed = None;
     // Front-end time since the last window: that window's share.
@@ -269,11 +293,12 @@ pub fn caption_file(
             score: None,
             tokens: Vec::new(),
             alternatives: Vec::new(),
+            phrases: Vec::new(),
             timings_ms: Timings::default(),
         };
         if window.level_dbfs >= silence_dbfs {
             let c = model
-                .caption_mel(&window.mel, params)
+                .caption_mel(&window.mel, params, &tokens)
                 .with_context(|| format!("{}: window {start:.1}-{end:.1} s", file.display()))?;
             out.silent = false;
             out.tags = tags.select(bundle, &c.tag_probabilities);
@@ -281,6 +306,14 @@ pub fn caption_file(
             out.score = Some(c.score);
             out.tokens = c.tokens;
             out.alternatives = c.alternatives;
+            out.phrases = phrases
+                .iter()
+                .zip(&c.phrase_scores)
+                .map(|((phrase, _), &score)| PhraseScore {
+                    phrase: phrase.clone(),
+                    score: (score * 1000.0).round() / 1000.0,
+                })
+                .collect();
             out.timings_ms = Timings {
                 mel: mel_ms,
                 encoder: c.encoder_ms,
@@ -325,6 +358,8 @@ pub struct Captioned {
     pub alternatives: Vec<Alternative>,
     /// Each tag head's probabilities, in `manifest.tags` order (empty without heads).
     pub tag_probabilities: Vec<Vec<f32>>,
+    /// Each scored phrase's length-normalised log-probability (`decode::score_phrases`).
+    pub phrase_scores: Vec<f32>,
     /// Encoder time, ms.
     pub encoder_ms: f64,
     /// Decoding time, ms.
@@ -349,9 +384,15 @@ pub trait Captioner: Send + Sync {
     /// The bundle it was loaded from.
     fn bundle(&self) -> &Bundle;
 
-    /// Encodes and decodes one window (`frames × n_mels`, frame-major): the step shared by
-    /// `hark caption` and the daemon's inference thread.
-    fn caption_mel(&self, mel: &[f32], params: &DecodeParams) -> Result<Captioned>;
+    /// Encodes and decodes one window (`frames × n_mels`, frame-major), and scores
+    /// `phrases` (token ids) under it: the step shared by `hark caption` and the daemon's
+    /// inference thread.
+    fn caption_mel(
+        &self,
+        mel: &[f32],
+        params: &DecodeParams,
+        phrases: &[Vec<u32>],
+    ) -> Result<Captioned>;
 }
 
 /// Loads the bundle in `dir` for `backend`.
@@ -384,7 +425,12 @@ impl Captioner for Model {
         &self.bundle
     }
 
-    fn caption_mel(&self, mel: &[f32], params: &DecodeParams) -> Result<Captioned> {
+    fn caption_mel(
+        &self,
+        mel: &[f32],
+        params: &DecodeParams,
+        phrases: &[Vec<u32>],
+    ) -> Result<Captioned> {
         let t0 = Instant::now();
         let encoded = self
             .encode(mel)
@@ -397,21 +443,25 @@ impl Captioner for Model {
             params,
             encoder_ms,
             tags,
+            phrases,
         )
     }
 }
 
-/// Decodes an encoded window with any runtime's stepper.
+/// Decodes an encoded window with any runtime's stepper, then scores `phrases` under it.
 pub fn decode_window<S: Stepper>(
     bundle: &Bundle,
     stepper: &mut S,
     params: &DecodeParams,
     encoder_ms: f64,
     tag_probabilities: Vec<Vec<f32>>,
+    phrases: &[Vec<u32>],
 ) -> Result<Captioned> {
     let t0 = Instant::now();
     let hyps = decode::decode(stepper, bundle.special(), params).context("decoding failed")?;
     let decoding_ms = ms(t0);
+    let phrase_scores = decode::score_phrases(stepper, bundle.special(), phrases)
+        .context("phrase scoring failed")?;
     let (best, rest) = hyps.split_first().context("decoder produced no caption")?;
     Ok(Captioned {
         text: bundle.text(&best.tokens),
@@ -425,6 +475,7 @@ pub fn decode_window<S: Stepper>(
             })
             .collect(),
         tag_probabilities,
+        phrase_scores,
         encoder_ms,
         decoding_ms,
     })

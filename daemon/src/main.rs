@@ -74,6 +74,10 @@ enum Command {
         /// head's threshold in the bundle).
         #[arg(long)]
         tag_threshold: Option<f32>,
+        /// Score this phrase under every window ("glass breaking"): its length-normalised
+        /// log-probability as the start of the window's caption. Repeatable.
+        #[arg(long = "trigger", value_name = "PHRASE")]
+        triggers: Vec<String>,
         #[command(flatten)]
         decoding: DecodeArgs,
     },
@@ -355,6 +359,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             silence_dbfs,
             tag_threshold,
+            triggers,
             decoding,
         } => {
             let dir = caption::resolve_bundle(bundle.as_deref())?;
@@ -378,12 +383,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     anyhow::anyhow!("--tag-threshold: {}", e.replace("tags.thresholds.", ""))
                 })?;
             }
+            let phrases = triggers
+                .iter()
+                .map(|p| {
+                    let tokens = model.bundle().phrase_tokens(p);
+                    tokens.map(|t| (p.clone(), t))
+                })
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(|e| anyhow::anyhow!("--trigger: {e}"))?;
             // A progress line on a terminal for files longer than a few windows.
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             for file in &files {
                 let seconds = wav::Stream::open(file)?.seconds();
                 let show = progress && seconds > 60.0;
-                caption::caption_file(model.as_ref(), file, &params, &tags, silence_dbfs, |w| {
+                let emit = |w: caption::WindowCaption| {
                     if show {
                         eprint!("\r\x1b[K");
                     }
@@ -402,7 +415,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         );
                     }
                     Ok(())
-                })?;
+                };
+                caption::caption_file(
+                    model.as_ref(),
+                    file,
+                    &params,
+                    &tags,
+                    silence_dbfs,
+                    &phrases,
+                    emit,
+                )?;
                 if show {
                     eprintln!();
                 }

@@ -132,7 +132,12 @@ impl Captioner for OrtModel {
         &self.bundle
     }
 
-    fn caption_mel(&self, mel: &[f32], params: &DecodeParams) -> Result<Captioned> {
+    fn caption_mel(
+        &self,
+        mel: &[f32],
+        params: &DecodeParams,
+        phrases: &[Vec<u32>],
+    ) -> Result<Captioned> {
         let m = &self.bundle.manifest;
         let n_mels = m.frontend.n_mels;
         let frames = mel.len() / n_mels;
@@ -171,7 +176,14 @@ impl Captioner for OrtModel {
             encoded: &encoded,
             tiled: None,
         };
-        decode_window(&self.bundle, &mut stepper, params, encoder_ms, tags)
+        decode_window(
+            &self.bundle,
+            &mut stepper,
+            params,
+            encoder_ms,
+            tags,
+            phrases,
+        )
     }
 }
 

@@ -304,7 +304,7 @@ impl Inference {
             return None;
         }
         let t0 = Instant::now();
-        let result = self.model.caption_mel(&w.mel, &self.control.params());
+        let result = self.model.caption_mel(&w.mel, &self.control.params(), &[]);
         let spent = t0.elapsed();
         let out = match result {
             Ok(out) => out,

@@ -87,7 +87,12 @@ impl Captioner for TorchModel {
         &self.bundle
     }
 
-    fn caption_mel(&self, mel: &[f32], params: &DecodeParams) -> Result<Captioned> {
+    fn caption_mel(
+        &self,
+        mel: &[f32],
+        params: &DecodeParams,
+        phrases: &[Vec<u32>],
+    ) -> Result<Captioned> {
         let n_mels = self.bundle.manifest.frontend.n_mels;
         let frames = mel.len() / n_mels;
         let t0 = Instant::now();
@@ -120,7 +125,14 @@ impl Captioner for TorchModel {
             model: self,
             encoded: &encoded,
         };
-        decode_window(&self.bundle, &mut stepper, params, encoder_ms, tags)
+        decode_window(
+            &self.bundle,
+            &mut stepper,
+            params,
+            encoder_ms,
+            tags,
+            phrases,
+        )
     }
 }
 

@@ -4,7 +4,10 @@
 
 mod logits;
 mod sample;
+mod score;
 mod search;
+
+pub use score::score_phrases;
 
 use serde::{Deserialize, Serialize};
 
