@@ -267,3 +267,42 @@ fn a_run_writes_no_file_audio_stays_in_memory() {
         .collect();
     assert!(writes.is_empty(), "files written: {writes:#?}");
 }
+
+#[test]
+fn hark_caption_scores_trigger_phrases_by_meaning_and_names_unknown_words() {
+    let out = hark(&[
+        "caption",
+        "--json",
+        "--trigger",
+        "rain is falling",
+        "--trigger",
+        "a dog barks",
+        &demo(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = &json_lines(&out.stdout)[0];
+    let score = |phrase: &str| {
+        w["phrases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["phrase"] == phrase)
+            .unwrap_or_else(|| panic!("{phrase} missing: {w}"))["score"]
+            .as_f64()
+            .unwrap()
+    };
+    // The demo is rain (with a hen and a gate): rain scores above a dog that is not there.
+    assert!(score("rain is falling") <= 0.0 && score("a dog barks") <= 0.0);
+    assert!(score("rain is falling") > score("a dog barks"), "{w}");
+    let out = hark(&["caption", "--trigger", "a zorblax howls", &demo()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--trigger") && err.contains("\"zorblax\""),
+        "{err}"
+    );
+}

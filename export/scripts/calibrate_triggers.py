@@ -1,0 +1,164 @@
+"""How well do trigger phrases find their sounds? Each category's name, and a paraphrase of
+it, scored by `hark caption --trigger` on the held-out single-sound clips of a `hark-data real`
+corpus: average precision per phrase, precision and recall at one threshold for all, and the
+threshold that maximises the mean F1 (the default a trigger would start from).
+
+    python export/scripts/calibrate_triggers.py --bundle daemon/assets/model \
+        --corpus data/real --out reports/triggers [--hark target/debug/hark]
+
+Writes OUT/TRIGGERS.md (the tables) and OUT/pr-curves.png (docs/triggers/ holds the last run
+on the shipped model). A phrase is scored for every clip
+(its whole first window), positives are the clips of its category; phrases with words the
+model never learnt are listed and left out.
+"""
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from hark_export.evaluate import HARK
+from hark_export.hearing import average_precision
+from hark_export.real import load_table, write_wav
+
+
+def phrases_for(categories: list[str], table) -> dict[str, list[str]]:
+    """Per category: its name, and the first caption phrase of the table ("a dog barks")."""
+    out = {}
+    for c in categories:
+        say = table.categories[c]["say"][0].split("|")
+        out[str(c)] = [str(c), f"{say[0]} {say[1]}"]
+    return out
+
+
+def known(phrase: str, vocab: set[str]) -> bool:
+    return all(w in vocab for w in phrase.lower().split())
+
+
+def pr_at(scores: np.ndarray, positive: np.ndarray, threshold: float) -> tuple[float, float]:
+    fired = scores >= threshold
+    tp = (fired & positive).sum()
+    precision = tp / fired.sum() if fired.sum() else float("nan")
+    return precision, tp / positive.sum()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bundle", type=Path, required=True)
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--hark", type=Path, default=Path(os.environ.get("HARK", HARK)))
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.corpus / "clips.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["split"] == args.split]
+    truth = np.array([r["category"] for r in rows])
+    categories = sorted(set(truth))
+    vocab = set((args.bundle / "vocab.txt").read_text().split())
+    table = load_table()
+    wanted = phrases_for(categories, table)
+    unknown = sorted({ph for v in wanted.values() for ph in v if not known(ph, vocab)})
+    phrases = [ph for v in wanted.values() for ph in v if known(ph, vocab)]
+    cmd = [str(args.hark), "caption", "--bundle", str(args.bundle), "--json", "--alternatives",
+           "0"] + [a for ph in phrases for a in ("--trigger", ph)] + \
+        [str(args.corpus / r["path_16000"]) for r in rows]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"hark caption failed: {proc.stderr.strip()[-1000:]}")
+    first = {}
+    for line in proc.stdout.splitlines():
+        w = json.loads(line)
+        first.setdefault(w["file"], w)
+    windows = [first[str(args.corpus / r["path_16000"])] for r in rows]
+    # Silent windows score nothing: the lowest possible score.
+    scores = {ph: np.array([next((x["score"] for x in w.get("phrases", []) if x["phrase"] == ph),
+                                 -np.inf) for w in windows]) for ph in phrases}
+
+    # The phrase's score under a window of digital silence: what the model expects of the
+    # phrase before it hears anything. Subtracted, it leaves how much the audio raises the
+    # phrase (a pointwise mutual information), comparable across phrases of any form.
+    tmp = tempfile.TemporaryDirectory()
+    silence = Path(tmp.name) / "silence.wav"
+    write_wav(silence, np.zeros(16000 * 10, np.float32), 16000)
+    base = subprocess.run([str(args.hark), "caption", "--bundle", str(args.bundle), "--json",
+                           "--silence-dbfs", "-200", "--alternatives", "0"]
+                          + [a for ph in phrases for a in ("--trigger", ph)] + [str(silence)],
+                          capture_output=True, text=True)
+    if base.returncode != 0:
+        raise SystemExit(f"hark caption failed: {base.stderr.strip()[-1000:]}")
+    prior = {x["phrase"]: x["score"] for x in json.loads(base.stdout.splitlines()[0])["phrases"]}
+    raw = scores
+    scores = {ph: s - prior[ph] for ph, s in raw.items()}
+
+    # One default threshold for every trigger: the one that maximises the mean F1 over the
+    # categories' name phrases.
+    names = [c for c in categories if c in scores]
+    grid = np.arange(-3.0, 8.01, 0.05)
+
+    def mean_f1(t):
+        f1 = []
+        for c in names:
+            prec, rec = pr_at(scores[c], truth == c, t)
+            f1.append(0.0 if not prec or np.isnan(prec) or not rec else 2 * prec * rec / (prec + rec))
+        return float(np.mean(f1))
+    best = max(grid, key=mean_f1)
+
+    lines = [f"# Trigger phrases on held-out single sounds ({args.split} split)", "",
+             f"{len(rows)} clips, {len(names)} categories whose name the model knows. Score: the "
+             "phrase's length-normalised log-probability as the start of the clip's caption "
+             "(`hark caption --trigger`) minus the same under ten seconds of digital silence "
+             "(how much the audio raises the phrase). AP: average precision of the score over "
+             "all clips, the "
+             "category's clips positive. At the default threshold "
+             f"**{best:.2f}** (the one maximising the mean F1 of the name phrases, "
+             f"{mean_f1(best):.3f}): precision and recall.", "",
+             "| category | phrase | AP | precision | recall | paraphrase | AP | precision | recall |",
+             "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+    aps = {"name": [], "paraphrase": [], "raw": []}
+    for c in categories:
+        cells = [c]
+        for kind, ph in zip(("name", "paraphrase"), wanted[c]):
+            if ph not in scores:
+                cells += [f"“{ph}” (unknown word)", "—", "—", "—"]
+                continue
+            ap = average_precision(scores[ph], truth == c)
+            aps["raw"].append(average_precision(raw[ph], truth == c))
+            prec, rec = pr_at(scores[ph], truth == c, best)
+            aps[kind].append(ap)
+            cells += [f"“{ph}”", f"{ap:.2f}",
+                      "—" if np.isnan(prec) else f"{100 * prec:.0f} %", f"{100 * rec:.0f} %"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Mean AP: names {np.mean(aps['name']):.3f} over {len(aps['name'])} phrases, "
+              f"paraphrases {np.mean(aps['paraphrase']):.3f} over {len(aps['paraphrase'])} "
+              f"(all phrases without the silence baseline: {np.mean(aps['raw']):.3f}).",
+              "", f"Left out (a word the model never learnt): {', '.join(unknown) or 'none'}.",
+              "", "![precision-recall](pr-curves.png)"]
+    (args.out / "TRIGGERS.md").write_text("\n".join(lines) + "\n")
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 7))
+    for c in names:
+        s, pos = scores[c], truth == c
+        order = np.argsort(-s, kind="stable")
+        hits = pos[order]
+        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        recall = np.cumsum(hits) / max(hits.sum(), 1)
+        ax.plot(recall, precision, lw=0.8, alpha=0.7)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(f"{args.bundle.name}: each category's name as a trigger phrase")
+    fig.tight_layout()
+    fig.savefig(args.out / "pr-curves.png", dpi=110)
+    print((args.out / "TRIGGERS.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
