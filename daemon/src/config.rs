@@ -321,6 +321,9 @@ pub struct Config {
     /// What leaves the device when people speak.
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    /// Meaning-level triggers (`[[triggers]]`): named phrases that fire an MQTT message.
+    #[serde(default)]
+    pub triggers: Vec<crate::triggers::TriggerConfig>,
     /// Queues.
     #[serde(default)]
     pub pipeline: PipelineConfig,

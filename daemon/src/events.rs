@@ -11,6 +11,15 @@ use crate::caption::{Alternative, Tag};
 /// source (`{"label":"dog","score":0.93,"source":"hark"}`), not plain strings.
 pub const VERSION: u32 = 2;
 
+/// What the inference thread hands the publisher.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A window's caption (`hark/<device>/caption`).
+    Caption(Caption),
+    /// A trigger that fired on a window (`hark/<device>/trigger/<name>`).
+    Trigger(crate::triggers::Fired),
+}
+
 /// One published caption.
 #[derive(Debug, Clone, Serialize)]
 pub struct Caption {

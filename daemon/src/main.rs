@@ -19,6 +19,7 @@ mod source;
 mod stats;
 #[cfg(feature = "tch")]
 mod torch;
+mod triggers;
 mod wav;
 mod window;
 
@@ -336,6 +337,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             cfg.tags
                 .validate(bundle)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            triggers::Triggers::build(&cfg.triggers, bundle)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             println!("{}: ok", file.display());
             println!("  device id: {}", cfg.device_id());

@@ -31,6 +31,8 @@ pub struct Topics {
     pub set: String,
     /// Answers to bad commands.
     pub error: String,
+    /// Triggers: `<this>/<name>`.
+    pub trigger: String,
     /// Home Assistant discovery prefix, if discovery is on.
     pub discovery: Option<String>,
 }
@@ -44,6 +46,7 @@ impl Topics {
             stats: format!("{base}/stats"),
             set: format!("{base}/set"),
             error: format!("{base}/error"),
+            trigger: format!("{base}/trigger"),
             discovery: cfg.discovery.then(|| cfg.discovery_prefix.clone()),
         }
     }
@@ -58,6 +61,7 @@ fn discovery(
     device: &str,
     model: &str,
     binary_sensors: &[String],
+    triggers: &[String],
 ) -> Vec<(String, serde_json::Value)> {
     let Some(prefix) = &topics.discovery else {
         return Vec::new();
@@ -130,10 +134,27 @@ fn discovery(
             })),
         ));
     }
+    // A binary sensor per trigger: on with each message on its topic, off TAG_OFF_DELAY
+    // seconds after the last (names are already topic-safe: a-z, 0-9, _ and -).
+    for name in triggers {
+        out.push((
+            format!("{prefix}/binary_sensor/hark_{device}/trigger_{name}/config"),
+            with(serde_json::json!({
+                "name": format!("Trigger {name}"),
+                "unique_id": format!("hark_{device}_trigger_{name}"),
+                "state_topic": format!("{}/{name}", topics.trigger),
+                "value_template": "ON",
+                "payload_on": "ON",
+                "off_delay": TAG_OFF_DELAY,
+                "json_attributes_topic": format!("{}/{name}", topics.trigger),
+                "icon": "mdi:bell-ring",
+            })),
+        ));
+    }
     out
 }
 
-/// Seconds a tag's binary sensor stays on after the last caption carrying the tag.
+/// Seconds a tag's or trigger's binary sensor stays on after the last message for it.
 const TAG_OFF_DELAY: u32 = 30;
 
 fn qos(level: u8) -> QoS {
@@ -187,6 +208,7 @@ impl Mqtt {
         device: &str,
         model: &str,
         binary_sensors: &[String],
+        triggers: &[String],
         commands: mpsc::Sender<Received>,
     ) -> Result<Self> {
         let topics = Topics::new(cfg, device);
@@ -234,7 +256,7 @@ impl Mqtt {
             client: client.clone(),
             topics: topics.clone(),
             qos: qos(cfg.qos),
-            discovery: discovery(&topics, device, model, binary_sensors)
+            discovery: discovery(&topics, device, model, binary_sensors, triggers)
                 .into_iter()
                 .map(|(topic, payload)| (topic, payload.to_string()))
                 .collect(),
@@ -282,6 +304,14 @@ impl Mqtt {
                 .client
                 .try_publish(&self.topics.stats, QoS::AtMostOnce, false, body);
         }
+    }
+
+    /// Publishes a fired trigger on `…/trigger/<name>`, like a caption (same QoS, waits
+    /// while the client's queue is full).
+    pub async fn trigger(&self, name: &str, payload: &impl Serialize) -> Result<()> {
+        let body = serde_json::to_vec(payload)?;
+        let topic = format!("{}/{name}", self.topics.trigger);
+        self.publish(&topic, self.qos, false, body).await
     }
 
     /// Answers a bad command on the error topic.
@@ -524,6 +554,7 @@ mod tests {
             "kitchen",
             "m",
             &["dog".into(), "glass breaking".into()],
+            &["window".into()],
         );
         let names: Vec<&str> = d.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(
@@ -533,8 +564,12 @@ mod tests {
                 "homeassistant/sensor/hark_kitchen/tags/config",
                 "homeassistant/binary_sensor/hark_kitchen/tag_dog/config",
                 "homeassistant/binary_sensor/hark_kitchen/tag_glass_breaking/config",
+                "homeassistant/binary_sensor/hark_kitchen/trigger_window/config",
             ]
         );
+        let window = &d[4].1;
+        assert_eq!(window["state_topic"], "hark/kitchen/trigger/window");
+        assert_eq!(window["off_delay"], TAG_OFF_DELAY);
         let glass = &d[3].1;
         assert_eq!(glass["state_topic"], "hark/kitchen/caption");
         assert_eq!(glass["off_delay"], TAG_OFF_DELAY);
@@ -552,6 +587,6 @@ mod tests {
         let mut cfg = MqttConfig::new("localhost".into());
         cfg.discovery = false;
         let topics = Topics::new(&cfg, "kitchen");
-        assert!(discovery(&topics, "kitchen", "m", &["dog".into()]).is_empty());
+        assert!(discovery(&topics, "kitchen", "m", &["dog".into()], &[]).is_empty());
     }
 }

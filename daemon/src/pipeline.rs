@@ -22,11 +22,12 @@ use tokio::sync::mpsc;
 use crate::caption::{Captioner, TagConfig};
 use crate::commands::Control;
 use crate::config::Overflow;
-use crate::events::{self, Caption, Dedup};
+use crate::events::{self, Caption, Dedup, Event};
 use crate::privacy::{Gate, SpeechPolicy};
 use crate::queue::{Pushed, Queue};
 use crate::source::{RingWriter, Source};
 use crate::stats::Counters;
+use crate::triggers::{Fired, Triggers};
 use crate::window::{Window, Windower};
 
 /// Everything the pipeline is built from.
@@ -52,6 +53,8 @@ pub struct Setup {
     pub tags: TagConfig,
     /// What speech windows publish.
     pub speech: SpeechPolicy,
+    /// Meaning-level triggers scored on every captioned window.
+    pub triggers: Triggers,
     /// Device id for the payloads.
     pub device: String,
     /// Pause state and decoding parameters.
@@ -79,7 +82,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts the threads; captions arrive on `captions` until the source ends or `abandon`.
-    pub fn start(setup: Setup, captions: mpsc::Sender<Caption>) -> Result<Self> {
+    pub fn start(setup: Setup, captions: mpsc::Sender<Event>) -> Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let failure: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
         let queue = Arc::new(Queue::new(setup.queue.0, setup.queue.1));
@@ -118,6 +121,13 @@ impl Pipeline {
             }
         })?);
 
+        let phrases = setup
+            .triggers
+            .phrases()
+            .iter()
+            .map(|p| setup.model.bundle().phrase_tokens(p))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(anyhow::Error::msg)?;
         let inference = Inference {
             model: setup.model,
             control: setup.control,
@@ -126,6 +136,9 @@ impl Pipeline {
             dedup: Dedup::new(f64::from(setup.dedup_hold_seconds)),
             tags: setup.tags,
             speech: setup.speech,
+            phrases,
+            triggers: setup.triggers,
+            baseline: None,
             device: setup.device,
             seq: 0,
         };
@@ -268,12 +281,17 @@ struct Inference {
     dedup: Dedup,
     tags: TagConfig,
     speech: SpeechPolicy,
+    triggers: Triggers,
+    /// The triggers' phrases as token ids, scored on every captioned window.
+    phrases: Vec<Vec<u32>>,
+    /// The phrases' scores under a window of digital silence, made on the first window.
+    baseline: Option<Vec<f32>>,
     device: String,
     seq: u64,
 }
 
 impl Inference {
-    fn run(mut self, queue: &Queue<Job>, captions: &mpsc::Sender<Caption>) {
+    fn run(mut self, queue: &Queue<Job>, events: &mpsc::Sender<Event>) {
         loop {
             self.counters.inference_beats.fetch_add(1, Relaxed);
             let job = match queue.pop(Duration::from_millis(200)) {
@@ -282,29 +300,58 @@ impl Inference {
                 Err(()) => return,
             };
             self.counters.queue_depth.store(queue.len() as u64, Relaxed);
-            if let Some(caption) = self.caption(job) {
-                if captions.blocking_send(caption).is_err() {
+            for event in self.caption(job) {
+                let is_caption = matches!(event, Event::Caption(_));
+                if events.blocking_send(event).is_err() {
                     return;
                 }
-                self.counters.captions.fetch_add(1, Relaxed);
+                if is_caption {
+                    self.counters.captions.fetch_add(1, Relaxed);
+                }
             }
         }
     }
 
-    fn caption(&mut self, job: Job) -> Option<Caption> {
+    /// The phrases' scores under `frames` frames of digital silence (the front end's
+    /// output for zeros): what the model expects of each phrase before hearing anything.
+    fn silence_scores(&self, frames: usize) -> Result<Vec<f32>> {
+        let fe = &self.model.bundle().manifest.frontend;
+        let value = ((fe.log_offset).ln() - fe.norm_mean) / fe.norm_std;
+        let mel = vec![value; frames * fe.n_mels];
+        Ok(self
+            .model
+            .caption_mel(&mel, &self.control.params(), &self.phrases)?
+            .phrase_scores)
+    }
+
+    /// A window's caption and fired triggers (none for a paused, silent, failed or dropped
+    /// window; triggers without the caption when it repeats the last one).
+    fn caption(&mut self, job: Job) -> Vec<Event> {
         let c = &self.counters;
         let w = &job.window;
         if c.paused.load(Relaxed) {
             c.paused_windows.fetch_add(1, Relaxed);
-            return None;
+            return Vec::new();
         }
         if w.level_dbfs < self.silence_dbfs {
             c.silent_windows.fetch_add(1, Relaxed);
             log::debug!("window {}: silence ({:.1} dBFS)", w.index, w.level_dbfs);
-            return None;
+            return Vec::new();
         }
         let t0 = Instant::now();
-        let result = self.model.caption_mel(&w.mel, &self.control.params(), &[]);
+        if self.baseline.is_none() && !self.phrases.is_empty() {
+            match self.silence_scores(w.frames) {
+                Ok(b) => self.baseline = Some(b),
+                Err(e) => {
+                    c.failed_windows.fetch_add(1, Relaxed);
+                    log::error!("triggers: cannot score the phrases under silence: {e:#}");
+                    return Vec::new();
+                }
+            }
+        }
+        let result = self
+            .model
+            .caption_mel(&w.mel, &self.control.params(), &self.phrases);
         let spent = t0.elapsed();
         let out = match result {
             Ok(out) => out,
@@ -315,7 +362,7 @@ impl Inference {
                     w.index,
                     w.frames
                 );
-                return None;
+                return Vec::new();
             }
         };
         let fps = self.model.bundle().manifest.frames_per_second();
@@ -330,7 +377,7 @@ impl Inference {
                 Gate::Drop => {
                     c.speech_dropped.fetch_add(1, Relaxed);
                     log::debug!("window {}: speech, not published (privacy.speech)", w.index);
-                    return None;
+                    return Vec::new();
                 }
                 Gate::Publish {
                     text,
@@ -344,29 +391,53 @@ impl Inference {
                     (text, alternatives, tags)
                 }
             };
+        let (start, end) = (events::rfc3339(job.start), events::rfc3339(job.end));
+        let mut events: Vec<Event> = match &self.baseline {
+            Some(baseline) => self
+                .triggers
+                .fired(&out.phrase_scores, baseline)
+                .into_iter()
+                .map(|(trigger, phrase, score)| {
+                    Event::Trigger(Fired {
+                        v: 1,
+                        trigger,
+                        phrase,
+                        score,
+                        caption: text.clone(),
+                        start: start.clone(),
+                        end: end.clone(),
+                    })
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         if !self.dedup.admit(&text, job.end_s) {
             c.deduplicated.fetch_add(1, Relaxed);
             log::debug!(
                 "window {}: repeat of the last caption, not published",
                 w.index
             );
-            return None;
+            return events;
         }
         self.seq += 1;
-        Some(Caption {
-            v: events::VERSION,
-            seq: self.seq,
-            device: self.device.clone(),
-            speech,
-            text,
-            start: events::rfc3339(job.start),
-            end: events::rfc3339(job.end),
-            score: out.score,
-            alternatives,
-            tags,
-            level_dbfs: w.level_dbfs,
-            model: bundle.manifest.name.clone(),
-            latency_ms: job.ready.elapsed().as_secs_f64() * 1e3,
-        })
+        events.insert(
+            0,
+            Event::Caption(Caption {
+                v: events::VERSION,
+                seq: self.seq,
+                device: self.device.clone(),
+                speech,
+                text,
+                start,
+                end,
+                score: out.score,
+                alternatives,
+                tags,
+                level_dbfs: w.level_dbfs,
+                model: bundle.manifest.name.clone(),
+                latency_ms: job.ready.elapsed().as_secs_f64() * 1e3,
+            }),
+        );
+        events
     }
 }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::caption::Captioner;
 use crate::commands::{Command, Control, Received};
 use crate::config::Config;
-use crate::events::Caption;
+use crate::events::Event;
 use crate::mqtt::Mqtt;
 use crate::pipeline::{Pipeline, Setup};
 use crate::stats::Counters;
@@ -73,6 +73,8 @@ async fn serve(cfg: Config) -> Result<()> {
     cfg.tags
         .validate(model.bundle())
         .map_err(|e| anyhow::anyhow!("config {e}"))?;
+    let triggers = crate::triggers::Triggers::build(&cfg.triggers, model.bundle())
+        .map_err(|e| anyhow::anyhow!("config {e}"))?;
     let control = Arc::new(Control::new(params, manifest.tokens.max_len));
     let device = cfg.device_id();
     let model_name = manifest.name.clone();
@@ -104,6 +106,7 @@ async fn serve(cfg: Config) -> Result<()> {
             &device,
             &model_name,
             &cfg.tags.binary_sensors,
+            &triggers.names(),
             command_tx,
         )?)),
         None => {
@@ -114,7 +117,7 @@ async fn serve(cfg: Config) -> Result<()> {
     let stats_every =
         Duration::from_secs_f32(cfg.mqtt.as_ref().map_or(60.0, |m| m.stats_interval_seconds));
 
-    let (caption_tx, caption_rx) = mpsc::channel::<Caption>(16);
+    let (caption_tx, caption_rx) = mpsc::channel::<Event>(16);
     let pipeline = Pipeline::start(
         Setup {
             model: model.clone(),
@@ -126,6 +129,7 @@ async fn serve(cfg: Config) -> Result<()> {
             silence_dbfs: cfg.events.silence_dbfs,
             tags: cfg.tags.clone(),
             speech: cfg.privacy.speech,
+            triggers,
             dedup_hold_seconds: cfg.events.dedup_hold_seconds,
             device: device.clone(),
             control: control.clone(),
@@ -254,13 +258,17 @@ fn begin_shutdown(pipeline: &Pipeline, why: &str) -> Instant {
 }
 
 /// Hands captions to the sink until the pipeline closes the channel.
-async fn publish(mut captions: mpsc::Receiver<Caption>, mqtt: Option<Arc<Mqtt>>) -> Result<()> {
+async fn publish(mut events: mpsc::Receiver<Event>, mqtt: Option<Arc<Mqtt>>) -> Result<()> {
     use std::io::Write as _;
-    while let Some(c) = captions.recv().await {
-        match &mqtt {
-            Some(m) => m.caption(&c).await?,
-            None => {
-                let mut line = serde_json::to_vec(&c)?;
+    while let Some(event) = events.recv().await {
+        match (&mqtt, &event) {
+            (Some(m), Event::Caption(c)) => m.caption(c).await?,
+            (Some(m), Event::Trigger(t)) => m.trigger(&t.trigger, t).await?,
+            (None, _) => {
+                let mut line = match &event {
+                    Event::Caption(c) => serde_json::to_vec(c)?,
+                    Event::Trigger(t) => serde_json::to_vec(t)?,
+                };
                 line.push(b'\n');
                 // Off the runtime: a reader that stops reading must not freeze signal handling.
                 tokio::task::spawn_blocking(move || {
@@ -271,7 +279,12 @@ async fn publish(mut captions: mpsc::Receiver<Caption>, mqtt: Option<Arc<Mqtt>>)
                 .context("cannot write captions to stdout")?;
             }
         }
-        log::info!("caption {}: {}", c.seq, c.text);
+        match &event {
+            Event::Caption(c) => log::info!("caption {}: {}", c.seq, c.text),
+            Event::Trigger(t) => {
+                log::info!("trigger {}: \"{}\" {:.2}", t.trigger, t.phrase, t.score)
+            }
+        }
     }
     Ok(())
 }

@@ -306,3 +306,66 @@ fn hark_caption_scores_trigger_phrases_by_meaning_and_names_unknown_words() {
         "{err}"
     );
 }
+
+#[test]
+fn a_trigger_fires_on_the_sound_it_names_and_not_on_others_with_its_discovery() {
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/#", "homeassistant/#"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hark.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "device = \"shed\"\n\
+             [[triggers]]\nname = \"rain\"\nphrases = [\"rain falls\", \"rain is falling\"]\n\
+             threshold = 2.0\n\
+             [[triggers]]\nname = \"dog\"\nphrases = [\"a dog barks\"]\n\
+             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\n",
+            broker.port
+        ),
+    )
+    .unwrap();
+    let out = hark(&["run", "-c", cfg.to_str().unwrap(), "--file", &demo()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sub.wait_until(10, "the rain trigger", |m| {
+        m.iter().any(|m| m.topic == "hark/shed/trigger/rain")
+    });
+    let fired = sub.on("hark/shed/trigger/rain")[0].json();
+    assert_schema("trigger", &fired);
+    assert_eq!(fired["trigger"], "rain");
+    assert!(fired["score"].as_f64().unwrap() >= 2.0, "{fired}");
+    let caption = sub.on("hark/shed/caption")[0].json();
+    assert_eq!(fired["caption"], caption["text"]);
+    assert_eq!(fired["end"], caption["end"]);
+    // Nothing barks in the demo clip.
+    assert!(
+        sub.on("hark/shed/trigger/dog").is_empty(),
+        "{:#?}",
+        sub.messages()
+    );
+    for name in ["rain", "dog"] {
+        let topic = format!("homeassistant/binary_sensor/hark_shed/trigger_{name}/config");
+        let config = sub.on(&topic);
+        assert_eq!(config.len(), 1, "{topic}: {:#?}", sub.messages());
+        let c = config[0].json();
+        assert_eq!(c["state_topic"], format!("hark/shed/trigger/{name}"));
+        assert!(c["off_delay"].as_u64().unwrap() > 0);
+    }
+    // A word the model never learnt is refused at start, by name.
+    std::fs::write(
+        &cfg,
+        "[[triggers]]\nname = \"cat\"\nphrases = [\"a zorblax\"]\n",
+    )
+    .unwrap();
+    let out = hark(&["check-config", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("triggers[0].phrases") && err.contains("\"zorblax\""),
+        "{err}"
+    );
+}

@@ -1,0 +1,246 @@
+//! Meaning-level triggers (`[[triggers]]`): users name what they care about in words, and a
+//! window fires a trigger when the caption model finds one of its phrases likely. Pure
+//! logic; the scores come from `decode::score_phrases` through `Captioner::caption_mel`.
+//!
+//! A phrase's trigger score is its length-normalised log-probability as the start of the
+//! window's caption minus the same under a window of digital silence: how much the audio
+//! raises the phrase. Phrases of different length and wording start from different levels;
+//! the silence baseline puts them on one scale (docs/triggers/TRIGGERS.md).
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::Bundle;
+
+/// The score at or above which a trigger fires unless it sets its own: the one threshold
+/// that maximised the mean F1 of the category names on the default model's held-out
+/// recordings (docs/triggers/TRIGGERS.md).
+pub const DEFAULT_THRESHOLD: f32 = 2.95;
+
+/// One `[[triggers]]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// Its name: the MQTT topic level `hark/<device>/trigger/<name>` (a–z, 0–9, `_`, `-`).
+    pub name: String,
+    /// What it listens for, in words ("glass breaking", "a window shatters").
+    pub phrases: Vec<String>,
+    /// Fires at this score or more (default [`DEFAULT_THRESHOLD`]).
+    #[serde(default)]
+    pub threshold: Option<f32>,
+}
+
+/// The configured triggers with their phrases as token ids and silence baselines.
+#[derive(Debug, Clone, Default)]
+pub struct Triggers {
+    list: Vec<Trigger>,
+}
+
+#[derive(Debug, Clone)]
+struct Trigger {
+    name: String,
+    phrases: Vec<String>,
+    threshold: f32,
+}
+
+/// A trigger that fired on a window (the payload of `hark/<device>/trigger/<name>`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fired {
+    /// Payload version.
+    pub v: u32,
+    /// The trigger's name.
+    pub trigger: String,
+    /// Its best phrase on this window.
+    pub phrase: String,
+    /// That phrase's score (log-probability over silence's).
+    pub score: f32,
+    /// The window's published caption.
+    pub caption: String,
+    /// Window start, RFC 3339.
+    pub start: String,
+    /// Window end, RFC 3339.
+    pub end: String,
+}
+
+impl Triggers {
+    /// Checks the tables against the model: names usable as topic levels and unique, at
+    /// least one phrase each, every word known to the model; errors name the key.
+    pub fn build(configs: &[TriggerConfig], bundle: &Bundle) -> Result<Self, String> {
+        let mut list = Vec::new();
+        for (i, c) in configs.iter().enumerate() {
+            let at = format!("triggers[{i}]");
+            if c.name.is_empty()
+                || c.name.len() > 64
+                || !c
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "_-".contains(ch))
+            {
+                return Err(format!(
+                    "{at}.name = {:?}: use 1 to 64 of a-z, 0-9, _ and - (it is an MQTT topic level)",
+                    c.name
+                ));
+            }
+            if configs[..i].iter().any(|o| o.name == c.name) {
+                return Err(format!(
+                    "{at}.name = {:?}: another trigger has that name",
+                    c.name
+                ));
+            }
+            if c.phrases.is_empty() {
+                return Err(format!("{at}.phrases: give at least one phrase"));
+            }
+            for p in &c.phrases {
+                bundle
+                    .phrase_tokens(p)
+                    .map_err(|e| format!("{at}.phrases: {e}"))?;
+            }
+            let threshold = c.threshold.unwrap_or(DEFAULT_THRESHOLD);
+            if !threshold.is_finite() {
+                return Err(format!("{at}.threshold: must be a number"));
+            }
+            list.push(Trigger {
+                name: c.name.clone(),
+                phrases: c.phrases.clone(),
+                threshold,
+            });
+        }
+        Ok(Self { list })
+    }
+
+    /// The triggers' names, in configuration order.
+    pub fn names(&self) -> Vec<String> {
+        self.list.iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// Every phrase of every trigger, in order: what each window scores.
+    pub fn phrases(&self) -> Vec<String> {
+        self.list.iter().flat_map(|t| t.phrases.clone()).collect()
+    }
+
+    /// The triggers that fire for phrase `scores` (as [`Triggers::phrases`]) minus their
+    /// silence `baseline`: per trigger its best phrase, if that reaches the threshold.
+    pub fn fired(&self, scores: &[f32], baseline: &[f32]) -> Vec<(String, String, f32)> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        for t in &self.list {
+            let best = t
+                .phrases
+                .iter()
+                .enumerate()
+                .map(|(k, p)| (p, scores[i + k] - baseline[i + k]))
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            i += t.phrases.len();
+            if let Some((phrase, score)) = best
+                && score >= t.threshold
+            {
+                out.push((
+                    t.name.clone(),
+                    phrase.clone(),
+                    (score * 1000.0).round() / 1000.0,
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::Manifest;
+
+    fn bundle() -> Bundle {
+        let manifest: Manifest = toml::from_str(
+            r#"
+            format_version = 1
+            name = "t"
+            architecture = "t"
+            licence = "t"
+            training_data = "t"
+            created_by = "t"
+            [frontend]
+            [window]
+            seconds = 10.0
+            hop_seconds = 5.0
+            [tokens]
+            vocab = "vocab.txt"
+            pad = 0
+            bos = 1
+            eos = 2
+            unk = 3
+            max_len = 10
+            [encoder]
+            file = "e.onnx"
+            input = "mel"
+            memory = "memory"
+            memory_dim = 4
+            [decoder]
+            file = "d.onnx"
+            tokens = "tokens"
+            memory = "memory"
+            logits = "logits"
+            [decoding]
+            [files]
+            "#,
+        )
+        .unwrap();
+        let vocab = [
+            "<pad>", "<bos>", "<eos>", "<unk>", "a", "dog", "barks", "glass", "breaks",
+        ];
+        Bundle {
+            manifest,
+            vocab: vocab.iter().map(|s| s.to_string()).collect(),
+            labels: vec![],
+        }
+    }
+
+    fn config(name: &str, phrases: &[&str], threshold: Option<f32>) -> TriggerConfig {
+        TriggerConfig {
+            name: name.into(),
+            phrases: phrases.iter().map(|p| p.to_string()).collect(),
+            threshold,
+        }
+    }
+
+    #[test]
+    fn a_trigger_fires_on_its_best_phrase_over_its_silence_baseline() {
+        let t = Triggers::build(
+            &[
+                config("dog", &["a dog barks", "dog"], None),
+                config("glass", &["glass breaks"], Some(1.0)),
+            ],
+            &bundle(),
+        )
+        .unwrap();
+        assert_eq!(t.phrases(), ["a dog barks", "dog", "glass breaks"]);
+        // "dog" rises 3.2 over silence (fires at 2.95); glass rises 0.5 (below its 1.0).
+        let fired = t.fired(&[-2.0, -1.0, -3.0], &[-3.0, -4.2, -3.5]);
+        assert_eq!(fired, vec![("dog".to_string(), "dog".to_string(), 3.2)]);
+        let fired = t.fired(&[-4.0, -5.0, -2.0], &[-3.0, -4.2, -3.5]);
+        assert_eq!(
+            fired,
+            vec![("glass".to_string(), "glass breaks".to_string(), 1.5)]
+        );
+    }
+
+    #[test]
+    fn bad_tables_are_refused_naming_the_key() {
+        let b = bundle();
+        let err = |c: Vec<TriggerConfig>| Triggers::build(&c, &b).unwrap_err();
+        assert!(err(vec![config("Dog Bark", &["dog"], None)]).contains("triggers[0].name"));
+        assert!(
+            err(vec![
+                config("dog", &["dog"], None),
+                config("dog", &["a dog"], None)
+            ])
+            .contains("triggers[1].name")
+        );
+        assert!(err(vec![config("dog", &[], None)]).contains("triggers[0].phrases"));
+        let e = err(vec![config("cat", &["a cat meows"], None)]);
+        assert!(
+            e.contains("triggers[0].phrases") && e.contains("\"cat\""),
+            "{e}"
+        );
+        assert!(err(vec![config("dog", &["dog"], Some(f32::NAN))]).contains("threshold"));
+    }
+}
