@@ -219,6 +219,8 @@ pub struct Timings {
     pub encoder: f64,
     /// Decoding.
     pub decoding: f64,
+    /// Scoring the `--trigger` phrases.
+    pub phrases: f64,
 }
 
 /// One line of `hark caption`'s text output: file, window, caption and tags with scores.
@@ -318,6 +320,7 @@ pub fn caption_file(
                 mel: mel_ms,
                 encoder: c.encoder_ms,
                 decoding: c.decoding_ms,
+                phrases: c.phrases_ms,
             };
         }
         emit(out)
@@ -364,6 +367,8 @@ pub struct Captioned {
     pub encoder_ms: f64,
     /// Decoding time, ms.
     pub decoding_ms: f64,
+    /// Phrase scoring time, ms.
+    pub phrases_ms: f64,
 }
 
 /// Which runtime executes a bundle.
@@ -460,8 +465,10 @@ pub fn decode_window<S: Stepper>(
     let t0 = Instant::now();
     let hyps = decode::decode(stepper, bundle.special(), params).context("decoding failed")?;
     let decoding_ms = ms(t0);
+    let t1 = Instant::now();
     let phrase_scores = decode::score_phrases(stepper, bundle.special(), phrases)
         .context("phrase scoring failed")?;
+    let phrases_ms = ms(t1);
     let (best, rest) = hyps.split_first().context("decoder produced no caption")?;
     Ok(Captioned {
         text: bundle.text(&best.tokens),
@@ -478,6 +485,7 @@ pub fn decode_window<S: Stepper>(
         phrase_scores,
         encoder_ms,
         decoding_ms,
+        phrases_ms,
     })
 }
 
