@@ -3,12 +3,15 @@
 //! parsed or applied changes nothing and is answered on `<prefix>/<device>/error`.
 
 use std::sync::RwLock;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bundle::Bundle;
 use crate::decode::DecodeParams;
 use crate::stats::Counters;
+use crate::triggers::{TriggerConfig, Triggers};
 
 /// A message received on `set`.
 #[derive(Debug, Clone)]
@@ -37,6 +40,15 @@ pub enum Command {
     ResetDecoding,
     /// Publish stats now.
     Stats,
+    /// Add triggers (a name already in use is replaced) and remove triggers by name.
+    Triggers {
+        /// `[[triggers]]` tables to add.
+        #[serde(default)]
+        add: Vec<TriggerConfig>,
+        /// Names to remove.
+        #[serde(default)]
+        remove: Vec<String>,
+    },
 }
 
 /// The payload on the error topic.
@@ -56,10 +68,17 @@ pub struct Control {
     pub params: RwLock<DecodeParams>,
     configured: DecodeParams,
     max_len: usize,
+    /// The triggers in effect and a count of their changes (the inference thread rebuilds
+    /// its phrases when the count moves).
+    triggers: RwLock<(u64, Vec<TriggerConfig>)>,
+    changes: AtomicU64,
+    /// The model, to check triggers' words against; None: no trigger can be added.
+    bundle: Option<Bundle>,
 }
 
 /// The commands, for error messages.
-const ALLOWED: &str = "pause, resume, decoding (with params), reset_decoding, stats";
+const ALLOWED: &str =
+    "pause, resume, decoding (with params), reset_decoding, stats, triggers (with add, remove)";
 
 /// Longest command accepted: the largest valid one (every decoding key) is under 1 KB.
 pub const MAX_COMMAND_BYTES: usize = 4096;
@@ -71,7 +90,25 @@ impl Control {
             params: RwLock::new(configured.clone()),
             configured,
             max_len,
+            triggers: RwLock::new((0, Vec::new())),
+            changes: AtomicU64::new(0),
+            bundle: None,
         }
+    }
+
+    /// With the configured triggers (already checked) and the model they are checked against.
+    pub fn with_triggers(mut self, triggers: Vec<TriggerConfig>, bundle: Bundle) -> Self {
+        self.triggers = RwLock::new((0, triggers));
+        self.bundle = Some(bundle);
+        self
+    }
+
+    /// The triggers in effect, with the number of changes made to them so far.
+    pub fn triggers(&self) -> (u64, Vec<TriggerConfig>) {
+        self.triggers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The parameters in effect.
@@ -125,6 +162,26 @@ impl Control {
                 *self.params.write().unwrap_or_else(|e| e.into_inner()) = self.configured.clone();
             }
             Command::Stats => {}
+            Command::Triggers { add, remove } => {
+                let mut state = self.triggers.write().unwrap_or_else(|e| e.into_inner());
+                let mut next: Vec<TriggerConfig> = state
+                    .1
+                    .iter()
+                    .filter(|t| !remove.contains(&t.name) && !add.iter().any(|a| a.name == t.name))
+                    .cloned()
+                    .collect();
+                next.extend(add.iter().cloned());
+                let checked = match &self.bundle {
+                    Some(b) => Triggers::build(&next, b).map(|_| ()),
+                    None => Err("this daemon has no model to check triggers against".into()),
+                };
+                checked.map_err(|e| {
+                    counters.rejected_commands.fetch_add(1, Relaxed);
+                    fail(e)
+                })?;
+                let version = self.changes.fetch_add(1, Relaxed) + 1;
+                *state = (version, next);
+            }
         }
         Ok(cmd)
     }
@@ -137,6 +194,7 @@ fn parse(raw: &[u8]) -> Result<Command, String> {
     let obj = value.as_object().ok_or("not a JSON object")?;
     let allowed: &[&str] = match obj.get("cmd").and_then(|c| c.as_str()) {
         Some("decoding") => &["cmd", "params"],
+        Some("triggers") => &["cmd", "add", "remove"],
         _ => &["cmd"],
     };
     if let Some(extra) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -246,5 +304,51 @@ mod tests {
         );
         assert!(!n.paused.load(Relaxed));
         assert_eq!(n.rejected_commands.load(Relaxed), 11);
+    }
+
+    #[test]
+    fn triggers_are_added_replaced_and_removed_and_bad_ones_change_nothing() {
+        let bundle = crate::triggers::test_bundle();
+        let configured = vec![TriggerConfig {
+            name: "dog".into(),
+            phrases: vec!["a dog barks".into()],
+            threshold: None,
+        }];
+        let c = Control::new(DecodeParams::default(), 30).with_triggers(configured, bundle);
+        let n = Counters::default();
+        let names = |c: &Control| -> Vec<String> {
+            c.triggers().1.iter().map(|t| t.name.clone()).collect()
+        };
+        c.apply(
+            &sent(br#"{"cmd":"triggers","add":[{"name":"glass","phrases":["glass breaks"],"threshold":1.5}]}"#),
+            &n,
+        )
+        .unwrap();
+        assert_eq!(names(&c), ["dog", "glass"]);
+        assert_eq!(c.triggers().0, 1);
+        c.apply(&sent(br#"{"cmd":"triggers","remove":["dog"]}"#), &n)
+            .unwrap();
+        assert_eq!(names(&c), ["glass"]);
+        // Unknown words, bad names and extra keys are refused; the triggers stay as they were.
+        let err = |raw: &[u8]| c.apply(&sent(raw), &n).unwrap_err().error;
+        assert!(
+            err(br#"{"cmd":"triggers","add":[{"name":"cat","phrases":["a cat"]}]}"#)
+                .contains("\"cat\"")
+        );
+        assert!(
+            err(br#"{"cmd":"triggers","add":[{"name":"Cat!","phrases":["a dog"]}]}"#)
+                .contains("name")
+        );
+        assert!(err(br#"{"cmd":"triggers","drop":["glass"]}"#).contains("\"drop\""));
+        assert_eq!(names(&c), ["glass"]);
+        assert_eq!(c.triggers().0, 2);
+        // Without a model there is nothing to check words against.
+        let bare = Control::new(DecodeParams::default(), 30);
+        assert!(
+            bare.apply(&sent(br#"{"cmd":"triggers","remove":["x"]}"#), &n)
+                .unwrap_err()
+                .error
+                .contains("no model")
+        );
     }
 }

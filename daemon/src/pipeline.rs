@@ -53,8 +53,6 @@ pub struct Setup {
     pub tags: TagConfig,
     /// What speech windows publish.
     pub speech: SpeechPolicy,
-    /// Meaning-level triggers scored on every captioned window.
-    pub triggers: Triggers,
     /// Device id for the payloads.
     pub device: String,
     /// Pause state and decoding parameters.
@@ -121,13 +119,6 @@ impl Pipeline {
             }
         })?);
 
-        let phrases = setup
-            .triggers
-            .phrases()
-            .iter()
-            .map(|p| setup.model.bundle().phrase_tokens(p))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(anyhow::Error::msg)?;
         let inference = Inference {
             model: setup.model,
             control: setup.control,
@@ -136,9 +127,10 @@ impl Pipeline {
             dedup: Dedup::new(f64::from(setup.dedup_hold_seconds)),
             tags: setup.tags,
             speech: setup.speech,
-            phrases,
-            triggers: setup.triggers,
+            triggers: Triggers::default(),
+            phrases: Vec::new(),
             baseline: None,
+            triggers_seen: None,
             device: setup.device,
             seq: 0,
         };
@@ -286,6 +278,8 @@ struct Inference {
     phrases: Vec<Vec<u32>>,
     /// The phrases' scores under a window of digital silence, made on the first window.
     baseline: Option<Vec<f32>>,
+    /// The change count of the control's triggers these were built from.
+    triggers_seen: Option<u64>,
     device: String,
     seq: u64,
 }
@@ -312,6 +306,34 @@ impl Inference {
         }
     }
 
+    /// Takes up the triggers in effect when a `triggers` command changed them (they were
+    /// checked against the model when set).
+    fn refresh_triggers(&mut self) {
+        let (version, configs) = self.control.triggers();
+        if self.triggers_seen == Some(version) {
+            return;
+        }
+        let bundle = self.model.bundle();
+        let built = Triggers::build(&configs, bundle).and_then(|t| {
+            let phrases = t
+                .phrases()
+                .iter()
+                .map(|p| bundle.phrase_tokens(p))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok((t, phrases))
+        });
+        match built {
+            Ok((triggers, phrases)) => {
+                log::info!("triggers: {}", triggers.names().join(", "));
+                self.triggers = triggers;
+                self.phrases = phrases;
+                self.baseline = None;
+            }
+            Err(e) => log::error!("triggers not changed: {e}"),
+        }
+        self.triggers_seen = Some(version);
+    }
+
     /// The phrases' scores under `frames` frames of digital silence (the front end's
     /// output for zeros): what the model expects of each phrase before hearing anything.
     fn silence_scores(&self, frames: usize) -> Result<Vec<f32>> {
@@ -327,7 +349,9 @@ impl Inference {
     /// A window's caption and fired triggers (none for a paused, silent, failed or dropped
     /// window; triggers without the caption when it repeats the last one).
     fn caption(&mut self, job: Job) -> Vec<Event> {
-        let c = &self.counters;
+        self.refresh_triggers();
+        let counters = self.counters.clone();
+        let c = &counters;
         let w = &job.window;
         if c.paused.load(Relaxed) {
             c.paused_windows.fetch_add(1, Relaxed);

@@ -75,7 +75,10 @@ async fn serve(cfg: Config) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("config {e}"))?;
     let triggers = crate::triggers::Triggers::build(&cfg.triggers, model.bundle())
         .map_err(|e| anyhow::anyhow!("config {e}"))?;
-    let control = Arc::new(Control::new(params, manifest.tokens.max_len));
+    let control = Arc::new(
+        Control::new(params, manifest.tokens.max_len)
+            .with_triggers(cfg.triggers.clone(), model.bundle().clone()),
+    );
     let device = cfg.device_id();
     let model_name = manifest.name.clone();
     let window = window_frames(&cfg, model.as_ref());
@@ -129,7 +132,6 @@ async fn serve(cfg: Config) -> Result<()> {
             silence_dbfs: cfg.events.silence_dbfs,
             tags: cfg.tags.clone(),
             speech: cfg.privacy.speech,
-            triggers,
             dedup_hold_seconds: cfg.events.dedup_hold_seconds,
             device: device.clone(),
             control: control.clone(),

@@ -144,12 +144,19 @@ impl Triggers {
     }
 }
 
+/// A bundle whose vocabulary is "a dog barks glass breaks" (no graphs: triggers and commands
+/// only check words).
+#[cfg(test)]
+pub(crate) fn test_bundle() -> Bundle {
+    tests::bundle()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bundle::Manifest;
 
-    fn bundle() -> Bundle {
+    pub(super) fn bundle() -> Bundle {
         let manifest: Manifest = toml::from_str(
             r#"
             format_version = 1

@@ -369,3 +369,56 @@ fn a_trigger_fires_on_the_sound_it_names_and_not_on_others_with_its_discovery() 
         "{err}"
     );
 }
+
+#[test]
+fn a_trigger_added_by_a_set_command_fires_while_hark_runs() {
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/#"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("hark.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "device = \"barn\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n",
+            broker.port
+        ),
+    )
+    .unwrap();
+    // The clip in real time: its one window is done 10 s after start, long after the command.
+    let mut child = std::process::Command::new(hark_e2e::hark_bin())
+        .args([
+            "run",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--file",
+            &demo(),
+            "--realtime",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    sub.wait_until(10, "online", |m| {
+        m.iter()
+            .any(|m| m.topic == "hark/barn/status" && m.payload == "online")
+    });
+    sub.publish(
+        "hark/barn/set",
+        r#"{"cmd":"triggers","add":[{"name":"rain","phrases":["rain falls"],"threshold":2.0}]}"#,
+    );
+    sub.publish(
+        "hark/barn/set",
+        r#"{"cmd":"triggers","add":[{"name":"cat","phrases":["a zorblax"]}]}"#,
+    );
+    sub.wait_until(30, "the added trigger", |m| {
+        m.iter().any(|m| m.topic == "hark/barn/trigger/rain")
+    });
+    assert!(child.wait().unwrap().success());
+    let fired = sub.on("hark/barn/trigger/rain")[0].json();
+    assert_schema("trigger", &fired);
+    let error = sub.on("hark/barn/error")[0].json();
+    assert!(
+        error["error"].as_str().unwrap().contains("zorblax"),
+        "{error}"
+    );
+}
