@@ -68,9 +68,9 @@ pub struct Control {
     pub params: RwLock<DecodeParams>,
     configured: DecodeParams,
     max_len: usize,
-    /// The triggers in effect and a count of their changes (the inference thread rebuilds
-    /// its phrases when the count moves).
-    triggers: RwLock<(u64, Vec<TriggerConfig>)>,
+    /// The triggers in effect.
+    triggers: RwLock<Vec<TriggerConfig>>,
+    /// Changes made to them: the inference thread rebuilds its phrases when this moves.
     changes: AtomicU64,
     /// The model, to check triggers' words against; None: no trigger can be added.
     bundle: Option<Bundle>,
@@ -90,7 +90,7 @@ impl Control {
             params: RwLock::new(configured.clone()),
             configured,
             max_len,
-            triggers: RwLock::new((0, Vec::new())),
+            triggers: RwLock::new(Vec::new()),
             changes: AtomicU64::new(0),
             bundle: None,
         }
@@ -98,17 +98,22 @@ impl Control {
 
     /// With the configured triggers (already checked) and the model they are checked against.
     pub fn with_triggers(mut self, triggers: Vec<TriggerConfig>, bundle: Bundle) -> Self {
-        self.triggers = RwLock::new((0, triggers));
+        self.triggers = RwLock::new(triggers);
         self.bundle = Some(bundle);
         self
     }
 
-    /// The triggers in effect, with the number of changes made to them so far.
-    pub fn triggers(&self) -> (u64, Vec<TriggerConfig>) {
+    /// The triggers in effect.
+    pub fn triggers(&self) -> Vec<TriggerConfig> {
         self.triggers
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// How many times a command changed the triggers (read on every window: no lock).
+    pub fn trigger_changes(&self) -> u64 {
+        self.changes.load(Relaxed)
     }
 
     /// The parameters in effect.
@@ -165,7 +170,6 @@ impl Control {
             Command::Triggers { add, remove } => {
                 let mut state = self.triggers.write().unwrap_or_else(|e| e.into_inner());
                 let mut next: Vec<TriggerConfig> = state
-                    .1
                     .iter()
                     .filter(|t| !remove.contains(&t.name) && !add.iter().any(|a| a.name == t.name))
                     .cloned()
@@ -179,8 +183,10 @@ impl Control {
                     counters.rejected_commands.fetch_add(1, Relaxed);
                     fail(e)
                 })?;
-                let version = self.changes.fetch_add(1, Relaxed) + 1;
-                *state = (version, next);
+                *state = next;
+                // Counted after the list is in place (and before the lock is released), so a
+                // reader that sees the new count reads the new list.
+                self.changes.fetch_add(1, Relaxed);
             }
         }
         Ok(cmd)
@@ -316,16 +322,15 @@ mod tests {
         }];
         let c = Control::new(DecodeParams::default(), 30).with_triggers(configured, bundle);
         let n = Counters::default();
-        let names = |c: &Control| -> Vec<String> {
-            c.triggers().1.iter().map(|t| t.name.clone()).collect()
-        };
+        let names =
+            |c: &Control| -> Vec<String> { c.triggers().iter().map(|t| t.name.clone()).collect() };
         c.apply(
             &sent(br#"{"cmd":"triggers","add":[{"name":"glass","phrases":["glass breaks"],"threshold":1.5}]}"#),
             &n,
         )
         .unwrap();
         assert_eq!(names(&c), ["dog", "glass"]);
-        assert_eq!(c.triggers().0, 1);
+        assert_eq!(c.trigger_changes(), 1);
         c.apply(&sent(br#"{"cmd":"triggers","remove":["dog"]}"#), &n)
             .unwrap();
         assert_eq!(names(&c), ["glass"]);
@@ -341,7 +346,7 @@ mod tests {
         );
         assert!(err(br#"{"cmd":"triggers","drop":["glass"]}"#).contains("\"drop\""));
         assert_eq!(names(&c), ["glass"]);
-        assert_eq!(c.triggers().0, 2);
+        assert_eq!(c.trigger_changes(), 2);
         // Without a model there is nothing to check words against.
         let bare = Control::new(DecodeParams::default(), 30);
         assert!(

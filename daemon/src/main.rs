@@ -397,8 +397,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // A progress line on a terminal for files longer than a few windows.
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             for file in &files {
-                let seconds = wav::Stream::open(file)?.seconds();
-                let show = progress && seconds > 60.0;
+                // The header's length, read only for a terminal (caption_file opens the file
+                // again to read it).
+                let seconds = if progress {
+                    wav::Stream::open(file)?.seconds()
+                } else {
+                    0.0
+                };
+                let show = seconds > 60.0;
                 let emit = |w: caption::WindowCaption| {
                     if show {
                         eprint!("\r\x1b[K");

@@ -309,29 +309,20 @@ impl Inference {
     /// Takes up the triggers in effect when a `triggers` command changed them (they were
     /// checked against the model when set).
     fn refresh_triggers(&mut self) {
-        let (version, configs) = self.control.triggers();
-        if self.triggers_seen == Some(version) {
+        let changes = self.control.trigger_changes();
+        if self.triggers_seen == Some(changes) {
             return;
         }
-        let bundle = self.model.bundle();
-        let built = Triggers::build(&configs, bundle).and_then(|t| {
-            let phrases = t
-                .phrases()
-                .iter()
-                .map(|p| bundle.phrase_tokens(p))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            Ok((t, phrases))
-        });
-        match built {
-            Ok((triggers, phrases)) => {
+        match Triggers::build(&self.control.triggers(), self.model.bundle()) {
+            Ok(triggers) => {
                 log::info!("triggers: {}", triggers.names().join(", "));
+                self.phrases = triggers.tokens();
                 self.triggers = triggers;
-                self.phrases = phrases;
                 self.baseline = None;
             }
             Err(e) => log::error!("triggers not changed: {e}"),
         }
-        self.triggers_seen = Some(version);
+        self.triggers_seen = Some(changes);
     }
 
     /// The phrases' scores under `frames` frames of digital silence (the front end's
@@ -350,8 +341,7 @@ impl Inference {
     /// window; triggers without the caption when it repeats the last one).
     fn caption(&mut self, job: Job) -> Vec<Event> {
         self.refresh_triggers();
-        let counters = self.counters.clone();
-        let c = &counters;
+        let c = &self.counters;
         let w = &job.window;
         if c.paused.load(Relaxed) {
             c.paused_windows.fetch_add(1, Relaxed);

@@ -38,7 +38,8 @@ pub struct Triggers {
 #[derive(Debug, Clone)]
 struct Trigger {
     name: String,
-    phrases: Vec<String>,
+    /// Each phrase with its token ids.
+    phrases: Vec<(String, Vec<u32>)>,
     threshold: f32,
 }
 
@@ -89,18 +90,19 @@ impl Triggers {
             if c.phrases.is_empty() {
                 return Err(format!("{at}.phrases: give at least one phrase"));
             }
-            for p in &c.phrases {
-                bundle
-                    .phrase_tokens(p)
-                    .map_err(|e| format!("{at}.phrases: {e}"))?;
-            }
+            let phrases = c
+                .phrases
+                .iter()
+                .map(|p| Ok((p.clone(), bundle.phrase_tokens(p)?)))
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(|e| format!("{at}.phrases: {e}"))?;
             let threshold = c.threshold.unwrap_or(DEFAULT_THRESHOLD);
             if !threshold.is_finite() {
                 return Err(format!("{at}.threshold: must be a number"));
             }
             list.push(Trigger {
                 name: c.name.clone(),
-                phrases: c.phrases.clone(),
+                phrases,
                 threshold,
             });
         }
@@ -112,12 +114,15 @@ impl Triggers {
         self.list.iter().map(|t| t.name.clone()).collect()
     }
 
-    /// Every phrase of every trigger, in order: what each window scores.
-    pub fn phrases(&self) -> Vec<String> {
-        self.list.iter().flat_map(|t| t.phrases.clone()).collect()
+    /// Every phrase of every trigger as token ids, in order: what each window scores.
+    pub fn tokens(&self) -> Vec<Vec<u32>> {
+        self.list
+            .iter()
+            .flat_map(|t| t.phrases.iter().map(|(_, tokens)| tokens.clone()))
+            .collect()
     }
 
-    /// The triggers that fire for phrase `scores` (as [`Triggers::phrases`]) minus their
+    /// The triggers that fire for phrase `scores` (as [`Triggers::tokens`]) minus their
     /// silence `baseline`: per trigger its best phrase, if that reaches the threshold.
     pub fn fired(&self, scores: &[f32], baseline: &[f32]) -> Vec<(String, String, f32)> {
         let mut out = Vec::new();
@@ -127,7 +132,7 @@ impl Triggers {
                 .phrases
                 .iter()
                 .enumerate()
-                .map(|(k, p)| (p, scores[i + k] - baseline[i + k]))
+                .map(|(k, (p, _))| (p, scores[i + k] - baseline[i + k]))
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             i += t.phrases.len();
             if let Some((phrase, score)) = best
@@ -219,7 +224,8 @@ mod tests {
             &bundle(),
         )
         .unwrap();
-        assert_eq!(t.phrases(), ["a dog barks", "dog", "glass breaks"]);
+        // "a dog barks", "dog", "glass breaks" in the test vocabulary.
+        assert_eq!(t.tokens(), [vec![4, 5, 6], vec![5], vec![7, 8]]);
         // "dog" rises 3.2 over silence (fires at 2.95); glass rises 0.5 (below its 1.0).
         let fired = t.fired(&[-2.0, -1.0, -3.0], &[-3.0, -4.2, -3.5]);
         assert_eq!(fired, vec![("dog".to_string(), "dog".to_string(), 3.2)]);
