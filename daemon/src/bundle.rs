@@ -579,3 +579,55 @@ impl Bundle {
             .join(" ")
     }
 }
+
+/// Bundles for the tests of logic that reads only a manifest and word lists (no files, no
+/// graphs).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Bundle, Manifest};
+
+    /// A bundle with `vocab` (ids in order), tag heads `tags` (TOML `[[tags]]` tables) with
+    /// their `labels`, 10 s windows every 5 s and captions of at most 10 tokens.
+    pub fn bundle(vocab: &[&str], tags: &str, labels: Vec<Vec<String>>) -> Bundle {
+        let manifest: Manifest = toml::from_str(&format!(
+            r#"
+            format_version = 1
+            name = "t"
+            architecture = "t"
+            licence = "t"
+            training_data = "t"
+            created_by = "t"
+            [frontend]
+            [window]
+            seconds = 10.0
+            hop_seconds = 5.0
+            [tokens]
+            vocab = "vocab.txt"
+            pad = 0
+            bos = 1
+            eos = 2
+            unk = 3
+            max_len = 10
+            [encoder]
+            file = "e.onnx"
+            input = "mel"
+            memory = "memory"
+            memory_dim = 4
+            [decoder]
+            file = "d.onnx"
+            tokens = "tokens"
+            memory = "memory"
+            logits = "logits"
+            [decoding]
+            [files]
+            {tags}
+            "#
+        ))
+        .unwrap();
+        Bundle {
+            manifest,
+            vocab: vocab.iter().map(|s| s.to_string()).collect(),
+            labels,
+        }
+    }
+}

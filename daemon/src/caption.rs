@@ -400,6 +400,19 @@ pub trait Captioner: Send + Sync {
     ) -> Result<Captioned>;
 }
 
+/// A frame-major window (`frames × n_mels`, as `caption_mel` gets it) laid out band-major,
+/// `[n_mels, frames]`: the encoder graphs' `[1, n_mels, frames]` input.
+pub fn bands_major(mel: &[f32], n_mels: usize) -> Vec<f32> {
+    let frames = mel.len() / n_mels;
+    let mut out = vec![0.0f32; mel.len()];
+    for (t, frame) in mel.chunks_exact(n_mels).enumerate() {
+        for (b, v) in frame.iter().enumerate() {
+            out[b * frames + t] = *v;
+        }
+    }
+    out
+}
+
 /// Loads the bundle in `dir` for `backend`.
 pub fn load(dir: &Path, backend: Backend) -> Result<std::sync::Arc<dyn Captioner>> {
     let context = || format!("cannot use model bundle {}", dir.display());
@@ -492,41 +505,13 @@ pub fn decode_window<S: Stepper>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bundle::Manifest;
 
     /// A bundle with two tag heads, `hark` (dog, speech, rain; threshold 0.5) and `audioset`
     /// (Dog, Speech; threshold 0.3); no graphs are needed to pick tags.
     fn bundle() -> Bundle {
-        let manifest: Manifest = toml::from_str(
+        crate::bundle::testing::bundle(
+            &[],
             r#"
-            format_version = 1
-            name = "t"
-            architecture = "t"
-            licence = "t"
-            training_data = "t"
-            created_by = "t"
-            [frontend]
-            [window]
-            seconds = 10.0
-            hop_seconds = 5.0
-            [tokens]
-            vocab = "vocab.txt"
-            pad = 0
-            bos = 1
-            eos = 2
-            unk = 3
-            max_len = 10
-            [encoder]
-            file = "e.onnx"
-            input = "mel"
-            memory = "memory"
-            memory_dim = 4
-            [decoder]
-            file = "d.onnx"
-            tokens = "tokens"
-            memory = "memory"
-            logits = "logits"
-            [decoding]
             [[tags]]
             name = "hark"
             labels = "labels.txt"
@@ -536,18 +521,12 @@ mod tests {
             labels = "audioset.txt"
             output = "audioset"
             threshold = 0.3
-            [files]
             "#,
-        )
-        .unwrap();
-        Bundle {
-            manifest,
-            vocab: vec![],
-            labels: vec![
+            vec![
                 vec!["dog".into(), "speech".into(), "rain".into()],
                 vec!["Dog".into(), "Speech".into()],
             ],
-        }
+        )
     }
 
     #[test]

@@ -352,13 +352,7 @@ impl Model {
         let m = &self.bundle.manifest;
         let n_mels = m.frontend.n_mels;
         let frames = mel.len() / n_mels;
-        // The encoder wants [1, n_mels, frames].
-        let mut input = vec![0.0f32; mel.len()];
-        for (t, frame) in mel.chunks_exact(n_mels).enumerate() {
-            for (b, v) in frame.iter().enumerate() {
-                input[b * frames + t] = *v;
-            }
-        }
+        let input = crate::caption::bands_major(mel, n_mels);
         let input = Tensor::from_shape(&[1, n_mels, frames], &input)?;
         let mut out = self
             .encoder_plan(frames)?

@@ -142,13 +142,7 @@ impl Captioner for OrtModel {
         let n_mels = m.frontend.n_mels;
         let frames = mel.len() / n_mels;
         let t0 = Instant::now();
-        // Frame-major in, [1, n_mels, frames] for the graph.
-        let mut input = vec![0.0f32; mel.len()];
-        for (t, frame) in mel.chunks_exact(n_mels).enumerate() {
-            for (b, v) in frame.iter().enumerate() {
-                input[b * frames + t] = *v;
-            }
-        }
+        let input = crate::caption::bands_major(mel, n_mels);
         let input = Tensor::from_array((vec![1, n_mels, frames], input))?;
         let mut session = self.encoder.lock().unwrap_or_else(|e| e.into_inner());
         let out = session

@@ -159,51 +159,12 @@ pub(crate) fn test_bundle() -> Bundle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bundle::Manifest;
 
     pub(super) fn bundle() -> Bundle {
-        let manifest: Manifest = toml::from_str(
-            r#"
-            format_version = 1
-            name = "t"
-            architecture = "t"
-            licence = "t"
-            training_data = "t"
-            created_by = "t"
-            [frontend]
-            [window]
-            seconds = 10.0
-            hop_seconds = 5.0
-            [tokens]
-            vocab = "vocab.txt"
-            pad = 0
-            bos = 1
-            eos = 2
-            unk = 3
-            max_len = 10
-            [encoder]
-            file = "e.onnx"
-            input = "mel"
-            memory = "memory"
-            memory_dim = 4
-            [decoder]
-            file = "d.onnx"
-            tokens = "tokens"
-            memory = "memory"
-            logits = "logits"
-            [decoding]
-            [files]
-            "#,
-        )
-        .unwrap();
         let vocab = [
             "<pad>", "<bos>", "<eos>", "<unk>", "a", "dog", "barks", "glass", "breaks",
         ];
-        Bundle {
-            manifest,
-            vocab: vocab.iter().map(|s| s.to_string()).collect(),
-            labels: vec![],
-        }
+        crate::bundle::testing::bundle(&vocab, "", vec![])
     }
 
     fn config(name: &str, phrases: &[&str], threshold: Option<f32>) -> TriggerConfig {

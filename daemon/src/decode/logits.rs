@@ -68,13 +68,8 @@ pub fn log_softmax(row: &mut [f32]) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::SPECIAL;
     use super::*;
-
-    const SPECIAL: SpecialTokens = SpecialTokens {
-        bos: 1,
-        eos: 2,
-        pad: 0,
-    };
 
     fn params() -> DecodeParams {
         DecodeParams {

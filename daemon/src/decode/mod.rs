@@ -249,7 +249,14 @@ pub fn decode<S: Stepper>(
 pub(crate) mod testing {
     //! A scripted decoder: the next-token distribution is a function of the prefix.
 
-    use super::Stepper;
+    use super::{SpecialTokens, Stepper};
+
+    /// The special tokens of every scripted vocabulary: 0 pad, 1 bos, 2 eos.
+    pub const SPECIAL: SpecialTokens = SpecialTokens {
+        bos: 1,
+        eos: 2,
+        pad: 0,
+    };
 
     /// State: the tokens fed so far, per hypothesis.
     pub struct Scripted<F: Fn(&[u32]) -> Vec<f32>> {

@@ -138,15 +138,9 @@ pub fn rerank<S: Stepper>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::Scripted;
-    use super::super::{DecodeParams, SpecialTokens, Strategy, decode};
+    use super::super::testing::{SPECIAL, Scripted};
+    use super::super::{DecodeParams, Strategy, decode};
     use super::*;
-
-    const SPECIAL: SpecialTokens = SpecialTokens {
-        bos: 1,
-        eos: 2,
-        pad: 0,
-    };
 
     #[test]
     fn top_p_keeps_the_smallest_set_reaching_the_mass() {

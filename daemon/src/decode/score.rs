@@ -52,14 +52,8 @@ pub fn score_phrases<S: Stepper>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::Scripted;
+    use super::super::testing::{SPECIAL, Scripted};
     use super::*;
-
-    const SPECIAL: SpecialTokens = SpecialTokens {
-        bos: 1,
-        eos: 2,
-        pad: 0,
-    };
 
     /// Vocabulary pad, bos, eos, "dog" (3), "barks" (4), "rain" (5): after bos a dog is
     /// likely (.6) and rain less (.2); after "dog", "barks" (.9).

@@ -100,14 +100,8 @@ pub fn beam<S: Stepper>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::Scripted;
-    use super::super::{DecodeParams, SpecialTokens, Strategy, decode};
-
-    const SPECIAL: SpecialTokens = SpecialTokens {
-        bos: 1,
-        eos: 2,
-        pad: 0,
-    };
+    use super::super::testing::{SPECIAL, Scripted};
+    use super::super::{DecodeParams, Strategy, decode};
 
     /// Vocabulary: 0 pad, 1 bos, 2 eos, 3 "a", 4 "b".
     /// After bos: a 0.5, b 0.4, eos 0.1. After "a": eos 0.3, a 0.35, b 0.35.
