@@ -20,6 +20,20 @@ fn json_lines(stdout: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+/// Writes `config` to DIR/hark.toml and runs `hark run -c` it on the demo clip, which must
+/// succeed; returns the config's path.
+fn run_demo(dir: &std::path::Path, config: &str) -> std::path::PathBuf {
+    let cfg = dir.join("hark.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let out = hark(&["run", "-c", cfg.to_str().unwrap(), "--file", &demo()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cfg
+}
+
 /// Labels of a window's tags from one source.
 fn labels<'a>(w: &'a Value, source: &str) -> Vec<&'a str> {
     w["tags"]
@@ -78,21 +92,13 @@ fn hark_run_publishes_tags_with_scores_and_home_assistant_binary_sensors() {
     let broker = Broker::start("");
     let sub = Subscriber::connect(broker.port, &["hark/#", "homeassistant/#"]);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("hark.toml");
-    std::fs::write(
-        &cfg,
-        format!(
+    run_demo(
+        dir.path(),
+        &format!(
             "device = \"porch\"\n[tags]\nbinary_sensors = [\"rain\", \"dog\"]\n\
              thresholds = {{ audioset = 0.2 }}\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n",
             broker.port
         ),
-    )
-    .unwrap();
-    let out = hark(&["run", "-c", cfg.to_str().unwrap(), "--file", &demo()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     sub.wait_until(10, "the caption", |m| {
         m.iter().any(|m| m.topic == "hark/porch/caption")
@@ -312,10 +318,9 @@ fn a_trigger_fires_on_the_sound_it_names_and_not_on_others_with_its_discovery() 
     let broker = Broker::start("");
     let sub = Subscriber::connect(broker.port, &["hark/#", "homeassistant/#"]);
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("hark.toml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let cfg = run_demo(
+        dir.path(),
+        &format!(
             "device = \"shed\"\n\
              [[triggers]]\nname = \"rain\"\nphrases = [\"rain falls\", \"rain is falling\"]\n\
              threshold = 2.0\n\
@@ -323,13 +328,6 @@ fn a_trigger_fires_on_the_sound_it_names_and_not_on_others_with_its_discovery() 
              [mqtt]\nhost = \"127.0.0.1\"\nport = {}\n",
             broker.port
         ),
-    )
-    .unwrap();
-    let out = hark(&["run", "-c", cfg.to_str().unwrap(), "--file", &demo()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     sub.wait_until(10, "the rain trigger", |m| {
         m.iter().any(|m| m.topic == "hark/shed/trigger/rain")
