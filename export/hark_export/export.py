@@ -686,6 +686,38 @@ def quantize(src: Path, dst: Path, ops: list[str] | None = None,
 _WEIGHT = {"MatMul": (1, -1), "Gather": (0, 0)}
 
 
+def _rewrite_weights(path: Path, weights_of, store) -> None:
+    """Stores float32 initializers of the graph at `path` in another form, each behind a node
+    that turns it back into float32: `weights_of(node)` yields (input index, argument) for the
+    inputs of `node` to rewrite; `store(name, array, argument)` returns the new initializers
+    and the node that computes `name + "_f32"` from them. An initializer read by several nodes
+    is rewritten once. The new nodes read initializers only, so they go first."""
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    done, nodes = set(), []
+    for node in graph.node:
+        for k, argument in weights_of(node):
+            name = node.input[k] if k < len(node.input) else ""
+            init = inits.get(name)
+            if init is None or init.data_type != onnx.TensorProto.FLOAT:
+                continue
+            if name not in done:
+                stored, decode = store(name, numpy_helper.to_array(init), argument)
+                if decode is None:
+                    continue
+                graph.initializer.remove(init)
+                graph.initializer.extend(stored)
+                nodes.append(decode)
+                done.add(name)
+            node.input[k] = name + "_f32"
+    for n in reversed(nodes):
+        graph.node.insert(0, n)
+    onnx.save(model, str(path))
+
+
 def int8_weights(path: Path, op_types: list[str]) -> None:
     """Stores the float32 weights of `op_types` nodes as int8, one symmetric scale per output
     channel, each followed by a DequantizeLinear back to float32. A quarter of the bytes,
@@ -695,44 +727,32 @@ def int8_weights(path: Path, op_types: list[str]) -> None:
     the weights' rounding, not the activations', moves what the model says."""
     import onnx
     from onnx import numpy_helper
-    model = onnx.load(str(path))
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    done = {}
-    for node in graph.node:
+
+    def weights_of(node):
+        if node.op_type not in op_types:
+            return []
         if node.op_type == "Gemm":
             trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-            where = (1, 0 if trans_b else 1)
-        elif node.op_type in _WEIGHT:
-            where = _WEIGHT[node.op_type]
-        else:
-            continue
-        if node.op_type not in op_types:
-            continue
-        k, axis = where
-        name = node.input[k] if k < len(node.input) else ""
-        init = inits.get(name)
-        if init is None or init.data_type != onnx.TensorProto.FLOAT or len(init.dims) != 2:
-            continue
-        if name not in done:
-            w = numpy_helper.to_array(init)
-            axis = axis % w.ndim
-            peak = np.abs(w).max(axis=1 - axis)
-            scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-            shape = [1, 1]
-            shape[axis] = -1
-            q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
-            graph.initializer.remove(init)
-            graph.initializer.extend([
-                numpy_helper.from_array(q, name + "_int8"),
-                numpy_helper.from_array(scale, name + "_scale"),
-                numpy_helper.from_array(np.zeros_like(scale, np.int8), name + "_zero")])
-            graph.node.insert(0, onnx.helper.make_node(
-                "DequantizeLinear", [name + "_int8", name + "_scale", name + "_zero"],
-                [name + "_f32"], axis=axis, name=name + "_dequantize"))
-            done[name] = name + "_f32"
-        node.input[k] = done[name]
-    onnx.save(model, str(path))
+            return [(1, 0 if trans_b else 1)]
+        return [_WEIGHT[node.op_type]] if node.op_type in _WEIGHT else []
+
+    def store(name, w, axis):
+        if w.ndim != 2:
+            return [], None
+        axis = axis % w.ndim
+        peak = np.abs(w).max(axis=1 - axis)
+        scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+        shape = [1, 1]
+        shape[axis] = -1
+        q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+        stored = [numpy_helper.from_array(q, name + "_int8"),
+                  numpy_helper.from_array(scale, name + "_scale"),
+                  numpy_helper.from_array(np.zeros_like(scale, np.int8), name + "_zero")]
+        return stored, onnx.helper.make_node(
+            "DequantizeLinear", [name + "_int8", name + "_scale", name + "_zero"],
+            [name + "_f32"], axis=axis, name=name + "_dequantize")
+
+    _rewrite_weights(path, weights_of, store)
 
 
 def half_weights(path: Path, op_types: list[str]) -> None:
@@ -743,28 +763,16 @@ def half_weights(path: Path, op_types: list[str]) -> None:
     caption of over half the test scenes), float16 weights change it almost never."""
     import onnx
     from onnx import numpy_helper
-    model = onnx.load(str(path))
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    done = {}
-    for node in graph.node:
-        if node.op_type not in op_types:
-            continue
-        for k, name in enumerate(node.input):
-            init = inits.get(name)
-            if init is None or init.data_type != onnx.TensorProto.FLOAT:
-                continue
-            if name not in done:
-                half = numpy_helper.from_array(numpy_helper.to_array(init).astype("float16"),
-                                               name + "_fp16")
-                graph.initializer.remove(init)
-                graph.initializer.append(half)
-                cast = onnx.helper.make_node("Cast", [half.name], [name + "_f32"],
+
+    def weights_of(node):
+        return [(k, None) for k in range(len(node.input))] if node.op_type in op_types else []
+
+    def store(name, w, _):
+        half = numpy_helper.from_array(w.astype("float16"), name + "_fp16")
+        return [half], onnx.helper.make_node("Cast", [half.name], [name + "_f32"],
                                              to=onnx.TensorProto.FLOAT, name=name + "_cast")
-                graph.node.insert(0, cast)
-                done[name] = name + "_f32"
-            node.input[k] = done[name]
-    onnx.save(model, str(path))
+
+    _rewrite_weights(path, weights_of, store)
 
 
 def check_int8(a: Agreement, minimum: float = 0.8) -> None:
