@@ -392,6 +392,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--val", type=int, default=1000)
     p.add_argument("--test", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--augment", action="store_true",
+                   help="vary each clip's speed and band, and reverberate scenes")
+    p.add_argument("--append", action="store_true",
+                   help="add to the scenes in --out (use another --seed; 0 leaves a split)")
     p = sub.add_parser("features", help="compute and cache log-mels of every split")
     p.add_argument("data", type=Path)
     p.add_argument("--cache", type=Path, default=None, help="default: DATA/.hark-cache")
@@ -415,7 +419,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "scenes":
         from hark_export.scenes import generate
         summary = generate(args.corpus, args.out,
-                           {"train": args.train, "val": args.val, "test": args.test}, args.seed)
+                           {"train": args.train, "val": args.val, "test": args.test}, args.seed,
+                           args.augment, args.append)
         print(json.dumps({s: v["scenes"] for s, v in summary["splits"].items()}))
     elif args.command == "features":
         cache = FeatureCache(args.cache or args.data / ".hark-cache", default_frontend())

@@ -9,6 +9,12 @@ key naming its content. Categories are drawn with weights growing with the squar
 their number of source recordings, so thin categories (cat, frog, train, glass, cough) are
 not drowned by big ones; scenes of a split use only that split's recordings.
 
+`--augment` varies every use of a clip as another microphone and room would: its speed
+(pitch and tempo together, ±15 %), a band limit (a muffled or a tinny microphone) and, for
+the whole scene, a synthetic room's reverberation. A frozen encoder's outputs are cached once
+per scene, so the decoder sees no other variation; augmented scenes, appended to a set
+(`--append`), are how its clips are heard more than one way.
+
 Output: the generic manifest layout the trainer reads (`{split}.jsonl` with `audio`,
 `captions`, `scene`, `tags`), `labels.txt` (the categories, in the tag head's order),
 `scenes.json` (counts per split, type and category) and the corpus's `summary.json` (as
@@ -22,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy.signal import butter, fftconvolve, sosfilt
 from tqdm import tqdm
 
 from hark_export.real import load_corpus, load_table
@@ -90,11 +97,38 @@ def noise_floor(length: int, rng) -> np.ndarray:
     return smooth * (10 ** (rng.uniform(-80, -55) / 20) / (smooth.std() + 1e-12))
 
 
+def vary(x: np.ndarray, rng) -> np.ndarray:
+    """`x` at another speed and through another microphone's band, each half of the time."""
+    if rng.random() < 0.5:
+        rate = rng.uniform(0.85, 1.15)
+        n = max(1, int(len(x) / rate))
+        x = np.interp(np.arange(n) * rate, np.arange(len(x)), x).astype(np.float32)
+    if rng.random() < 0.5:
+        if rng.random() < 0.5:  # muffled: a cheap or distant microphone, a wall between
+            sos = butter(2, rng.uniform(1500, 5000), "lowpass", fs=RATE, output="sos")
+        else:  # tinny: a small microphone without bass
+            sos = butter(2, rng.uniform(150, 700), "highpass", fs=RATE, output="sos")
+        x = sosfilt(sos, x).astype(np.float32)
+    return x
+
+
+def room(x: np.ndarray, rng) -> np.ndarray:
+    """`x` in a room: exponentially decaying noise as the impulse response (reverberation
+    time 0.2-0.9 s), mixed 0-10 dB below the direct sound."""
+    rt60 = rng.uniform(0.2, 0.9)
+    t = np.arange(int(rt60 * RATE)) / RATE
+    ir = (rng.standard_normal(len(t)) * np.exp(-6.91 * t / rt60)).astype(np.float32)
+    wet = fftconvolve(x, ir)[: len(x)].astype(np.float32)
+    gain = 10 ** (-rng.uniform(0, 10) / 20) * np.sqrt(
+        (x ** 2).mean() / ((wet ** 2).mean() + 1e-20))
+    return x + gain * wet
+
+
 class Pool:
     """The clips of one split, by category, with the category weights."""
 
-    def __init__(self, rows: list[dict], corpus: Path, table, rng):
-        self.corpus, self.table, self.rng = corpus, table, rng
+    def __init__(self, rows: list[dict], corpus: Path, table, rng, augment: bool = False):
+        self.corpus, self.table, self.rng, self.augment = corpus, table, rng, augment
         self.by_cat: dict[str, list[dict]] = defaultdict(list)
         for r in rows:
             self.by_cat[r["category"]].append(r)
@@ -124,7 +158,8 @@ class Pool:
             x, sr = sf.read(self.corpus / row["path_16000"], dtype="float32")
             assert sr == RATE, f"{row['path_16000']}: {sr} Hz"
             self.cache[row["id"]] = x
-        return row, self.cache[row["id"]]
+        x = self.cache[row["id"]]
+        return row, vary(x, self.rng) if self.augment else x
 
     def phrase(self, row: dict) -> dict:
         say = row["say"] or self.table.categories[row["category"]]["say"]
@@ -265,34 +300,55 @@ def make_scene(pool: Pool) -> tuple[np.ndarray, list[str], list[str], str, str]:
     return audio, caps, cats + [cb], f"bg:{cb}+" + ">".join(cats), kind
 
 
-def generate(corpus: Path, out: Path, sizes: dict[str, int], seed: int = 0) -> dict:
-    """Write `sizes[split]` scenes per split from the corpus's clips of that split."""
+def generate(corpus: Path, out: Path, sizes: dict[str, int], seed: int = 0,
+             augment: bool = False, append: bool = False) -> dict:
+    """Write `sizes[split]` scenes per split from the corpus's clips of that split; with
+    `append`, add them to the scenes already in `out` (splits of size 0 are left as they are)."""
     corpus, out = Path(corpus), Path(out)
     table = load_table()
     rows = load_corpus(corpus)
     labels = sorted({r["category"] for r in rows})
     out.mkdir(parents=True, exist_ok=True)
-    (out / "labels.txt").write_text("\n".join(labels) + "\n")
-    summary = {"seed": seed, "labels": len(labels), "splits": {}}
+    if append:
+        if (out / "labels.txt").read_text().split() != labels:
+            raise SystemExit(f"{out}: its labels.txt is not this corpus's categories; "
+                             "append only scenes of the corpus the set was made from")
+        summary = json.loads((out / "scenes.json").read_text())
+    else:
+        (out / "labels.txt").write_text("\n".join(labels) + "\n")
+        summary = {"seed": seed, "labels": len(labels), "splits": {}}
+    summary.setdefault("generations", []).append(
+        {"seed": seed, "augment": augment, "scenes": {k: n for k, n in sizes.items() if n}})
     for i, (split, n) in enumerate(sizes.items()):
+        if append and n == 0:
+            continue
         rng = np.random.default_rng([seed, i])
-        pool = Pool([r for r in rows if r["split"] == split], corpus, table, rng)
+        pool = Pool([r for r in rows if r["split"] == split], corpus, table, rng, augment)
         (out / split).mkdir(exist_ok=True)
-        types, tag_counts, lines = Counter(), Counter(), []
+        old = summary["splits"].get(split) if append else None
+        types = Counter(old["types"] if old else {})
+        tag_counts = Counter(old["categories"] if old else {})
+        jsonl = out / f"{split}.jsonl"
+        lines = jsonl.read_text().splitlines() if old else []
+        stem = f"{split}_s{seed}" if append else split  # appended scenes keep their own names
         for k in tqdm(range(n), desc=f"scenes {split}", unit="scene"):
             audio, caps, tags, key, kind = make_scene(pool)
+            if augment and rng.random() < 0.3:
+                audio = room(audio, rng)
             audio = audio + noise_floor(len(audio), rng)
             peak = float(np.abs(audio).max())
             if peak > 0.98:
                 audio *= 0.98 / peak
-            name = f"{split}/{split}_{k:05d}.wav"
+            name = f"{split}/{stem}_{k:05d}.wav"
+            if append and (out / name).exists():
+                raise SystemExit(f"{out / name} exists: append with another --seed")
             sf.write(out / name, audio, RATE, subtype="PCM_16")
             lines.append(json.dumps({"audio": name, "captions": caps, "scene": key,
                                      "tags": sorted(set(tags))}))
             types[kind] += 1
             tag_counts.update(set(tags))
-        (out / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
-        summary["splits"][split] = {"scenes": n, "types": dict(types),
+        jsonl.write_text("\n".join(lines) + "\n")
+        summary["splits"][split] = {"scenes": len(lines), "types": dict(types),
                                     "categories": dict(sorted(tag_counts.items()))}
     (out / "scenes.json").write_text(json.dumps(summary, indent=2) + "\n")
     # The scenes carry their corpus's description and attribution, for the model card.

@@ -195,3 +195,31 @@ def test_scenes_have_five_distinct_captions_naming_their_categories_and_tags(tmp
     assert (out / "ATTRIBUTION.md").exists() and (out / "corpus.json").exists()
     lines = [json.loads(l) for l in open(out / "test.jsonl")]
     assert all(set(l) == {"audio", "captions", "scene", "tags"} for l in lines)
+
+
+def test_augmented_scenes_are_appended_beside_the_first_ones(tmp_path):
+    _fake_corpus(tmp_path, load_table())
+    out = tmp_path / "scenes"
+    scenes.generate(tmp_path, out, {"train": 20, "val": 4, "test": 4}, seed=0)
+    first = (out / "train.jsonl").read_text().splitlines()
+    test = (out / "test.jsonl").read_text()
+    summary = scenes.generate(tmp_path, out, {"train": 30, "val": 0, "test": 0}, seed=1,
+                              augment=True, append=True)
+    train = (out / "train.jsonl").read_text().splitlines()
+    assert train[:20] == first and len(train) == 50 and len(load_split(out, "train")) == 50
+    assert (out / "test.jsonl").read_text() == test  # held-out scenes untouched
+    assert summary["splits"]["train"]["scenes"] == 50
+    assert sum(summary["splits"]["train"]["types"].values()) == 50
+    assert [g["augment"] for g in summary["generations"]] == [False, True]
+    with pytest.raises(SystemExit, match="another --seed"):
+        scenes.generate(tmp_path, out, {"train": 1, "val": 0, "test": 0}, seed=1, append=True)
+
+
+def test_augmentation_changes_speed_band_and_room_but_keeps_the_level():
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    lengths = {len(scenes.vary(x, rng)) for _ in range(20)}
+    assert len(lengths) > 1 and all(13900 <= n <= 18900 for n in lengths)
+    y = scenes.room(x, rng)
+    assert len(y) == len(x) and not np.allclose(x, y)
+    assert 0.9 < np.sqrt((y ** 2).mean()) / np.sqrt((x ** 2).mean()) < 1.5
