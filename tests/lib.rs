@@ -219,6 +219,17 @@ impl Broker {
         let _ = self.child.wait();
     }
 
+    /// Kills the broker as a crash or a power cut would (SIGKILL: it saves nothing more).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The mosquitto process (to signal it: `-STOP` makes a broker that hangs).
+    pub fn child(&self) -> &std::process::Child {
+        &self.child
+    }
+
     /// Starts it again on the same port with the same configuration.
     pub fn restart(&mut self) {
         self.child = spawn_mosquitto(self.dir.path());

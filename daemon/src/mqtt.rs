@@ -3,6 +3,7 @@
 //! backoff, and a shutdown that publishes `offline` and waits for every QoS 1 acknowledgement.
 //! Credentials are read here and never formatted into logs or errors.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rumqttc::{
     AsyncClient, ClientError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
-    TlsConfiguration, Transport,
+    Request, TlsConfiguration, Transport,
 };
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -404,12 +405,19 @@ async fn drive(
     let mut connected_once = false;
     let mut connected_at: Option<std::time::Instant> = None;
     let mut flaps = Flaps::default();
+    let mut unsent = Unsent::default();
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                let resent = unsent.restore(&mut eventloop.pending);
                 log::info!(
-                    "MQTT connected to {endpoint}{}",
-                    if connected_once { " again" } else { "" }
+                    "MQTT connected to {endpoint}{}{}",
+                    if connected_once { " again" } else { "" },
+                    if resent > 0 {
+                        format!("; resending {resent} unacknowledged message(s)")
+                    } else {
+                        String::new()
+                    }
                 );
                 connected_once = true;
                 connected_at = Some(std::time::Instant::now());
@@ -435,6 +443,7 @@ async fn drive(
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(e) => {
+                unsent.keep(&mut eventloop.pending);
                 // The backoff restarts only after a connection that lasted: connections the
                 // broker keeps closing at once (a client id taken over) are retried ever slower.
                 if let Some(lasted) = connected_at.take().map(|t| t.elapsed()) {
@@ -461,6 +470,36 @@ async fn drive(
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
+    }
+}
+
+/// The messages a lost connection left unacknowledged. On a connection error rumqttc moves
+/// what was in flight, and what still waited in the client's queue, to `EventLoop::pending`,
+/// and drops all of it when the broker starts a new session — always, with a clean session,
+/// and after a broker restart that lost its sessions. They are taken out before reconnecting
+/// and put back after the CONNACK: QoS 1 is at least once (`seq` marks a resent duplicate),
+/// and at most `inflight + 2 × queue` messages are held, so memory stays bounded; once the
+/// client's queue is full again, publishing waits and the pipeline's queues drop and count.
+#[derive(Default)]
+struct Unsent(VecDeque<Request>);
+
+impl Unsent {
+    /// Takes what rumqttc would resend (after the messages already held); stale QoS 0
+    /// messages (stats) are let go.
+    fn keep(&mut self, pending: &mut VecDeque<Request>) {
+        self.0.extend(
+            pending
+                .drain(..)
+                .filter(|r| !matches!(r, Request::Publish(p) if p.qos == QoS::AtMostOnce)),
+        );
+    }
+
+    /// Puts the held messages back at the head of the send queue; returns how many.
+    fn restore(&mut self, pending: &mut VecDeque<Request>) -> usize {
+        let held = self.0.len();
+        self.0.extend(pending.drain(..));
+        std::mem::swap(&mut self.0, pending);
+        held
     }
 }
 
@@ -511,6 +550,35 @@ fn hint(error: &str, tls: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unacknowledged_messages_survive_a_new_session_in_order_and_stale_stats_do_not() {
+        let publish = |topic: &str, qos| Request::Publish(rumqttc::Publish::new(topic, qos, "x"));
+        let mut unsent = Unsent::default();
+        // First error: what was in flight and queued.
+        let mut pending: VecDeque<Request> = [
+            publish("c1", QoS::AtLeastOnce),
+            publish("stats", QoS::AtMostOnce),
+        ]
+        .into();
+        unsent.keep(&mut pending);
+        // A second error before reconnecting (say a refused connection) adds more.
+        pending.push_back(publish("c2", QoS::AtLeastOnce));
+        unsent.keep(&mut pending);
+        assert!(pending.is_empty());
+        // The CONNACK of a new session: rumqttc cleared `pending`; the messages go back.
+        assert_eq!(unsent.restore(&mut pending), 2);
+        let topics: Vec<&str> = pending
+            .iter()
+            .map(|r| match r {
+                Request::Publish(p) => p.topic.as_str(),
+                _ => "?",
+            })
+            .collect();
+        assert_eq!(topics, ["c1", "c2"]);
+        assert_eq!(unsent.restore(&mut pending), 0, "held once, not twice");
+        assert_eq!(pending.len(), 2);
+    }
 
     #[test]
     fn three_short_connections_in_a_row_warn_once() {

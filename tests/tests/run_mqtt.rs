@@ -372,6 +372,78 @@ fn a_broker_restart_loses_no_caption_and_commands_work_after_it() {
 }
 
 #[test]
+fn a_broker_that_hangs_loses_no_caption_in_flight_or_queued() {
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/hang/caption"]);
+    // 0.25 s hops: four captions per second of audio; keep-alive 5 s (the least) notices the hang within 10 s.
+    let mut child = spawn_stdin_windows(&broker, "hang", (0.5, 0.25), "keep_alive_seconds = 5");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&segment()).unwrap();
+    sub.wait_until(20, "the first captions", |m| m.len() >= 4);
+
+    // The broker stops answering: 160 more captions, more than the client keeps in flight
+    // (100), so the rest wait in its queue when the connection is given up on.
+    hark_e2e::signal(broker.child(), "-STOP");
+    for _ in 0..10 {
+        stdin.write_all(&segment()).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(13));
+    hark_e2e::signal(broker.child(), "-CONT");
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("unacknowledged message(s)"), "{log}");
+    let mut seqs: Vec<u64> = captions(&sub, "hang")
+        .iter()
+        .map(|c| c["seq"].as_u64().unwrap())
+        .collect();
+    seqs.sort();
+    seqs.dedup(); // a resent duplicate is allowed, a gap is not
+    let last = *seqs.last().unwrap();
+    assert!(last >= 150, "{last} captions");
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "{log}");
+}
+
+#[test]
+fn a_broker_that_hangs_and_dies_three_times_mid_stream_loses_no_caption() {
+    // A broker that saves its sessions at once, so the subscriber's survives the crashes.
+    let mut broker = Broker::start("autosave_interval 1\nautosave_on_changes true");
+    let sub = Subscriber::connect(broker.port, &["hark/crash/caption"]);
+    let mut child = spawn_stdin_windows(&broker, "crash", (0.5, 0.25), "");
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for _ in 0..12 {
+            stdin.write_all(&segment()).unwrap();
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        stdin
+    });
+    // Each time the broker first hangs for a moment (captions in flight, unacknowledged),
+    // then dies and comes back without them.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1000));
+        hark_e2e::signal(broker.child(), "-STOP");
+        std::thread::sleep(Duration::from_millis(1500));
+        broker.kill();
+        broker.restart();
+    }
+    drop(feeder.join().unwrap());
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let mut seqs: Vec<u64> = captions(&sub, "crash")
+        .iter()
+        .map(|c| c["seq"].as_u64().unwrap())
+        .collect();
+    seqs.sort();
+    seqs.dedup();
+    let last = *seqs.last().unwrap();
+    assert!(last >= 180, "{last} captions");
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>(), "{log}");
+}
+
+#[test]
 fn after_an_outage_that_filled_the_client_queue_hark_announces_itself_again() {
     let mut broker = Broker::start("");
     broker.stop();
