@@ -172,7 +172,11 @@ pub enum Overflow {
 pub struct PipelineConfig {
     /// Windows waiting for inference, at most.
     pub queue: usize,
-    /// Overflow policy; default `drop-oldest` for live sources, `block` otherwise.
+    /// Captions and trigger messages waiting for the sink, at most (the outbox; for MQTT in
+    /// front of the client's own queue).
+    pub outbox: usize,
+    /// Overflow policy of both queues; default `drop-oldest` for live sources, `block`
+    /// otherwise.
     pub overflow: Option<Overflow>,
     /// Capacity of the capture ring buffer, seconds of audio.
     pub ring_seconds: f32,
@@ -182,6 +186,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             queue: 2,
+            outbox: 64,
             overflow: None,
             ring_seconds: 2.0,
         }
@@ -472,6 +477,9 @@ impl Config {
         let p = &self.pipeline;
         if !(1..=64).contains(&p.queue) {
             bail!("pipeline.queue = {}: must be in 1..=64", p.queue);
+        }
+        if !(1..=10_000).contains(&p.outbox) {
+            bail!("pipeline.outbox = {}: must be in 1..=10000", p.outbox);
         }
         if !(p.ring_seconds >= 0.1 && p.ring_seconds <= 60.0) {
             bail!(

@@ -3,10 +3,13 @@
 //! ```text
 //! source thread / cpal callback ─▶ capture ring (SPSC) ─▶ DSP thread: resample → log-mel → windows
 //!     ─▶ bounded window queue (drop-oldest or block) ─▶ inference thread: silence gate → encoder
-//!     → decoding → de-duplication ─▶ caption channel ─▶ the sink (MQTT or stdout, in run.rs)
+//!     → decoding → de-duplication ─▶ bounded outbox (drop-oldest or block) ─▶ the sink (MQTT or
+//!     stdout, in run.rs)
 //! ```
 //!
-//! Every buffer is bounded. Stopping is two-level: `stop` abandons work in flight (a signal);
+//! Every buffer is bounded, and neither queue lets a slow consumer stall the thread before it
+//! on live audio: a sink that stops taking captions costs the oldest captions (counted), not
+//! the microphone's audio or the watchdog's pings. Stopping is two-level: `stop` abandons work in flight (a signal);
 //! the end of the source drains everything already captured and then ends the pipeline.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -17,7 +20,6 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use ringbuf::traits::{Consumer, Observer, Split};
 use ringbuf::{HeapCons, HeapRb};
-use tokio::sync::mpsc;
 
 use crate::caption::{Captioner, TagConfig};
 use crate::commands::Control;
@@ -79,8 +81,9 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts the threads; captions arrive on `captions` until the source ends or `abandon`.
-    pub fn start(setup: Setup, captions: mpsc::Sender<Event>) -> Result<Self> {
+    /// Starts the threads; captions arrive in `outbox` until the source ends or `abandon`,
+    /// and then it is closed.
+    pub fn start(setup: Setup, outbox: Arc<Queue<Event>>) -> Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let failure: Arc<Mutex<Option<anyhow::Error>>> = Arc::default();
         let queue = Arc::new(Queue::new(setup.queue.0, setup.queue.1));
@@ -133,10 +136,14 @@ impl Pipeline {
             triggers_seen: None,
             device: setup.device,
             seq: 0,
+            dropping: 0,
         };
         threads.push(spawn("hark-inference", {
-            let queue = queue.clone();
-            move || inference.run(&queue, &captions)
+            let (queue, stop) = (queue.clone(), stop.clone());
+            move || {
+                inference.run(&queue, &outbox, &stop);
+                outbox.close();
+            }
         })?);
         Ok(Self {
             stop,
@@ -157,7 +164,13 @@ impl Pipeline {
         self.queue.close();
     }
 
-    /// Waits for the threads (after the caption channel closed); the source's or DSP's
+    /// Whether every thread has ended (the source ended and everything was captioned, or
+    /// the pipeline was abandoned).
+    pub fn finished(&self) -> bool {
+        self.threads.iter().all(JoinHandle::is_finished)
+    }
+
+    /// Waits for the threads (after the outbox closed); the source's or DSP's
     /// error, if one ended the pipeline.
     pub fn join(self) -> Result<()> {
         for t in self.threads {
@@ -245,7 +258,7 @@ impl Dsp {
                     end,
                     end_s,
                 };
-                match queue.push(job, stop) {
+                match queue.push(job, stop, &self.counters.dsp_beats) {
                     Pushed::Queued => {}
                     Pushed::DroppedOldest => {
                         self.counters.skipped_windows.fetch_add(1, Relaxed);
@@ -282,10 +295,12 @@ struct Inference {
     triggers_seen: Option<u64>,
     device: String,
     seq: u64,
+    /// Captions dropped from the full outbox since the sink last took one (logged once).
+    dropping: u64,
 }
 
 impl Inference {
-    fn run(mut self, queue: &Queue<Job>, events: &mpsc::Sender<Event>) {
+    fn run(mut self, queue: &Queue<Job>, outbox: &Queue<Event>, stop: &AtomicBool) {
         loop {
             self.counters.inference_beats.fetch_add(1, Relaxed);
             let job = match queue.pop(Duration::from_millis(200)) {
@@ -296,8 +311,27 @@ impl Inference {
             self.counters.queue_depth.store(queue.len() as u64, Relaxed);
             for event in self.caption(job) {
                 let is_caption = matches!(event, Event::Caption(_));
-                if events.blocking_send(event).is_err() {
-                    return;
+                match outbox.push(event, stop, &self.counters.inference_beats) {
+                    Pushed::Queued if self.dropping > 0 => {
+                        log::info!(
+                            "the sink takes captions again; {} were dropped meanwhile",
+                            self.dropping
+                        );
+                        self.dropping = 0;
+                    }
+                    Pushed::Queued => {}
+                    Pushed::DroppedOldest => {
+                        if self.dropping == 0 {
+                            log::warn!(
+                                "the sink is not taking captions (broker away and its queue \
+                                 full, or stdout not read): dropping the oldest, counted as \
+                                 dropped_captions"
+                            );
+                        }
+                        self.dropping += 1;
+                        self.counters.dropped_captions.fetch_add(1, Relaxed);
+                    }
+                    Pushed::Refused => return,
                 }
                 if is_caption {
                     self.counters.captions.fetch_add(1, Relaxed);

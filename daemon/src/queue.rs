@@ -1,9 +1,12 @@
-//! The bounded queue between the DSP thread and the inference thread. When it is full a new
-//! window either replaces the oldest one (live audio: latency stays bounded, the loss is
-//! counted) or waits for room (replayed audio: nothing is skipped).
+//! The bounded queues of the pipeline: windows from the DSP thread to the inference thread,
+//! and captions from the inference thread to the sink (the outbox). When one is full a new item
+//! either replaces the oldest one (live audio: latency stays bounded, the loss is counted) or
+//! waits for room (replayed audio: nothing is skipped). A thread waiting for room is alive, not
+//! hung: its heartbeat keeps counting, so the watchdog does not restart a daemon whose sink is
+//! slow.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -52,9 +55,9 @@ impl<T> Queue<T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds `item` according to the overflow policy; a blocking push gives up when `stop`
-    /// is raised.
-    pub fn push(&self, item: T, stop: &AtomicBool) -> Pushed {
+    /// Adds `item` according to the overflow policy; a blocking push counts `heartbeat` on
+    /// while it waits, and gives up when `stop` is raised.
+    pub fn push(&self, item: T, stop: &AtomicBool, heartbeat: &AtomicU64) -> Pushed {
         let mut s = self.lock();
         let mut dropped = false;
         while s.items.len() >= self.capacity && !s.closed {
@@ -67,6 +70,7 @@ impl<T> Queue<T> {
                     if stop.load(Relaxed) {
                         return Pushed::Refused;
                     }
+                    heartbeat.fetch_add(1, Relaxed);
                     s = self
                         .changed
                         .wait_timeout(s, Duration::from_millis(50))
@@ -140,17 +144,17 @@ mod tests {
     #[test]
     fn drop_oldest_keeps_the_newest() {
         let q = Queue::new(2, Overflow::DropOldest);
-        let stop = AtomicBool::new(false);
-        assert_eq!(q.push(1, &stop), Pushed::Queued);
-        assert_eq!(q.push(2, &stop), Pushed::Queued);
-        assert_eq!(q.push(3, &stop), Pushed::DroppedOldest);
+        let (stop, beat) = (AtomicBool::new(false), AtomicU64::new(0));
+        assert_eq!(q.push(1, &stop, &beat), Pushed::Queued);
+        assert_eq!(q.push(2, &stop, &beat), Pushed::Queued);
+        assert_eq!(q.push(3, &stop, &beat), Pushed::DroppedOldest);
         assert_eq!(q.len(), 2);
         assert_eq!(q.pop(Duration::ZERO), Ok(Some(2)));
         assert_eq!(q.pop(Duration::ZERO), Ok(Some(3)));
         assert_eq!(q.pop(Duration::ZERO), Ok(None));
         q.close();
         assert_eq!(q.pop(Duration::ZERO), Err(()));
-        assert_eq!(q.push(4, &stop), Pushed::Refused);
+        assert_eq!(q.push(4, &stop, &beat), Pushed::Refused);
     }
 
     #[test]
@@ -159,9 +163,9 @@ mod tests {
         let producer = {
             let q = q.clone();
             std::thread::spawn(move || {
-                let stop = AtomicBool::new(false);
+                let (stop, beat) = (AtomicBool::new(false), AtomicU64::new(0));
                 for i in 0..100 {
-                    assert_eq!(q.push(i, &stop), Pushed::Queued);
+                    assert_eq!(q.push(i, &stop, &beat), Pushed::Queued);
                 }
                 q.close();
             })
@@ -177,9 +181,27 @@ mod tests {
     #[test]
     fn a_blocked_push_gives_up_on_stop() {
         let q = Queue::new(1, Overflow::Block);
-        let stop = AtomicBool::new(false);
-        q.push(1, &stop);
+        let (stop, beat) = (AtomicBool::new(false), AtomicU64::new(0));
+        q.push(1, &stop, &beat);
         stop.store(true, Relaxed);
-        assert_eq!(q.push(2, &stop), Pushed::Refused);
+        assert_eq!(q.push(2, &stop, &beat), Pushed::Refused);
+    }
+
+    #[test]
+    fn a_push_waiting_for_room_keeps_its_heartbeat_going() {
+        let q = Arc::new(Queue::new(1, Overflow::Block));
+        let (stop, beat) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+        );
+        q.push(1, &stop, &beat);
+        let waiting = {
+            let (q, stop, beat) = (q.clone(), stop.clone(), beat.clone());
+            std::thread::spawn(move || q.push(2, &stop, &beat))
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(beat.load(Relaxed) >= 3, "{} beats", beat.load(Relaxed));
+        assert_eq!(q.pop(Duration::ZERO), Ok(Some(1)));
+        assert_eq!(waiting.join().unwrap(), Pushed::Queued);
     }
 }

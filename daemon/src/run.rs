@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::events::Event;
 use crate::mqtt::Mqtt;
 use crate::pipeline::{Pipeline, Setup};
+use crate::queue::Queue;
 use crate::stats::Counters;
 
 /// Time allowed from SIGTERM to exit.
@@ -35,22 +36,33 @@ pub fn run(cfg: Config) -> Result<()> {
 }
 
 /// Decides each watchdog ping: only while both pipeline threads' heartbeats advance, so a
-/// stalled pipeline (not just a live process) gets the service restarted.
+/// hung pipeline (not just a live process) gets the service restarted. Waiting for room in a
+/// queue counts as a heartbeat (a slow sink is not a hang), and so does a finished pipeline
+/// whose last captions are being delivered.
 struct Watchdog {
     last: (u64, u64),
+    stalled: bool,
 }
 
 impl Watchdog {
     fn new() -> Self {
         Self {
             last: (u64::MAX, u64::MAX),
+            stalled: false,
         }
     }
 
-    /// Whether to ping, given the DSP and inference heartbeat counters now.
-    fn progressed(&mut self, beats: (u64, u64)) -> bool {
-        let ok = beats.0 != self.last.0 && beats.1 != self.last.1;
+    /// Whether to ping, given the DSP and inference heartbeat counters now and whether the
+    /// pipeline has ended; logs when the pipeline stalls and when it resumes.
+    fn check(&mut self, beats: (u64, u64), finished: bool) -> bool {
+        let ok = finished || (beats.0 != self.last.0 && beats.1 != self.last.1);
         self.last = beats;
+        if ok && self.stalled {
+            log::info!("pipeline running again: watchdog pinged");
+        } else if !ok && !self.stalled {
+            log::warn!("pipeline stalled: the watchdog is not pinged while it is");
+        }
+        self.stalled = !ok;
         ok
     }
 }
@@ -120,7 +132,7 @@ async fn serve(cfg: Config) -> Result<()> {
     let stats_every =
         Duration::from_secs_f32(cfg.mqtt.as_ref().map_or(60.0, |m| m.stats_interval_seconds));
 
-    let (caption_tx, caption_rx) = mpsc::channel::<Event>(16);
+    let outbox = Arc::new(Queue::new(cfg.pipeline.outbox, cfg.overflow()));
     let pipeline = Pipeline::start(
         Setup {
             model: model.clone(),
@@ -137,9 +149,9 @@ async fn serve(cfg: Config) -> Result<()> {
             control: control.clone(),
             counters: counters.clone(),
         },
-        caption_tx,
+        outbox.clone(),
     )?;
-    let mut publisher = tokio::spawn(publish(caption_rx, mqtt.clone()));
+    let mut publisher = tokio::spawn(publish(outbox, mqtt.clone()));
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
@@ -203,10 +215,8 @@ async fn serve(cfg: Config) -> Result<()> {
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
                 let beats = (counters.dsp_beats.load(Relaxed), counters.inference_beats.load(Relaxed));
-                if progress.progressed(beats) {
+                if progress.check(beats, pipeline.finished()) {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-                } else {
-                    log::warn!("pipeline stalled: watchdog not pinged");
                 }
             }
         }
@@ -215,9 +225,10 @@ async fn serve(cfg: Config) -> Result<()> {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let stats = snapshot();
     log::info!(
-        "{} window(s), {} caption(s), {} skipped, {} silent, {} repeated, {} speech redacted, {} speech dropped, {} failed, {} ring overrun sample(s)",
+        "{} window(s), {} caption(s) ({} dropped for a slow sink), {} skipped, {} silent, {} repeated, {} speech redacted, {} speech dropped, {} failed, {} ring overrun sample(s)",
         stats.windows,
         stats.captions,
+        stats.dropped_captions,
         stats.skipped_windows,
         stats.silent_windows,
         stats.deduplicated,
@@ -259,10 +270,19 @@ fn begin_shutdown(pipeline: &Pipeline, why: &str) -> Instant {
     Instant::now() + SHUTDOWN - Duration::from_millis(300)
 }
 
-/// Hands captions to the sink until the pipeline closes the channel.
-async fn publish(mut events: mpsc::Receiver<Event>, mqtt: Option<Arc<Mqtt>>) -> Result<()> {
+/// Hands captions to the sink until the pipeline closes the outbox.
+async fn publish(outbox: Arc<Queue<Event>>, mqtt: Option<Arc<Mqtt>>) -> Result<()> {
     use std::io::Write as _;
-    while let Some(event) = events.recv().await {
+    loop {
+        let waiting = outbox.clone();
+        let event =
+            match tokio::task::spawn_blocking(move || waiting.pop(Duration::from_millis(500)))
+                .await?
+            {
+                Ok(Some(event)) => event,
+                Ok(None) => continue,
+                Err(()) => break,
+            };
         match (&mqtt, &event) {
             (Some(m), Event::Caption(c)) => m.caption(c).await?,
             (Some(m), Event::Trigger(t)) => m.trigger(&t.trigger, t).await?,
@@ -296,12 +316,16 @@ mod tests {
     use super::Watchdog;
 
     #[test]
-    fn the_watchdog_pings_only_while_both_threads_progress() {
+    fn the_watchdog_pings_only_while_both_threads_progress_or_are_done() {
         let mut w = Watchdog::new();
-        assert!(w.progressed((1, 1)));
-        assert!(w.progressed((5, 2)));
-        assert!(!w.progressed((9, 2)), "inference stalled");
-        assert!(!w.progressed((9, 7)), "dsp stalled");
-        assert!(w.progressed((10, 8)));
+        assert!(w.check((1, 1), false));
+        assert!(w.check((5, 2), false));
+        assert!(!w.check((9, 2), false), "inference stalled");
+        assert!(!w.check((9, 7), false), "dsp stalled");
+        assert!(w.check((10, 8), false));
+        assert!(
+            w.check((10, 8), true),
+            "finished: delivering the last captions"
+        );
     }
 }

@@ -31,8 +31,11 @@ pub struct Counters {
     pub speech_redacted: AtomicU64,
     /// Speech windows not published (`privacy.speech = "drop"`).
     pub speech_dropped: AtomicU64,
-    /// Captions handed to the sink.
+    /// Captions made (handed to the outbox).
     pub captions: AtomicU64,
+    /// Captions and trigger messages dropped from the full outbox: the sink was not taking
+    /// them (live sources only; replayed audio waits instead).
+    pub dropped_captions: AtomicU64,
     /// Windows waiting for inference right now.
     pub queue_depth: AtomicU64,
     /// Audio captioned, microseconds, and the inference time it took (for the real-time factor).
@@ -64,6 +67,7 @@ impl Default for Counters {
             speech_redacted: AtomicU64::new(0),
             speech_dropped: AtomicU64::new(0),
             captions: AtomicU64::new(0),
+            dropped_captions: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             audio_us: AtomicU64::new(0),
             inference_us: AtomicU64::new(0),
@@ -90,6 +94,8 @@ pub struct Stats {
     pub windows: u64,
     /// See [`Counters`].
     pub captions: u64,
+    /// See [`Counters`].
+    pub dropped_captions: u64,
     /// See [`Counters`].
     pub skipped_windows: u64,
     /// See [`Counters`].
@@ -127,12 +133,13 @@ impl Counters {
     pub fn snapshot(&self, device: &str, source_rate: u32, model: &str, strategy: &str) -> Stats {
         let audio_us = self.audio_us.load(Relaxed);
         Stats {
-            v: 1,
+            v: 2,
             device: device.to_string(),
             uptime_s: self.started.elapsed().as_secs_f64(),
             audio_s: self.samples_in.load(Relaxed) as f64 / f64::from(source_rate.max(1)),
             windows: self.windows.load(Relaxed),
             captions: self.captions.load(Relaxed),
+            dropped_captions: self.dropped_captions.load(Relaxed),
             skipped_windows: self.skipped_windows.load(Relaxed),
             silent_windows: self.silent_windows.load(Relaxed),
             paused_windows: self.paused_windows.load(Relaxed),

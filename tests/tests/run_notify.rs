@@ -1,13 +1,15 @@
 //! systemd notification as the service manager sees it: a real `NOTIFY_SOCKET` datagram
-//! socket. `READY=1` once the pipeline runs, `WATCHDOG=1` while it makes progress, and no
-//! pings while it is stalled — here by a stdout reader that stops reading.
+//! socket. `READY=1` once the pipeline runs, and `WATCHDOG=1` while its threads are alive —
+//! also while a stdout reader stops reading: a slow sink is not a hang, and a restart would
+//! only lose what was queued. Replayed audio waits for the sink; live audio keeps captioning
+//! and drops the oldest captions, counted. A hung process stops the pings.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hark_e2e::{demo_samples, hark_bin, synth_bundle};
+use hark_e2e::{demo_samples, hark_bin, synth_bundle, write_wav};
 
 /// Notifications received within `window`.
 fn receive(sock: &UnixDatagram, window: Duration) -> Vec<String> {
@@ -22,29 +24,55 @@ fn receive(sock: &UnixDatagram, window: Duration) -> Vec<String> {
     got
 }
 
-#[test]
-fn ready_then_watchdog_pings_that_stop_while_the_pipeline_is_stalled() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(20)))
-        .unwrap();
-    // The longest device id (256 bytes) makes every caption line about 0.5 KB: a pipe no one
-    // reads (64 KB) fills fast.
+/// `hark run` with the synthetic model, 0.5 s windows every 0.25 s, the longest device id
+/// (256 bytes: every caption line is about 0.5 KB), notifying `sock`, with `args` added.
+fn spawn(sock: &std::path::Path, args: &[&str]) -> std::process::Child {
     let device = "d".repeat(256);
-    let mut child = Command::new(hark_bin())
+    Command::new(hark_bin())
         .env("HARK__MODEL__BUNDLE", synth_bundle())
-        .args(["run", "--stdin", "16000", "--device-id", &device])
-        .env("NOTIFY_SOCKET", &path)
+        .args(["run", "--device-id", &device])
+        .args(args)
+        .env("NOTIFY_SOCKET", sock)
         .env("WATCHDOG_USEC", "200000")
         .env("HARK__WINDOW__SECONDS", "0.5")
         .env("HARK__WINDOW__HOP_SECONDS", "0.25")
         .env("HARK__EVENTS__DEDUP_HOLD_SECONDS", "0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
+        .unwrap()
+}
+
+fn socket(dir: &std::path::Path) -> (UnixDatagram, std::path::PathBuf) {
+    let path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
+    (sock, path)
+}
+
+fn pings(got: &[String]) -> usize {
+    got.iter().filter(|m| *m == "WATCHDOG=1").count()
+}
+
+/// The `seq` of every caption line.
+fn seqs(lines: &[u8]) -> Vec<u64> {
+    String::from_utf8_lossy(lines)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_stalled_reader_of_replayed_audio_keeps_the_pings_and_loses_no_caption() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sock, path) = socket(dir.path());
+    let mut child = spawn(&path, &["--stdin", "16000"]);
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
 
@@ -54,60 +82,124 @@ fn ready_then_watchdog_pings_that_stop_while_the_pipeline_is_stalled() {
         Some("READY=1"),
         "{first:?}"
     );
-    let pings = first.iter().filter(|m| *m == "WATCHDOG=1").count();
     assert!(
-        pings >= 10,
+        pings(&first) >= 10,
         "an idle, healthy pipeline pings every 100 ms: {first:?}"
     );
 
-    // 60 s of audio: ~240 captions, about 120 KB, more than a pipe holds, so the publisher,
-    // then inference, then the DSP thread block.
+    // 60 s of audio: ~240 captions, about 120 KB, more than a pipe holds: the publisher,
+    // then inference, then the DSP thread wait for the reader.
     let audio: Vec<u8> = demo_samples()
         .iter()
         .flat_map(|s| s.to_le_bytes())
         .collect();
-    // The feeder keeps stdin open when done: an end of input would stop the daemon by itself.
     let feeder = std::thread::spawn(move || {
         for _ in 0..15 {
-            if stdin.write_all(&audio).is_err() {
-                break;
-            }
+            stdin.write_all(&audio).unwrap();
         }
-        stdin
+        stdin // closed after the reader has started
     });
-    let t0 = Instant::now();
-    loop {
+    // Stalled: every second still has its pings.
+    for _ in 0..4 {
         let got = receive(&sock, Duration::from_millis(1000));
-        if got.iter().all(|m| m != "WATCHDOG=1") {
-            break;
-        }
         assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the pings never stopped"
+            pings(&got) >= 5,
+            "pings stopped while the reader stalled: {got:?}"
         );
     }
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the process is alive, only stalled"
-    );
-
-    // Reading the captions unblocks the pipeline: pings resume.
     let reader = std::thread::spawn(move || {
         let mut sink = Vec::new();
         let _ = stdout.read_to_end(&mut sink);
         sink
     });
-    let resumed = receive(&sock, Duration::from_secs(3));
-    assert!(resumed.iter().any(|m| m == "WATCHDOG=1"), "{resumed:?}");
-
-    hark_e2e::signal(&child, "-TERM");
+    drop(feeder.join().unwrap());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    let captions = String::from_utf8_lossy(&reader.join().unwrap())
-        .lines()
-        .count();
-    assert!(captions > 30, "{captions} captions");
-    drop(feeder.join());
+    let got = seqs(&reader.join().unwrap());
+    // 60 s in 0.25 s hops: 239 windows, every one captioned, none dropped.
+    assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>());
+    assert!(got.len() >= 235, "{} captions", got.len());
     let last = receive(&sock, Duration::from_millis(200));
     assert!(last.iter().any(|m| m == "STOPPING=1"), "{last:?}");
+}
+
+#[test]
+fn a_stalled_reader_of_live_audio_keeps_the_pings_and_costs_the_oldest_captions_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sock, path) = socket(dir.path());
+    // 10 s of audio, delivered at its real speed like a microphone: ~39 captions.
+    let wav = dir.path().join("ten.wav");
+    let samples: Vec<i16> = demo_samples()
+        .iter()
+        .copied()
+        .cycle()
+        .take(160_000)
+        .collect();
+    write_wav(&wav, &samples);
+    let cfg = dir.path().join("hark.toml");
+    std::fs::write(&cfg, "[pipeline]\noutbox = 4\n").unwrap();
+    let (wav, cfg) = (wav.to_str().unwrap(), cfg.to_str().unwrap());
+    let mut child = spawn(&path, &["-c", cfg, "--file", wav, "--realtime"]);
+    let mut stdout = child.stdout.take().unwrap();
+    // A pipe of one page holds ~8 caption lines; the outbox holds 4 more.
+    use std::os::fd::AsRawFd;
+    assert!(unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) } >= 4096);
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::BufReader::new(stderr).read_to_string(&mut text);
+        text
+    });
+    let first = receive(&sock, Duration::from_secs(2));
+    assert!(first.iter().any(|m| m == "READY=1"), "{first:?}");
+    // The file plays while nobody reads: pings all along, and after it ended too (the
+    // pipeline is done, its last captions wait for the reader).
+    for _ in 0..10 {
+        let got = receive(&sock, Duration::from_millis(1000));
+        assert!(
+            pings(&got) >= 5,
+            "pings stopped while the reader stalled: {got:?} {:?}",
+            child.try_wait()
+        );
+    }
+    let mut lines = Vec::new();
+    stdout.read_to_end(&mut lines).unwrap();
+    let status = child.wait().unwrap();
+    let log = log.join().unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("the sink is not taking captions"), "{log}");
+    let got = seqs(&lines);
+    let made = *got.last().unwrap();
+    let dropped = made - got.len() as u64;
+    assert!(
+        made >= 35 && dropped >= 15,
+        "{made} made, {} received",
+        got.len()
+    );
+    assert!(
+        log.contains(&format!(
+            "{made} caption(s) ({dropped} dropped for a slow sink)"
+        )),
+        "{log}"
+    );
+    // What was dropped is the oldest: the captions that arrived include the newest.
+    assert!(got.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn a_hung_process_stops_the_pings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sock, path) = socket(dir.path());
+    let mut child = spawn(&path, &["--stdin", "16000"]);
+    let first = receive(&sock, Duration::from_secs(2));
+    assert!(pings(&first) >= 5, "{first:?}");
+    hark_e2e::signal(&child, "-STOP");
+    let _ = receive(&sock, Duration::from_millis(100)); // a ping already on its way
+    let hung = receive(&sock, Duration::from_secs(1));
+    assert_eq!(pings(&hung), 0, "{hung:?}");
+    hark_e2e::signal(&child, "-CONT");
+    let back = receive(&sock, Duration::from_secs(1));
+    assert!(pings(&back) >= 3, "{back:?}");
+    hark_e2e::signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
 }
