@@ -165,6 +165,9 @@ async fn serve(cfg: Config) -> Result<()> {
     let mut watchdog_tick =
         tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |w| w / 2));
     let mut progress = Watchdog::new();
+    // A lost or returned microphone is published at once, not at the next stats interval.
+    let mut source_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut source_lost = false;
     let snapshot = || {
         let strategy = serde_json::to_value(control.params().strategy)
             .ok()
@@ -193,6 +196,15 @@ async fn serve(cfg: Config) -> Result<()> {
                 log::warn!("shutdown: the current window did not finish in time; abandoned");
                 publisher.abort();
                 break;
+            }
+            _ = source_tick.tick() => {
+                let lost = counters.source_lost.load(Relaxed);
+                if lost != source_lost {
+                    source_lost = lost;
+                    if let Some(m) = &mqtt {
+                        m.stats(&snapshot());
+                    }
+                }
             }
             _ = stats_tick.tick() => match &mqtt {
                 Some(m) => m.stats(&snapshot()),

@@ -4,8 +4,8 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -233,8 +233,12 @@ impl Source for StdinSource {
     }
 }
 
-/// A capture device through cpal.
+/// A capture device through cpal. When it fails or falls silent (unplugged), hark keeps
+/// running: stats report `source_lost`, and the device is looked up and opened again every
+/// `REOPEN` until it is back, at the same sample rate (the pipeline's resampler is built for it).
 pub struct Microphone {
+    /// `source.device` as configured (`None`: the default device), to find it again.
+    wanted: Option<String>,
     device: cpal::Device,
     name: String,
     config: cpal::SupportedStreamConfig,
@@ -283,10 +287,10 @@ pub fn devices() -> Result<Vec<(String, String, String)>> {
     Ok(out)
 }
 
-impl Microphone {
-    fn open(wanted: Option<&str>, rate: u32, max_seconds: Option<f32>) -> Result<Self> {
-        let host = cpal::default_host();
-        let device = match wanted {
+/// The device `source.device` names (`None`: the default capture device).
+fn find_device(wanted: Option<&str>) -> Result<cpal::Device> {
+    let host = cpal::default_host();
+    Ok(match wanted {
             None => host.default_input_device().context(
                 "no default capture device: plug in a microphone or set source.device (see `hark devices`)",
             )?,
@@ -321,7 +325,12 @@ impl Microphone {
                     ),
                 }
             }
-        };
+        })
+}
+
+impl Microphone {
+    fn open(wanted: Option<&str>, rate: u32, max_seconds: Option<f32>) -> Result<Self> {
+        let device = find_device(wanted)?;
         let (id, description) = device_label(&device);
         let name = if description.is_empty() {
             id
@@ -331,6 +340,7 @@ impl Microphone {
         let config = negotiate(&device, rate)
             .with_context(|| format!("capture device {name} offers no usable input format"))?;
         Ok(Self {
+            wanted: wanted.map(str::to_string),
             device,
             name,
             config,
@@ -382,8 +392,68 @@ impl Source for Microphone {
     }
 
     fn run(self: Box<Self>, ring: RingWriter, stop: &AtomicBool) -> Result<()> {
-        use cpal::SampleFormat as F;
-        let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let rate = self.config.sample_rate();
+        let limit = self
+            .max_seconds
+            .map(|s| (f64::from(s) * f64::from(rate)).round() as u64);
+        let counters = Arc::clone(&ring.counters);
+        // Shared by the streams of this device, one after the other, as it comes and goes.
+        let ring = Arc::new(Mutex::new(ring.with_limit(limit)));
+        let mut mic = *self;
+        let mut first = true;
+        loop {
+            let lost = match mic.capture(&ring, limit, stop) {
+                Ok(Ended::Done) => return Ok(()),
+                Ok(Ended::Lost(why)) => why,
+                Err(e) if first => return Err(e),
+                Err(e) => format!("{e:#}"),
+            };
+            first = false;
+            counters.source_lost.store(true, Relaxed);
+            counters.source_losses.fetch_add(1, Relaxed);
+            log::warn!(
+                "{lost}; hark keeps running and opens it again when it is back (checked every \
+                 {} s)",
+                REOPEN.as_secs()
+            );
+            mic = loop {
+                if sleep_unless_stopped(REOPEN, stop) {
+                    return Ok(());
+                }
+                match Microphone::open(mic.wanted.as_deref(), rate, mic.max_seconds) {
+                    Ok(m) if m.config.sample_rate() == rate => break m,
+                    Ok(m) => log::debug!(
+                        "{} is back at {} Hz, not {rate} Hz: waiting",
+                        m.name,
+                        m.config.sample_rate()
+                    ),
+                    Err(e) => log::debug!("capture device not back: {e:#}"),
+                }
+            };
+            log::info!("capture device {} is back", mic.name);
+            counters.source_lost.store(false, Relaxed);
+        }
+    }
+}
+
+/// How a capture stream ended.
+enum Ended {
+    /// `stop` was raised or the timed capture is complete.
+    Done,
+    /// The device failed or fell silent: why.
+    Lost(String),
+}
+
+impl Microphone {
+    /// Captures into `ring` until `stop`, the end of a timed capture, or the device's loss.
+    /// Errors: the stream could not be opened or started.
+    fn capture(
+        &self,
+        ring: &Arc<Mutex<RingWriter>>,
+        limit: Option<u64>,
+        stop: &AtomicBool,
+    ) -> Result<Ended> {
+        let failed: Arc<Mutex<Option<String>>> = Arc::default();
         let on_error = {
             let failed = failed.clone();
             move |e: cpal::Error| {
@@ -393,91 +463,106 @@ impl Source for Microphone {
                 }
             }
         };
-        let channels = usize::from(self.config.channels());
-        let stream_config = self.config.config();
-        let limit = self
-            .max_seconds
-            .map(|s| (f64::from(s) * f64::from(self.config.sample_rate())).round() as u64);
-        let mut ring = ring.with_limit(limit);
-        let counters = Arc::clone(&ring.counters);
-        let stream = match self.config.sample_format() {
-            F::I16 => self.device.build_input_stream(
-                stream_config,
-                move |d: &[i16], _: &_| ring.push_live(d, channels, |s| f32::from(s) / 32768.0),
-                on_error,
-                None,
-            ),
-            F::F32 => self.device.build_input_stream(
-                stream_config,
-                move |d: &[f32], _: &_| ring.push_live(d, channels, |s| s),
-                on_error,
-                None,
-            ),
-            F::I32 => self.device.build_input_stream(
-                stream_config,
-                move |d: &[i32], _: &_| ring.push_live(d, channels, |s| s as f32 / 2_147_483_648.0),
-                on_error,
-                None,
-            ),
-            F::U16 => self.device.build_input_stream(
-                stream_config,
-                move |d: &[u16], _: &_| {
-                    ring.push_live(d, channels, |s| (f32::from(s) - 32768.0) / 32768.0)
-                },
-                on_error,
-                None,
-            ),
-            F::I8 => self.device.build_input_stream(
-                stream_config,
-                move |d: &[i8], _: &_| ring.push_live(d, channels, |s| f32::from(s) / 128.0),
-                on_error,
-                None,
-            ),
-            F::U8 => self.device.build_input_stream(
-                stream_config,
-                move |d: &[u8], _: &_| {
-                    ring.push_live(d, channels, |s| (f32::from(s) - 128.0) / 128.0)
-                },
-                on_error,
-                None,
-            ),
-            other => bail!("{}: sample format {other} is not supported", self.name),
-        }
-        .with_context(|| format!("cannot open capture device {}", self.name))?;
+        let counters = Arc::clone(&ring.lock().unwrap_or_else(|e| e.into_inner()).counters);
+        let stream = input_stream(&self.device, &self.config, ring, on_error)
+            .with_context(|| format!("cannot open capture device {}", self.name))?;
         stream
             .play()
             .with_context(|| format!("cannot start capture on {}", self.name))?;
         let started = Instant::now();
-        let (mut last_seen, mut last_change) = (0, Instant::now());
+        let (mut last_seen, mut last_change) = (u64::MAX, Instant::now());
         loop {
             std::thread::sleep(Duration::from_millis(20));
             if stop.load(Relaxed) {
-                return Ok(());
+                return Ok(Ended::Done);
             }
             if let Some(e) = failed.lock().ok().and_then(|f| f.clone()) {
-                bail!(
-                    "capture device {} failed: {e}; check that it is still connected (`hark devices`)",
+                return Ok(Ended::Lost(format!(
+                    "capture device {} failed: {e}",
                     self.name
-                );
+                )));
             }
             let seen = counters.samples_in.load(Relaxed) + counters.ring_overruns.load(Relaxed);
             if limit.is_some_and(|l| seen >= l) {
-                return Ok(());
+                return Ok(Ended::Done);
             }
             if seen != last_seen {
                 (last_seen, last_change) = (seen, Instant::now());
             } else if last_change.elapsed() > STALL {
-                bail!(
+                return Ok(Ended::Lost(format!(
                     "capture device {} delivered no audio for {} s (after {:.1} s of capture); \
-                     check that it is still connected (`hark devices`)",
+                     is it still connected? (`hark devices`)",
                     self.name,
                     STALL.as_secs(),
                     started.elapsed().as_secs_f32()
-                );
+                )));
             }
         }
     }
 }
 
+/// A cpal input stream of the device's sample format, converted to f32 and pushed into `ring`.
+fn input_stream(
+    device: &cpal::Device,
+    config: &cpal::SupportedStreamConfig,
+    ring: &Arc<Mutex<RingWriter>>,
+    on_error: impl FnMut(cpal::Error) + Send + 'static,
+) -> Result<cpal::Stream> {
+    use cpal::SampleFormat as F;
+    let c = (device, config, ring.clone(), on_error);
+    match config.sample_format() {
+        F::I16 => typed_stream(c, |s: i16| f32::from(s) / 32768.0),
+        F::F32 => typed_stream(c, |s: f32| s),
+        F::I32 => typed_stream(c, |s: i32| s as f32 / 2_147_483_648.0),
+        F::U16 => typed_stream(c, |s: u16| (f32::from(s) - 32768.0) / 32768.0),
+        F::I8 => typed_stream(c, |s: i8| f32::from(s) / 128.0),
+        F::U8 => typed_stream(c, |s: u8| (f32::from(s) - 128.0) / 128.0),
+        other => bail!("sample format {other} is not supported"),
+    }
+}
+
+type StreamParts<'a, E> = (
+    &'a cpal::Device,
+    &'a cpal::SupportedStreamConfig,
+    Arc<Mutex<RingWriter>>,
+    E,
+);
+
+fn typed_stream<T: cpal::SizedSample + 'static, E: FnMut(cpal::Error) + Send + 'static>(
+    (device, config, ring, on_error): StreamParts<'_, E>,
+    to_f32: fn(T) -> f32,
+) -> Result<cpal::Stream> {
+    let channels = usize::from(config.channels());
+    let counters = Arc::clone(&ring.lock().unwrap_or_else(|e| e.into_inner()).counters);
+    Ok(device.build_input_stream(
+        config.config(),
+        move |d: &[T], _: &_| match ring.try_lock() {
+            Ok(mut ring) => ring.push_live(d, channels, to_f32),
+            // Only while one stream replaces another: never wait in the audio callback.
+            Err(_) => {
+                counters
+                    .ring_overruns
+                    .fetch_add((d.len() / channels) as u64, Relaxed);
+            }
+        },
+        on_error,
+        None,
+    )?)
+}
+
+/// Sleeps `total` in short steps; true if `stop` was raised meanwhile.
+fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < total {
+        if stop.load(Relaxed) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.load(Relaxed)
+}
+
 /// A device that delivers nothing for this long has gone away.
 const STALL: Duration = Duration::from_secs(5);
+/// How often a lost device is looked for.
+const REOPEN: Duration = Duration::from_secs(2);

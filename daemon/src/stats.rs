@@ -15,6 +15,10 @@ pub struct Counters {
     pub samples_in: AtomicU64,
     /// Mono samples the ring had no room for (the DSP thread fell behind the device).
     pub ring_overruns: AtomicU64,
+    /// The capture device failed or fell silent and is not back yet.
+    pub source_lost: AtomicBool,
+    /// Times the capture device was lost.
+    pub source_losses: AtomicU64,
     /// Windows assembled by the DSP thread.
     pub windows: AtomicU64,
     /// Windows dropped because inference was behind (drop-oldest queue).
@@ -58,6 +62,8 @@ impl Default for Counters {
             started: Instant::now(),
             samples_in: AtomicU64::new(0),
             ring_overruns: AtomicU64::new(0),
+            source_lost: AtomicBool::new(false),
+            source_losses: AtomicU64::new(0),
             windows: AtomicU64::new(0),
             skipped_windows: AtomicU64::new(0),
             silent_windows: AtomicU64::new(0),
@@ -112,6 +118,10 @@ pub struct Stats {
     pub speech_dropped: u64,
     /// See [`Counters`].
     pub ring_overruns: u64,
+    /// See [`Counters`].
+    pub source_lost: bool,
+    /// See [`Counters`].
+    pub source_losses: u64,
     /// Inference time / audio duration of the captioned windows (< 1 keeps up).
     pub rtf: f64,
     /// See [`Counters`].
@@ -148,6 +158,8 @@ impl Counters {
             speech_redacted: self.speech_redacted.load(Relaxed),
             speech_dropped: self.speech_dropped.load(Relaxed),
             ring_overruns: self.ring_overruns.load(Relaxed),
+            source_lost: self.source_lost.load(Relaxed),
+            source_losses: self.source_losses.load(Relaxed),
             rtf: if audio_us == 0 {
                 0.0
             } else {

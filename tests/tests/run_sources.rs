@@ -109,6 +109,133 @@ fn cpal_captures_the_demo_clip_through_the_alsa_file_plugin() {
     assert_eq!(json_lines(&out.stdout)[0]["text"], file[0]["text"]);
 }
 
+/// Opens the FIFO `path` for writing (non-blocking) once a reader has it open, giving up
+/// after `secs`.
+fn open_fifo_writer(path: &Path, secs: u64) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(secs) {
+        // Fails at once while no one reads, instead of waiting forever.
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            return Some(f);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
+/// Writes all of `data` to a non-blocking FIFO within `secs`; an error if the reader went
+/// away (EPIPE) or did not read it in time.
+fn write_within(f: &mut std::fs::File, mut data: &[u8], secs: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let t0 = std::time::Instant::now();
+    while !data.is_empty() {
+        match f.write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if t0.elapsed() > std::time::Duration::from_secs(secs) {
+                    return Err(e);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn an_unplugged_microphone_is_reported_and_captured_again_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    // The "microphone" is a FIFO behind the ALSA file plugin: no data for 5 s is a device
+    // that went away, a writer again is the device plugged back in.
+    let fifo = dir.path().join("mic.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    alsa_home(dir.path(), &fifo);
+    let broker = hark_e2e::Broker::start("");
+    let sub = hark_e2e::Subscriber::connect(broker.port, &["hark/plug/#"]);
+    let audio: Vec<u8> = demo_samples()
+        .iter()
+        .flat_map(|s| s.to_le_bytes())
+        .collect();
+    let mut child = Command::new(hark_bin())
+        .env("HARK__MODEL__BUNDLE", synth_bundle())
+        .env("ALSA_CONFIG_PATH", dir.path().join("asound.conf"))
+        .env("HARK__PIPELINE__RING_SECONDS", "20")
+        .env("HARK__EVENTS__DEDUP_HOLD_SECONDS", "0")
+        .args(["run", "--microphone", "default", "--device-id", "plug"])
+        .args(["--broker", &format!("127.0.0.1:{}", broker.port)])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut text);
+        text
+    });
+
+    // Plugged in: the clip twice (a window is a little longer than one), then silence on
+    // the wire for 7 s, then unplugged.
+    let mut mic = open_fifo_writer(&fifo, 20).expect("hark opens the microphone");
+    write_within(&mut mic, &audio, 10).unwrap();
+    write_within(&mut mic, &audio, 10).unwrap();
+    sub.wait_until(20, "a caption", |m| {
+        m.iter().any(|m| m.topic == "hark/plug/caption")
+    });
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    drop(mic);
+    sub.wait_until(10, "stats with source_lost", |m| {
+        m.iter()
+            .any(|m| m.topic == "hark/plug/stats" && m.json()["source_lost"] == true)
+    });
+    let before = sub.on("hark/plug/caption").len();
+
+    // Plugged back in: hark finds it (each look opens and closes the device, so write
+    // again until a whole write is read), and captions it while it stays plugged in.
+    let t0 = std::time::Instant::now();
+    let _mic = loop {
+        assert!(
+            t0.elapsed().as_secs() < 30,
+            "the microphone never came back"
+        );
+        let Some(mut mic) = open_fifo_writer(&fifo, 30) else {
+            continue;
+        };
+        if write_within(&mut mic, &audio, 3).is_ok() && write_within(&mut mic, &audio, 3).is_ok() {
+            break mic;
+        }
+    };
+    sub.wait_until(20, "a caption after the return", |m| {
+        m.iter().filter(|m| m.topic == "hark/plug/caption").count() > before
+    });
+    sub.wait_until(10, "stats with the source back", |m| {
+        m.iter()
+            .rev()
+            .find(|m| m.topic == "hark/plug/stats")
+            .is_some_and(|m| m.json()["source_lost"] == false && m.json()["source_losses"] == 1)
+    });
+    hark_e2e::signal(&child, "-TERM");
+    let status = child.wait().unwrap();
+    let log = log.join().unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("delivered no audio for 5 s"), "{log}");
+    assert!(log.contains("is back"), "{log}");
+    for m in sub.on("hark/plug/stats") {
+        assert_schema("stats", &m.json());
+    }
+}
+
 #[test]
 fn a_missing_microphone_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
