@@ -386,3 +386,41 @@ pub fn signal(child: &std::process::Child, sig: &str) {
         .is_ok_and(|s| s.success());
     assert!(ok, "kill {sig} {}", child.id());
 }
+
+/// One row of docs/RELIABILITY.md's fault table, printed by a fault test as
+/// `fault-table: {json}` (scripts/fault-table.sh collects them): what was injected, what the
+/// daemon made (`produced`: the highest `seq`), what reached the subscriber, and how long after
+/// the fault ended the last of it arrived.
+pub struct Fault<'a> {
+    /// The case, as a short name.
+    pub case: &'a str,
+    /// What was done to the daemon or its surroundings.
+    pub injected: &'a str,
+    /// Captions the daemon made.
+    pub produced: u64,
+    /// `seq` of every caption received, duplicates included.
+    pub received: &'a [u64],
+    /// Seconds from the end of the fault to the last caption received (None: not measured).
+    pub recovery_s: Option<f64>,
+    /// Anything else the row should say (counted drops, exit time).
+    pub note: &'a str,
+}
+
+impl Fault<'_> {
+    /// Prints the row (with `--nocapture`) and returns (lost, duplicated).
+    pub fn report(&self) -> (u64, u64) {
+        let mut distinct = self.received.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let lost = self.produced.saturating_sub(distinct.len() as u64);
+        let duplicated = (self.received.len() - distinct.len()) as u64;
+        let row = serde_json::json!({
+            "case": self.case, "injected": self.injected, "produced": self.produced,
+            "received": distinct.len(), "lost": lost, "duplicated": duplicated,
+            "recovery_s": self.recovery_s.map(|s| (s * 10.0).round() / 10.0),
+            "note": self.note,
+        });
+        println!("fault-table: {row}");
+        (lost, duplicated)
+    }
+}

@@ -7,6 +7,8 @@ mod config;
 mod decode;
 mod events;
 mod features;
+#[cfg(test)]
+mod fuzz;
 mod model;
 mod mqtt;
 #[cfg(feature = "ort")]

@@ -119,6 +119,15 @@ fn a_stalled_reader_of_replayed_audio_keeps_the_pings_and_loses_no_caption() {
     // 60 s in 0.25 s hops: 239 windows, every one captioned, none dropped.
     assert_eq!(got, (1..=got.len() as u64).collect::<Vec<_>>());
     assert!(got.len() >= 235, "{} captions", got.len());
+    hark_e2e::Fault {
+        case: "stdout not read (replayed audio)",
+        injected: "nobody reads hark's stdout for 4 s while 60 s of audio arrive on stdin",
+        produced: got.len() as u64,
+        received: &got,
+        recovery_s: None,
+        note: "watchdog pinged throughout; the pipeline waits for the reader",
+    }
+    .report();
     let last = receive(&sock, Duration::from_millis(200));
     assert!(last.iter().any(|m| m == "STOPPING=1"), "{last:?}");
 }
@@ -184,6 +193,17 @@ fn a_stalled_reader_of_live_audio_keeps_the_pings_and_costs_the_oldest_captions_
     );
     // What was dropped is the oldest: the captions that arrived include the newest.
     assert!(got.windows(2).all(|w| w[0] < w[1]));
+    hark_e2e::Fault {
+        case: "stdout not read (live audio)",
+        injected: "nobody reads hark's stdout (a one-page pipe) while 10 s of audio play in real time",
+        produced: made,
+        received: &got,
+        recovery_s: None,
+        note: &format!(
+            "watchdog pinged throughout; the {dropped} lost are the oldest, counted as dropped_captions and logged once"
+        ),
+    }
+    .report();
 }
 
 #[test]

@@ -204,6 +204,7 @@ fn an_unplugged_microphone_is_reported_and_captured_again_when_it_returns() {
     // Plugged back in: hark finds it (each look opens and closes the device, so write
     // again until a whole write is read), and captions it while it stays plugged in.
     let t0 = std::time::Instant::now();
+    let back = t0;
     let _mic = loop {
         assert!(
             t0.elapsed().as_secs() < 30,
@@ -219,6 +220,7 @@ fn an_unplugged_microphone_is_reported_and_captured_again_when_it_returns() {
     sub.wait_until(20, "a caption after the return", |m| {
         m.iter().filter(|m| m.topic == "hark/plug/caption").count() > before
     });
+    let recovery = back.elapsed().as_secs_f64();
     sub.wait_until(10, "stats with the source back", |m| {
         m.iter()
             .rev()
@@ -234,6 +236,20 @@ fn an_unplugged_microphone_is_reported_and_captured_again_when_it_returns() {
     for m in sub.on("hark/plug/stats") {
         assert_schema("stats", &m.json());
     }
+    let received: Vec<u64> = sub
+        .on("hark/plug/caption")
+        .iter()
+        .map(|m| m.json()["seq"].as_u64().unwrap())
+        .collect();
+    hark_e2e::Fault {
+        case: "microphone unplugged and back",
+        injected: "the capture device (ALSA file plugin on a FIFO) goes silent, then away, then returns",
+        produced: *received.iter().max().unwrap(),
+        received: &received,
+        recovery_s: Some(recovery),
+        note: "source_lost true then false in stats, no restart; recovery: from its return to the next caption",
+    }
+    .report();
 }
 
 #[test]
