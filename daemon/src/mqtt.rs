@@ -534,9 +534,9 @@ fn hint(error: &str, tls: bool) -> &'static str {
          mqtt.tls.ca_file's CA)"
     } else if error.contains("UnknownIssuer") {
         " (the broker's certificate is not signed by mqtt.tls.ca_file)"
-    } else if error.contains("NotValidForName") {
+    } else if error.contains("NotValidForName") || error.contains("not valid for name") {
         " (the broker's certificate is not for mqtt.host: use the name it was issued for)"
-    } else if error.contains("Expired") {
+    } else if error.contains("Expired") || error.contains("certificate expired") {
         " (the broker's certificate has expired)"
     } else if tls && (error.contains("reset by peer") || error.contains("InvalidContentType")) {
         " (is this port a TLS listener? 1883 is usually plain MQTT, 8883 TLS)"
@@ -611,6 +611,13 @@ mod tests {
             .contains("CA certificate itself")
         );
         assert!(hint("I/O: Connection refused (os error 111)", false).contains("broker running"));
+        assert!(
+            hint(
+                "TLS: I/O: invalid peer certificate: certificate not valid for name \"localhost\"",
+                true
+            )
+            .contains("not for mqtt.host")
+        );
     }
 
     #[test]

@@ -664,6 +664,173 @@ fn make_certs(dir: &std::path::Path) {
     ]);
 }
 
+/// Runs openssl in `dir`; panics with its output if it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tls_failures_are_refused_with_a_message_that_names_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_certs(d);
+    // Another CA (hark trusts the wrong one), and a server certificate that expired in 2020,
+    // signed by the right CA with explicit dates (`openssl ca`).
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "other-ca.key",
+            "-out",
+            "other-ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=another CA",
+        ],
+    );
+    std::fs::write(
+        d.join("ca.cnf"),
+        "[ca]\ndefault_ca = own\n[own]\ndatabase = index.txt\nnew_certs_dir = .\n\
+         serial = ca.srl\ndefault_md = sha256\npolicy = any\n[any]\ncommonName = supplied\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("index.txt"), "").unwrap();
+    openssl(
+        d,
+        &[
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            "ca.pem",
+            "-keyfile",
+            "ca.key",
+            "-in",
+            "server.csr",
+            "-out",
+            "expired.pem",
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200102000000Z",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    let (good, ca_as_server, expired) = (
+        hark_e2e::free_port(),
+        hark_e2e::free_port(),
+        hark_e2e::free_port(),
+    );
+    let listener = |port: u16, cert: &str, key: &str| {
+        format!(
+            "listener {port} 127.0.0.1\ncafile {{dir}}/ca.pem\ncertfile {{dir}}/{cert}\n\
+             keyfile {{dir}}/{key}\nallow_anonymous true\n"
+        )
+    };
+    let broker = Broker::start_in(
+        dir,
+        &(listener(good, "server.pem", "server.key")
+            + &listener(ca_as_server, "ca.pem", "ca.key")
+            + &listener(expired, "expired.pem", "server.key")),
+    );
+    let d = broker.dir.path();
+    let cases = [
+        (
+            "wrong CA",
+            "127.0.0.1",
+            good,
+            "other-ca.pem",
+            "not signed by mqtt.tls.ca_file",
+        ),
+        (
+            "CA as server certificate",
+            "127.0.0.1",
+            ca_as_server,
+            "ca.pem",
+            "presents the CA certificate itself",
+        ),
+        (
+            "wrong host name",
+            "localhost",
+            good,
+            "ca.pem",
+            "not for mqtt.host",
+        ),
+        (
+            "plain-text port",
+            "127.0.0.1",
+            broker.port,
+            "ca.pem",
+            "is this port a TLS listener?",
+        ),
+        (
+            "expired certificate",
+            "127.0.0.1",
+            expired,
+            "ca.pem",
+            "has expired",
+        ),
+    ];
+    let runs: Vec<_> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, &(case, host, port, ca, _))| {
+            let cfg = d.join(format!("tls-{i}.toml"));
+            std::fs::write(
+                &cfg,
+                format!(
+                    "device = \"tls{i}\"\n[mqtt]\nhost = \"{host}\"\nport = {port}\n\
+                     [mqtt.tls]\nca_file = \"{}\"\n",
+                    d.join(ca).display()
+                ),
+            )
+            .unwrap();
+            let demo = hark_e2e::synth_demo();
+            let child = Command::new(hark_bin())
+                .env("HARK__MODEL__BUNDLE", synth_bundle())
+                .args([
+                    "run",
+                    "-c",
+                    cfg.to_str().unwrap(),
+                    "--file",
+                    demo.to_str().unwrap(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (case, child)
+        })
+        .collect();
+    for ((case, child), &(.., hint)) in runs.into_iter().zip(&cases) {
+        let out = child.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{case}: must not be delivered: {log}"
+        );
+        assert!(log.contains(hint), "{case}: no {hint:?} in: {log}");
+        assert!(log.contains("not delivered"), "{case}: {log}");
+    }
+}
+
 #[test]
 fn tls_with_a_password_from_a_file_and_the_password_never_logged() {
     let dir = tempfile::tempdir().unwrap();
