@@ -87,6 +87,14 @@ fi
 echo "== aarch64 cross build, run under qemu"
 ./scripts/cross-aarch64.sh
 
+# The long mode (HARK_LONG=1): a 30-minute soak and ten minutes per fuzz target.
+if [ -n "${HARK_LONG:-}" ]; then
+  echo "== long: fuzzing, 10 minutes per target"
+  HARK_FUZZ_SECONDS=600 cargo test -q -p hark --bin hark fuzz_ -- --nocapture --test-threads 1
+  echo "== long: 30-minute soak"
+  ./scripts/soak.sh 30
+fi
+
 # Under CI every skip above already failed the run; elsewhere, say how many checks did not run.
 script_skipped=$(wc -l < "$HARK_SKIP_LOG")
 echo "== skipped tests: $(( ${py_skipped:-0} + script_skipped )) (pytest ${py_skipped:-0}, scripts $script_skipped)"
