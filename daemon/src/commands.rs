@@ -2,9 +2,10 @@
 //! captioning, change or reset decoding parameters, ask for stats. A command that cannot be
 //! parsed or applied changes nothing and is answered on `<prefix>/<device>/error`.
 
-use std::sync::RwLock;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Mutex, RwLock};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -74,7 +75,50 @@ pub struct Control {
     changes: AtomicU64,
     /// The model, to check triggers' words against; None: no trigger can be added.
     bundle: Option<Bundle>,
+    /// Commands accepted for processing: a flood cannot keep the daemon re-deciding.
+    rate: Mutex<RateLimit>,
 }
+
+/// A token bucket: `burst` at once, then `per_second`.
+#[derive(Debug)]
+pub struct RateLimit {
+    burst: f64,
+    per_second: f64,
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl RateLimit {
+    /// A full bucket.
+    pub fn new(burst: u32, per_second: f64) -> Self {
+        Self {
+            burst: f64::from(burst),
+            per_second,
+            tokens: f64::from(burst),
+            last: None,
+        }
+    }
+
+    /// Takes a token if there is one at `now`.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        if let Some(last) = self.last {
+            let refill = now.saturating_duration_since(last).as_secs_f64() * self.per_second;
+            self.tokens = (self.tokens + refill).min(self.burst);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Commands processed: `COMMAND_BURST` at once, then `COMMAND_RATE` per second.
+pub const COMMAND_BURST: u32 = 10;
+/// See `COMMAND_BURST`.
+pub const COMMAND_RATE: f64 = 1.0;
 
 /// The commands, for error messages.
 const ALLOWED: &str =
@@ -93,6 +137,7 @@ impl Control {
             triggers: RwLock::new(Vec::new()),
             changes: AtomicU64::new(0),
             bundle: None,
+            rate: Mutex::new(RateLimit::new(COMMAND_BURST, COMMAND_RATE)),
         }
     }
 
@@ -126,6 +171,32 @@ impl Control {
 
     /// Parses and applies a received command; the error says why nothing changed.
     pub fn apply(&self, msg: &Received, counters: &Counters) -> Result<Command, CommandError> {
+        let allowed = self
+            .rate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allow(Instant::now());
+        if !allowed {
+            counters.rejected_commands.fetch_add(1, Relaxed);
+            let raw = msg.payload.as_slice();
+            return Err(CommandError {
+                v: 1,
+                error: format!(
+                    "too many commands: at most {COMMAND_BURST} at once, then {COMMAND_RATE} per \
+                     second; this one was not applied"
+                ),
+                command: String::from_utf8_lossy(&raw[..raw.len().min(256)]).into_owned(),
+            });
+        }
+        self.handle(msg, counters)
+    }
+
+    /// `apply` without the rate limit.
+    pub(crate) fn handle(
+        &self,
+        msg: &Received,
+        counters: &Counters,
+    ) -> Result<Command, CommandError> {
         let raw = msg.payload.as_slice();
         let fail = |error: String| CommandError {
             v: 1,
@@ -257,16 +328,16 @@ mod tests {
     #[test]
     fn pause_and_resume() {
         let (c, n) = control();
-        c.apply(&sent(br#"{"cmd":"pause"}"#), &n).unwrap();
+        c.handle(&sent(br#"{"cmd":"pause"}"#), &n).unwrap();
         assert!(n.paused.load(Relaxed));
-        c.apply(&sent(br#"{"cmd":"resume"}"#), &n).unwrap();
+        c.handle(&sent(br#"{"cmd":"resume"}"#), &n).unwrap();
         assert!(!n.paused.load(Relaxed));
     }
 
     #[test]
     fn decoding_changes_only_the_given_keys_and_resets() {
         let (c, n) = control();
-        c.apply(
+        c.handle(
             &sent(br#"{"cmd":"decoding","params":{"strategy":"beam","beam_size":4}}"#),
             &n,
         )
@@ -274,14 +345,14 @@ mod tests {
         let p = c.params();
         assert_eq!(p.beam_size, 4);
         assert_eq!(p.max_len, DecodeParams::default().max_len);
-        c.apply(&sent(br#"{"cmd":"reset_decoding"}"#), &n).unwrap();
+        c.handle(&sent(br#"{"cmd":"reset_decoding"}"#), &n).unwrap();
         assert_eq!(c.params(), DecodeParams::default());
     }
 
     #[test]
     fn bad_commands_change_nothing_and_say_why() {
         let (c, n) = control();
-        let err = |raw: &[u8]| c.apply(&sent(raw), &n).unwrap_err().error;
+        let err = |raw: &[u8]| c.handle(&sent(raw), &n).unwrap_err().error;
         assert!(err(b"pause").contains("not a valid command"));
         assert!(err(br#"{"cmd":"explode"}"#).contains("explode"));
         assert!(err(br#"{"cmd":"decoding","params":{"beam_size":0}}"#).contains("beam_size"));
@@ -290,7 +361,7 @@ mod tests {
         assert_eq!(c.params(), DecodeParams::default());
         assert!(!n.paused.load(Relaxed));
         let long = vec![b'x'; 1000];
-        assert_eq!(c.apply(&sent(&long), &n).unwrap_err().command.len(), 256);
+        assert_eq!(c.handle(&sent(&long), &n).unwrap_err().command.len(), 256);
         assert!(err(br#"{"cmd":"pause","then":"explode"}"#).contains("\"then\""));
         assert!(err(br#"{"cmd":"stats","params":{}}"#).contains("\"params\""));
         assert!(err(b"[1]").contains("not a JSON object"));
@@ -303,7 +374,7 @@ mod tests {
             retained: true,
         };
         assert!(
-            c.apply(&retained, &n)
+            c.handle(&retained, &n)
                 .unwrap_err()
                 .error
                 .contains("retained")
@@ -324,18 +395,18 @@ mod tests {
         let n = Counters::default();
         let names =
             |c: &Control| -> Vec<String> { c.triggers().iter().map(|t| t.name.clone()).collect() };
-        c.apply(
+        c.handle(
             &sent(br#"{"cmd":"triggers","add":[{"name":"glass","phrases":["glass breaks"],"threshold":1.5}]}"#),
             &n,
         )
         .unwrap();
         assert_eq!(names(&c), ["dog", "glass"]);
         assert_eq!(c.trigger_changes(), 1);
-        c.apply(&sent(br#"{"cmd":"triggers","remove":["dog"]}"#), &n)
+        c.handle(&sent(br#"{"cmd":"triggers","remove":["dog"]}"#), &n)
             .unwrap();
         assert_eq!(names(&c), ["glass"]);
         // Unknown words, bad names and extra keys are refused; the triggers stay as they were.
-        let err = |raw: &[u8]| c.apply(&sent(raw), &n).unwrap_err().error;
+        let err = |raw: &[u8]| c.handle(&sent(raw), &n).unwrap_err().error;
         assert!(
             err(br#"{"cmd":"triggers","add":[{"name":"cat","phrases":["a cat"]}]}"#)
                 .contains("\"cat\"")
@@ -350,10 +421,46 @@ mod tests {
         // Without a model there is nothing to check words against.
         let bare = Control::new(DecodeParams::default(), 30);
         assert!(
-            bare.apply(&sent(br#"{"cmd":"triggers","remove":["x"]}"#), &n)
+            bare.handle(&sent(br#"{"cmd":"triggers","remove":["x"]}"#), &n)
                 .unwrap_err()
                 .error
                 .contains("no model")
         );
+    }
+
+    #[test]
+    fn a_flood_of_commands_is_refused_beyond_the_burst_and_counted() {
+        let c = Control::new(DecodeParams::default(), 30);
+        let n = Counters::default();
+        let pause = Received {
+            payload: br#"{"cmd":"stats"}"#.to_vec(),
+            retained: false,
+        };
+        let results: Vec<_> = (0..15).map(|_| c.apply(&pause, &n)).collect();
+        assert!(results[..COMMAND_BURST as usize].iter().all(Result::is_ok));
+        let refused = &results[COMMAND_BURST as usize..];
+        assert!(
+            refused
+                .iter()
+                .all(|r| r.as_ref().is_err_and(|e| e.error.contains("too many")))
+        );
+        assert_eq!(n.rejected_commands.load(Relaxed), 5);
+    }
+
+    #[test]
+    fn commands_beyond_the_burst_are_refused_until_the_bucket_refills() {
+        let t0 = Instant::now();
+        let mut r = RateLimit::new(3, 1.0);
+        assert!((0..3).all(|_| r.allow(t0)));
+        assert!(!r.allow(t0), "burst spent");
+        assert!(!r.allow(t0 + std::time::Duration::from_millis(500)));
+        assert!(r.allow(t0 + std::time::Duration::from_millis(1600)));
+        assert!(!r.allow(t0 + std::time::Duration::from_millis(1700)));
+        let later = t0 + std::time::Duration::from_secs(100);
+        assert!(
+            (0..3).all(|_| r.allow(later)),
+            "refilled to the burst, not beyond"
+        );
+        assert!(!r.allow(later));
     }
 }

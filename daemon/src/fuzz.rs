@@ -201,7 +201,7 @@ fn fuzz_set_commands() {
             payload: input.to_vec(),
             retained: false,
         };
-        let _ = control.apply(&msg, &counters);
+        let _ = control.handle(&msg, &counters);
     });
 }
 

@@ -406,6 +406,7 @@ async fn drive(
     let mut connected_at: Option<std::time::Instant> = None;
     let mut flaps = Flaps::default();
     let mut unsent = Unsent::default();
+    let (mut ignored, mut report_at) = (0u64, 1u64);
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -434,7 +435,12 @@ async fn drive(
                     retained: p.retain,
                 };
                 if commands.try_send(msg).is_err() {
-                    log::warn!("command ignored: too many commands at once");
+                    ignored += 1;
+                    // At 1, 10, 100, …: a flood is reported, not echoed line by line.
+                    if ignored == report_at {
+                        log::warn!("{ignored} command(s) ignored: too many at once");
+                        report_at *= 10;
+                    }
                 }
             }
             Ok(Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_))) => {

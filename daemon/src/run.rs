@@ -176,6 +176,8 @@ async fn serve(cfg: Config) -> Result<()> {
         counters.snapshot(&device, source_rate, &model_name, &strategy)
     };
 
+    // Answers on `error` are limited too: a flood of bad commands must not become a flood out.
+    let mut error_answers = crate::commands::RateLimit::new(5, 1.0);
     let mut deadline = None;
     let mut sink_failure = None;
     loop {
@@ -220,8 +222,12 @@ async fn serve(cfg: Config) -> Result<()> {
                         m.stats(&snapshot());
                     }
                     Err(e) => {
-                        log::warn!("rejected command: {}", e.error);
-                        let _ = m.error(&e).await;
+                        if error_answers.allow(std::time::Instant::now()) {
+                            log::warn!("rejected command: {}", e.error);
+                            let _ = m.error(&e).await;
+                        } else {
+                            log::debug!("rejected command (not answered: too many): {}", e.error);
+                        }
                     }
                 }
             }
