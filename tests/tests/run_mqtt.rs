@@ -197,6 +197,7 @@ fn wait_offline(sub: &Subscriber, device: &str) {
 fn stats_where(sub: &Subscriber, device: &str, what: &str, ok: impl Fn(&Value) -> bool) {
     let topic = format!("hark/{device}/stats");
     let t0 = Instant::now();
+    let mut asked: Option<Instant> = None;
     loop {
         if sub.on(&topic).iter().any(|m| ok(&m.json())) {
             return;
@@ -206,8 +207,12 @@ fn stats_where(sub: &Subscriber, device: &str, what: &str, ok: impl Fn(&Value) -
             "no stats with {what}: {:#?}",
             sub.on(&topic)
         );
-        sub.publish(&format!("hark/{device}/set"), r#"{"cmd":"stats"}"#);
-        std::thread::sleep(Duration::from_millis(200));
+        // Once a second: hark takes one command per second after a burst of ten.
+        if asked.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            sub.publish(&format!("hark/{device}/set"), r#"{"cmd":"stats"}"#);
+            asked = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
