@@ -917,7 +917,12 @@ def training_data(data: Path) -> str:
     if scenes.exists():
         s = json.loads(scenes.read_text())
         counts = ", ".join(f"{v['scenes']} {k}" for k, v in s["splits"].items())
-        return (f"real-sound scenes (hark-data real + hark-data scenes --seed {s['seed']}: "
+        # Later generations appended to the set (`hark-data scenes --append`), e.g. augmented.
+        added = "".join(
+            f" + --append --seed {g['seed']}{' --augment' if g['augment'] else ''}: "
+            + ", ".join(f"{n} {k}" for k, n in g["scenes"].items())
+            for g in s.get("generations", [])[1:])
+        return (f"real-sound scenes (hark-data real + hark-data scenes --seed {s['seed']}{added}; "
                 f"{counts}) over {s['labels']} categories")
     return f"dataset {Path(data).name}"
 
