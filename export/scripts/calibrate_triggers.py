@@ -1,13 +1,14 @@
 """How well do trigger phrases find their sounds? Each category's name, and a paraphrase of
 it, scored by `hark caption --trigger` on the held-out single-sound clips of a `hark-data real`
 corpus: average precision per phrase, precision and recall at one threshold for all, and the
-threshold that maximises the mean F1 (the default a trigger would start from).
+threshold that maximises the mean F1 (the default a trigger would start from), and the area
+under each phrase's ROC curve.
 
     python export/scripts/calibrate_triggers.py --bundle daemon/assets/model \
         --corpus data/real --out reports/triggers [--hark target/debug/hark]
 
-Writes OUT/TRIGGERS.md (the tables) and OUT/pr-curves.png (docs/triggers/ holds the last run
-on the shipped model). A phrase is scored for every clip
+Writes OUT/TRIGGERS.md (the tables), OUT/pr-curves.png and OUT/roc-curves.png (docs/triggers/
+holds the last run on the shipped model). A phrase is scored for every clip
 (its whole first window), positives are the clips of its category; phrases with words the
 model never learnt are listed and left out.
 """
@@ -45,6 +46,21 @@ def pr_at(scores: np.ndarray, positive: np.ndarray, threshold: float) -> tuple[f
     tp = (fired & positive).sum()
     precision = tp / fired.sum() if fired.sum() else float("nan")
     return precision, tp / positive.sum()
+
+
+def roc(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """False and true positive rates over every threshold, and the area under them (ties
+    counted half, as the Mann-Whitney statistic does)."""
+    order = np.argsort(-scores, kind="stable")
+    hits = positive[order]
+    tpr = np.concatenate([[0.0], np.cumsum(hits) / max(hits.sum(), 1)])
+    fpr = np.concatenate([[0.0], np.cumsum(~hits) / max((~hits).sum(), 1)])
+    pos, neg = scores[positive], scores[~positive]
+    if not len(pos) or not len(neg):
+        return fpr, tpr, float("nan")
+    greater = (pos[:, None] > neg[None, :]).mean()
+    ties = (pos[:, None] == neg[None, :]).mean()
+    return fpr, tpr, float(greater + 0.5 * ties)
 
 
 def main() -> None:
@@ -118,27 +134,32 @@ def main() -> None:
              "category's clips positive. At the default threshold "
              f"**{best:.2f}** (the one maximising the mean F1 of the name phrases, "
              f"{mean_f1(best):.3f}): precision and recall.", "",
-             "| category | phrase | AP | precision | recall | paraphrase | AP | precision | recall |",
-             "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+             "| category | phrase | AP | ROC AUC | precision | recall | paraphrase | AP | ROC AUC | precision | recall |",
+             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     aps = {"name": [], "paraphrase": [], "raw": []}
+    aucs = {"name": [], "paraphrase": []}
     for c in categories:
         cells = [c]
         for kind, ph in zip(("name", "paraphrase"), wanted[c]):
             if ph not in scores:
-                cells += [f"“{ph}” (unknown word)", "—", "—", "—"]
+                cells += [f"“{ph}” (unknown word)", "—", "—", "—", "—"]
                 continue
             ap = average_precision(scores[ph], truth == c)
+            auc = roc(scores[ph], truth == c)[2]
+            aucs[kind].append(auc)
             aps["raw"].append(average_precision(raw[ph], truth == c))
             prec, rec = pr_at(scores[ph], truth == c, best)
             aps[kind].append(ap)
-            cells += [f"“{ph}”", f"{ap:.2f}",
+            cells += [f"“{ph}”", f"{ap:.2f}", f"{auc:.2f}",
                       "—" if np.isnan(prec) else f"{100 * prec:.0f} %", f"{100 * rec:.0f} %"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Mean AP: names {np.mean(aps['name']):.3f} over {len(aps['name'])} phrases, "
               f"paraphrases {np.mean(aps['paraphrase']):.3f} over {len(aps['paraphrase'])} "
-              f"(all phrases without the silence baseline: {np.mean(aps['raw']):.3f}).",
+              f"(all phrases without the silence baseline: {np.mean(aps['raw']):.3f}). "
+              f"Mean ROC AUC: names {np.nanmean(aucs['name']):.3f}, paraphrases "
+              f"{np.nanmean(aucs['paraphrase']):.3f}.",
               "", f"Left out (a word the model never learnt): {', '.join(unknown) or 'none'}.",
-              "", "![precision-recall](pr-curves.png)"]
+              "", "![precision-recall](pr-curves.png) ![ROC](roc-curves.png)"]
     (args.out / "TRIGGERS.md").write_text("\n".join(lines) + "\n")
 
     import matplotlib
@@ -157,6 +178,16 @@ def main() -> None:
     ax.set_title(f"{args.bundle.name}: each category's name as a trigger phrase")
     fig.tight_layout()
     fig.savefig(args.out / "pr-curves.png", dpi=110)
+    fig, ax = plt.subplots(figsize=(8, 7))
+    for c in names:
+        fpr, tpr, _ = roc(scores[c], truth == c)
+        ax.plot(fpr, tpr, lw=0.8, alpha=0.7)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.6)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"{args.bundle.name}: ROC of each category's name as a trigger phrase")
+    fig.tight_layout()
+    fig.savefig(args.out / "roc-curves.png", dpi=110)
     print((args.out / "TRIGGERS.md").read_text())
 
 
