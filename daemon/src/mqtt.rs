@@ -155,6 +155,20 @@ fn discovery(
     out
 }
 
+/// `discovery` as the texts published.
+fn discovery_texts(
+    topics: &Topics,
+    device: &str,
+    model: &str,
+    binary_sensors: &[String],
+    triggers: &[String],
+) -> Vec<(String, String)> {
+    discovery(topics, device, model, binary_sensors, triggers)
+        .into_iter()
+        .map(|(topic, payload)| (topic, payload.to_string()))
+        .collect()
+}
+
 /// Seconds a tag's or trigger's binary sensor stays on after the last message for it.
 const TAG_OFF_DELAY: u32 = 30;
 
@@ -183,6 +197,11 @@ pub struct Mqtt {
     acks: Arc<Acks>,
     task: tokio::task::JoinHandle<()>,
     endpoint: String,
+    /// What discovery is made of, to announce triggers added or removed at run time.
+    device: String,
+    model: String,
+    binary_sensors: Vec<String>,
+    on_connect: Arc<OnConnect>,
 }
 
 /// The password, from the file or variable the config names.
@@ -257,15 +276,18 @@ impl Mqtt {
             client: client.clone(),
             topics: topics.clone(),
             qos: qos(cfg.qos),
-            discovery: discovery(&topics, device, model, binary_sensors, triggers)
-                .into_iter()
-                .map(|(topic, payload)| (topic, payload.to_string()))
-                .collect(),
+            discovery: std::sync::Mutex::new(discovery_texts(
+                &topics,
+                device,
+                model,
+                binary_sensors,
+                triggers,
+            )),
             acks: acks.clone(),
         });
         let task = tokio::spawn(drive(
             eventloop,
-            on_connect,
+            on_connect.clone(),
             commands,
             endpoint.clone(),
             client_id,
@@ -277,7 +299,44 @@ impl Mqtt {
             acks,
             task,
             endpoint,
+            device: device.to_string(),
+            model: model.to_string(),
+            binary_sensors: binary_sensors.to_vec(),
+            on_connect,
         })
+    }
+
+    /// Home Assistant learns of triggers added or removed by a command: a binary sensor's
+    /// config for each new one, an empty retained config (which deletes the entity) for each
+    /// one gone; later reconnections announce the new list.
+    pub async fn set_triggers(&self, names: &[String]) -> Result<()> {
+        let next = discovery_texts(
+            &self.topics,
+            &self.device,
+            &self.model,
+            &self.binary_sensors,
+            names,
+        );
+        let changes: Vec<(String, String)> = {
+            let mut current = self
+                .on_connect
+                .discovery
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let gone = current
+                .iter()
+                .filter(|(t, _)| !next.iter().any(|(n, _)| n == t))
+                .map(|(t, _)| (t.clone(), String::new()));
+            let new = next.iter().filter(|e| !current.contains(e)).cloned();
+            let changes = gone.chain(new).collect();
+            *current = next;
+            changes
+        };
+        for (topic, body) in changes {
+            self.publish(&topic, self.qos, true, body.into_bytes())
+                .await?;
+        }
+        Ok(())
     }
 
     /// Publishes a caption; waits while the client's queue is full (the broker is away),
@@ -365,7 +424,7 @@ struct OnConnect {
     topics: Topics,
     qos: QoS,
     /// Discovery configs: (topic, payload).
-    discovery: Vec<(String, String)>,
+    discovery: std::sync::Mutex<Vec<(String, String)>>,
     acks: Arc<Acks>,
 }
 
@@ -378,8 +437,13 @@ impl OnConnect {
         self.client
             .subscribe(&self.topics.set, QoS::AtLeastOnce)
             .await?;
-        let announcements = std::iter::once((self.topics.status.clone(), "online".to_string()))
-            .chain(self.discovery.iter().cloned());
+        let discovery = self
+            .discovery
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let announcements =
+            std::iter::once((self.topics.status.clone(), "online".to_string())).chain(discovery);
         for (topic, body) in announcements {
             if self.qos != QoS::AtMostOnce {
                 self.acks.requested.fetch_add(1, Relaxed);

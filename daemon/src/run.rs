@@ -219,6 +219,13 @@ async fn serve(cfg: Config) -> Result<()> {
                         if cmd != Command::Stats {
                             log::info!("command: {cmd:?}");
                         }
+                        if matches!(cmd, Command::Triggers { .. }) {
+                            let names: Vec<String> =
+                                control.triggers().into_iter().map(|t| t.name).collect();
+                            if let Err(e) = m.set_triggers(&names).await {
+                                log::warn!("cannot announce the triggers to Home Assistant: {e:#}");
+                            }
+                        }
                         m.stats(&snapshot());
                     }
                     Err(e) => {

@@ -371,7 +371,7 @@ fn a_trigger_fires_on_the_sound_it_names_and_not_on_others_with_its_discovery() 
 #[test]
 fn a_trigger_added_by_a_set_command_fires_while_hark_runs() {
     let broker = Broker::start("");
-    let sub = Subscriber::connect(broker.port, &["hark/#"]);
+    let sub = Subscriber::connect(broker.port, &["hark/#", "homeassistant/#"]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("hark.toml");
     std::fs::write(
@@ -408,6 +408,25 @@ fn a_trigger_added_by_a_set_command_fires_while_hark_runs() {
         "hark/barn/set",
         r#"{"cmd":"triggers","add":[{"name":"cat","phrases":["a zorblax"]}]}"#,
     );
+    sub.publish(
+        "hark/barn/set",
+        r#"{"cmd":"triggers","add":[{"name":"dog","phrases":["a dog barks"]}]}"#,
+    );
+    // Home Assistant learns of them at once, and of a removal (an empty retained config
+    // deletes the entity).
+    let config =
+        |name: &str| format!("homeassistant/binary_sensor/hark_barn/trigger_{name}/config");
+    sub.wait_until(10, "the added triggers' discovery", |m| {
+        ["rain", "dog"].iter().all(|n| {
+            m.iter()
+                .any(|m| m.topic == config(n) && !m.payload.is_empty())
+        })
+    });
+    sub.publish("hark/barn/set", r#"{"cmd":"triggers","remove":["dog"]}"#);
+    sub.wait_until(10, "the removed trigger's discovery deleted", |m| {
+        m.iter()
+            .any(|m| m.topic == config("dog") && m.payload.is_empty())
+    });
     sub.wait_until(30, "the added trigger", |m| {
         m.iter().any(|m| m.topic == "hark/barn/trigger/rain")
     });
