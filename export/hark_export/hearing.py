@@ -121,7 +121,8 @@ def confusion_plot(truth: list[str], named: list[str], categories: list[str], pa
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    cols = categories + ["none"]
+    # Columns: the split's categories, then any other one a caption names, then none.
+    cols = categories + sorted(set(named) - set(categories) - {"none"}) + ["none"]
     m = np.zeros((len(categories), len(cols)))
     for t, n in zip(truth, named):
         m[categories.index(t), cols.index(n)] += 1
