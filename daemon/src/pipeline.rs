@@ -443,7 +443,13 @@ impl Inference {
         let mut events: Vec<Event> = match &self.baseline {
             Some(baseline) => self
                 .triggers
-                .fired(&out.phrase_scores, baseline)
+                .fired(
+                    &out.phrase_scores,
+                    baseline,
+                    out.tag_probabilities
+                        .first()
+                        .map_or(&[][..], |p| p.as_slice()),
+                )
                 .into_iter()
                 .map(|(trigger, phrase, score)| {
                     Event::Trigger(Fired {

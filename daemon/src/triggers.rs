@@ -5,16 +5,22 @@
 //! A phrase's trigger score is its length-normalised log-probability as the start of the
 //! window's caption minus the same under a window of digital silence: how much the audio
 //! raises the phrase. Phrases of different length and wording start from different levels;
-//! the silence baseline puts them on one scale (docs/triggers/TRIGGERS.md).
+//! the silence baseline puts them on one scale. A phrase that names a label of the model's
+//! own tag head ("a dog barks": dog) adds that head's evidence, the log-odds of the label's
+//! probability (docs/triggers/TRIGGERS.md measures both).
 
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::Bundle;
 
 /// The score at or above which a trigger fires unless it sets its own: the one threshold
-/// that maximised the mean F1 of the category names on the default model's held-out
+/// that maximised the mean F1 of the category names on the default model's validation
 /// recordings (docs/triggers/TRIGGERS.md).
-pub const DEFAULT_THRESHOLD: f32 = 2.95;
+pub const DEFAULT_THRESHOLD: f32 = 3.7;
+
+/// Weight of the tag head's log-odds in the score of a phrase that names one of its labels
+/// (chosen on the validation recordings: docs/triggers/TRIGGERS.md).
+pub const TAG_WEIGHT: f32 = 1.0;
 
 /// One `[[triggers]]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -40,6 +46,8 @@ struct Trigger {
     name: String,
     /// Each phrase with its token ids.
     phrases: Vec<(String, Vec<u32>)>,
+    /// Per phrase, the index of the first tag head's label it names, if any.
+    labels: Vec<Option<usize>>,
     threshold: f32,
 }
 
@@ -100,9 +108,22 @@ impl Triggers {
             if !threshold.is_finite() {
                 return Err(format!("{at}.threshold: must be a number"));
             }
+            // The first word of the phrase that is a label of the model's own tag head.
+            let head = bundle.labels.first();
+            let labels = c
+                .phrases
+                .iter()
+                .map(|p| {
+                    let head = head?;
+                    p.to_lowercase()
+                        .split_whitespace()
+                        .find_map(|w| head.iter().position(|l| l == w))
+                })
+                .collect();
             list.push(Trigger {
                 name: c.name.clone(),
                 phrases,
+                labels,
                 threshold,
             });
         }
@@ -123,16 +144,30 @@ impl Triggers {
     }
 
     /// The triggers that fire for phrase `scores` (as [`Triggers::tokens`]) minus their
-    /// silence `baseline`: per trigger its best phrase, if that reaches the threshold.
-    pub fn fired(&self, scores: &[f32], baseline: &[f32]) -> Vec<(String, String, f32)> {
+    /// silence `baseline`, plus the tag head's evidence from `tags` (the first head's
+    /// probabilities; empty without heads): per trigger its best phrase, if that reaches the
+    /// threshold.
+    pub fn fired(
+        &self,
+        scores: &[f32],
+        baseline: &[f32],
+        tags: &[f32],
+    ) -> Vec<(String, String, f32)> {
         let mut out = Vec::new();
         let mut i = 0;
         for t in &self.list {
             let best = t
                 .phrases
                 .iter()
+                .zip(&t.labels)
                 .enumerate()
-                .map(|(k, (p, _))| (p, scores[i + k] - baseline[i + k]))
+                .map(|(k, ((p, _), label))| {
+                    let evidence = label.and_then(|l| tags.get(l)).map_or(0.0, |&q| {
+                        let q = q.clamp(1e-6, 1.0 - 1e-6);
+                        TAG_WEIGHT * (q / (1.0 - q)).ln()
+                    });
+                    (p, scores[i + k] - baseline[i + k] + evidence)
+                })
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             i += t.phrases.len();
             if let Some((phrase, score)) = best
@@ -187,10 +222,11 @@ mod tests {
         .unwrap();
         // "a dog barks", "dog", "glass breaks" in the test vocabulary.
         assert_eq!(t.tokens(), [vec![4, 5, 6], vec![5], vec![7, 8]]);
-        // "dog" rises 3.2 over silence (fires at 2.95); glass rises 0.5 (below its 1.0).
-        let fired = t.fired(&[-2.0, -1.0, -3.0], &[-3.0, -4.2, -3.5]);
-        assert_eq!(fired, vec![("dog".to_string(), "dog".to_string(), 3.2)]);
-        let fired = t.fired(&[-4.0, -5.0, -2.0], &[-3.0, -4.2, -3.5]);
+        // "dog" rises 4.2 over silence (fires at the default 3.7); glass rises 0.5 (below
+        // its 1.0).
+        let fired = t.fired(&[-2.0, 0.0, -3.0], &[-3.0, -4.2, -3.5], &[]);
+        assert_eq!(fired, vec![("dog".to_string(), "dog".to_string(), 4.2)]);
+        let fired = t.fired(&[-4.0, -5.0, -2.0], &[-3.0, -4.2, -3.5], &[]);
         assert_eq!(
             fired,
             vec![("glass".to_string(), "glass breaks".to_string(), 1.5)]
@@ -216,5 +252,32 @@ mod tests {
             "{e}"
         );
         assert!(err(vec![config("dog", &["dog"], Some(f32::NAN))]).contains("threshold"));
+    }
+
+    #[test]
+    fn a_phrase_naming_a_tag_label_adds_the_tag_heads_log_odds() {
+        let vocab = [
+            "<pad>", "<bos>", "<eos>", "<unk>", "a", "dog", "barks", "glass", "breaks",
+        ];
+        let labels = vec![vec!["cat".to_string(), "dog".to_string()]];
+        let b = crate::bundle::testing::bundle(&vocab, "", labels);
+        let t = Triggers::build(
+            &[config("dog", &["a dog barks", "glass breaks"], Some(2.0))],
+            &b,
+        )
+        .unwrap();
+        // Over silence "a dog barks" rises 1.0, "glass breaks" 0.5: neither fires alone.
+        assert!(
+            t.fired(&[-2.0, -3.0], &[-3.0, -3.5], &[0.5, 0.5])
+                .is_empty()
+        );
+        // The tag head says dog at 0.9: + ln 9 = 2.197 for the phrase that names it.
+        let fired = t.fired(&[-2.0, -3.0], &[-3.0, -3.5], &[0.1, 0.9]);
+        assert_eq!(fired, vec![("dog".into(), "a dog barks".into(), 3.197)]);
+        // A low probability counts against it.
+        assert!(
+            t.fired(&[-1.0, -3.0], &[-3.0, -3.5], &[0.1, 0.1])
+                .is_empty()
+        );
     }
 }

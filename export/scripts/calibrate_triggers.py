@@ -2,7 +2,12 @@
 it, scored by `hark caption --trigger` on the held-out single-sound clips of a `hark-data real`
 corpus: average precision per phrase, precision and recall at one threshold for all, and the
 threshold that maximises the mean F1 (the default a trigger would start from), and the area
-under each phrase's ROC curve.
+under each phrase's ROC curve; and how much adding the tag head's evidence (the daemon's
+`TAG_WEIGHT` × the log-odds of the label a phrase names) changes the mean AP. Choose the weight
+and threshold on the validation split, then measure them on the test split:
+
+    python export/scripts/calibrate_triggers.py ... --split val --tag-weights 1,0,0.5,2
+    python export/scripts/calibrate_triggers.py ... --split test --tag-weights 1,0 --threshold T
 
     python export/scripts/calibrate_triggers.py --bundle daemon/assets/model \
         --corpus data/real --out reports/triggers [--hark target/debug/hark]
@@ -24,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hark_export.evaluate import HARK
-from hark_export.hearing import average_precision
+from hark_export.hearing import average_precision, tag_probabilities
 from hark_export.real import load_table, write_wav
 
 
@@ -34,6 +39,26 @@ def phrases_for(categories: list[str], table) -> dict[str, list[str]]:
     for c in categories:
         say = table.categories[c]["say"][0].split("|")
         out[str(c)] = [str(c), f"{say[0]} {say[1]}"]
+    return out
+
+
+def tag_label(phrase: str, labels: list[str]) -> str | None:
+    """The tag-head label a phrase names: its first word that is one ("a dog barks" → dog)."""
+    return next((w for w in phrase.lower().split() if w in labels), None)
+
+
+def with_tags(scores: dict, probs: np.ndarray, labels: list[str], weight: float) -> dict:
+    """Each phrase's score plus `weight` × the log-odds of the tag head's probability for the
+    label it names (unchanged when it names none): the caption model's and the tag head's
+    evidence added."""
+    out = {}
+    for ph, s in scores.items():
+        label = tag_label(ph, labels)
+        if label is None or weight == 0:
+            out[ph] = s
+            continue
+        p = np.clip(probs[:, labels.index(label)], 1e-6, 1 - 1e-6)
+        out[ph] = s + weight * np.log(p / (1 - p))
     return out
 
 
@@ -70,7 +95,15 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--hark", type=Path, default=Path(os.environ.get("HARK", HARK)))
+    p.add_argument("--tag-weights", default="0,0.25,0.5,1,2",
+                   help="weights of the tag head's log-odds to compare (the first one is used "
+                        "for the tables)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="the threshold of the tables (default: the one maximising the mean F1 "
+                        "of the name phrases on this split; give the one found on another split "
+                        "to measure it here)")
     args = p.parse_args()
+    weights = [float(w) for w in args.tag_weights.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.corpus / "clips.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == args.split]
@@ -111,6 +144,16 @@ def main() -> None:
     prior = {x["phrase"]: x["score"] for x in json.loads(base.stdout.splitlines()[0])["phrases"]}
     raw = scores
     scores = {ph: s - prior[ph] for ph, s in raw.items()}
+    # The tag head's evidence for the category a phrase names, compared at several weights.
+    labels, probs = tag_probabilities(args.bundle, [args.corpus / r["path_16000"] for r in rows])
+    combined = {}
+    for w in weights:
+        sc = with_tags(scores, probs, labels, w)
+        combined[w] = {kind: float(np.mean([average_precision(sc[ph], truth == c)
+                                            for c in categories for ph in wanted[c][k:k + 1]
+                                            if ph in sc]))
+                       for k, kind in enumerate(("name", "paraphrase"))}
+    scores = with_tags(scores, probs, labels, weights[0])
 
     # One default threshold for every trigger: the one that maximises the mean F1 over the
     # categories' name phrases.
@@ -123,7 +166,7 @@ def main() -> None:
             prec, rec = pr_at(scores[c], truth == c, t)
             f1.append(0.0 if not prec or np.isnan(prec) or not rec else 2 * prec * rec / (prec + rec))
         return float(np.mean(f1))
-    best = max(grid, key=mean_f1)
+    best = max(grid, key=mean_f1) if args.threshold is None else args.threshold
 
     lines = [f"# Trigger phrases on held-out single sounds ({args.split} split)", "",
              f"{len(rows)} clips, {len(names)} categories whose name the model knows. Score: the "
@@ -131,9 +174,11 @@ def main() -> None:
              "(`hark caption --trigger`) minus the same under ten seconds of digital silence "
              "(how much the audio raises the phrase). AP: average precision of the score over "
              "all clips, the "
-             "category's clips positive. At the default threshold "
-             f"**{best:.2f}** (the one maximising the mean F1 of the name phrases, "
-             f"{mean_f1(best):.3f}): precision and recall.", "",
+             "category's clips positive. At the threshold "
+             f"**{best:.2f}** ("
+             + ("the one maximising the mean F1 of the name phrases on this split"
+                if args.threshold is None else "given: chosen on another split")
+             + f"; mean F1 of the names {mean_f1(best):.3f}): precision and recall.", "",
              "| category | phrase | AP | ROC AUC | precision | recall | paraphrase | AP | ROC AUC | precision | recall |",
              "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     aps = {"name": [], "paraphrase": [], "raw": []}
@@ -158,6 +203,11 @@ def main() -> None:
               f"(all phrases without the silence baseline: {np.mean(aps['raw']):.3f}). "
               f"Mean ROC AUC: names {np.nanmean(aucs['name']):.3f}, paraphrases "
               f"{np.nanmean(aucs['paraphrase']):.3f}.",
+              "", "Adding the tag head's evidence: the score plus w × the log-odds of the tag "
+              "head's probability for the label the phrase names (phrases naming no label keep "
+              "their score); mean AP by w:", "", "| w | names | paraphrases |", "|---:|---:|---:|"]
+    lines += [f"| {w:g} | {v['name']:.3f} | {v['paraphrase']:.3f} |" for w, v in combined.items()]
+    lines += ["", f"The tables above use w = {weights[0]:g}.",
               "", f"Left out (a word the model never learnt): {', '.join(unknown) or 'none'}.",
               "", "![precision-recall](pr-curves.png) ![ROC](roc-curves.png)"]
     (args.out / "TRIGGERS.md").write_text("\n".join(lines) + "\n")
