@@ -569,3 +569,36 @@ fn hark_caption_prints_each_window_as_it_is_read_and_then_names_a_damaged_file()
         assert!(w["end"].as_f64().unwrap() <= seconds / 2.0 + 0.01, "{w}");
     }
 }
+
+#[test]
+fn a_closed_stdout_ends_the_run_with_a_clear_error_not_a_signal() {
+    use std::io::Read;
+    let mut child = Command::new(hark_bin())
+        .env("HARK__MODEL__BUNDLE", synth_bundle())
+        .env("HARK__WINDOW__SECONDS", "0.5")
+        .env("HARK__WINDOW__HOP_SECONDS", "0.25")
+        // Real time: captions keep coming for 4 s, long after the reader has gone.
+        .args([
+            "run",
+            "--file",
+            synth_demo().to_str().unwrap(),
+            "--realtime",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader takes one byte and goes away (as `hark run | head -c 1` would).
+    let mut stdout = child.stdout.take().unwrap();
+    let mut byte = [0u8; 1];
+    stdout.read_exact(&mut byte).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an exit status, not SIGPIPE: {log}"
+    );
+    assert!(log.contains("cannot write captions to stdout"), "{log}");
+}
