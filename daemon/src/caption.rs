@@ -89,6 +89,10 @@ pub struct PhraseScore {
     pub phrase: String,
     /// Its score.
     pub score: f32,
+    /// What a `[[triggers]]` table compares with its threshold: `score` over the phrase's
+    /// score under digital silence, plus the tag head's evidence when the phrase names one
+    /// of its labels.
+    pub trigger_score: f32,
 }
 
 /// A clip-level tag with its probability.
@@ -242,7 +246,7 @@ pub fn describe(w: &WindowCaption) -> String {
         let phrases: Vec<String> = w
             .phrases
             .iter()
-            .map(|p| format!("\"{}\" {:.2}", p.phrase, p.score))
+            .map(|p| format!("\"{}\" {:.2}", p.phrase, p.trigger_score))
             .collect();
         line += &format!("  {{{}}}", phrases.join(", "));
     }
@@ -251,6 +255,21 @@ pub fn describe(w: &WindowCaption) -> String {
 
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
+}
+
+/// The phrases' scores under `frames` frames of digital silence (the front end's output for
+/// zeros): what the model expects of each phrase before hearing anything, the baseline of a
+/// trigger score. Shared by `hark caption --trigger` and the daemon's triggers.
+pub fn silence_scores(
+    model: &dyn Captioner,
+    params: &DecodeParams,
+    phrases: &[Vec<u32>],
+    frames: usize,
+) -> Result<Vec<f32>> {
+    let fe = &model.bundle().manifest.frontend;
+    let value = ((fe.log_offset).ln() - fe.norm_mean) / fe.norm_std;
+    let mel = vec![value; frames * fe.n_mels];
+    Ok(model.caption_mel(&mel, params, phrases)?.phrase_scores)
 }
 
 /// Captions `file` as it is read: one caption per window of the bundle's length, windows
@@ -274,6 +293,12 @@ pub fn caption_file(
         .with_context(|| format!("{}: cannot compute features", file.display()))?;
     let fps = m.frames_per_second();
     let tokens: Vec<Vec<u32>> = phrases.iter().map(|(_, t)| t.clone()).collect();
+    let labels: Vec<Option<usize>> = phrases
+        .iter()
+        .map(|(p, _)| crate::triggers::phrase_label(bundle, p))
+        .collect();
+    // Silence baselines by window length (a file's last window is shorter).
+    let mut baselines: Vec<(usize, Vec<f32>)> = Vec::new();
     let mut ready = Vec::new();
     let mut failed = None;
     // Front-end time since the last window: that window's share.
@@ -308,12 +333,27 @@ pub fn caption_file(
             out.score = Some(c.score);
             out.tokens = c.tokens;
             out.alternatives = c.alternatives;
+            if !tokens.is_empty() && !baselines.iter().any(|(f, _)| *f == window.frames) {
+                let b = silence_scores(model, params, &tokens, window.frames)?;
+                baselines.push((window.frames, b));
+            }
+            let baseline = baselines
+                .iter()
+                .find(|(f, _)| *f == window.frames)
+                .map_or(&[][..], |(_, b)| b.as_slice());
+            let head = c
+                .tag_probabilities
+                .first()
+                .map_or(&[][..], |p| p.as_slice());
+            let round = |x: f32| (x * 1000.0).round() / 1000.0;
             out.phrases = phrases
                 .iter()
                 .zip(&c.phrase_scores)
-                .map(|((phrase, _), &score)| PhraseScore {
+                .zip(baseline.iter().zip(&labels))
+                .map(|(((phrase, _), &score), (&silence, &label))| PhraseScore {
                     phrase: phrase.clone(),
-                    score: (score * 1000.0).round() / 1000.0,
+                    score: round(score),
+                    trigger_score: round(crate::triggers::score(score, silence, label, head)),
                 })
                 .collect();
             out.timings_ms = Timings {

@@ -78,7 +78,8 @@ enum Command {
         #[arg(long)]
         tag_threshold: Option<f32>,
         /// Score this phrase under every window ("glass breaking"): its length-normalised
-        /// log-probability as the start of the window's caption. Repeatable.
+        /// log-probability as the start of the window's caption, and the trigger score a
+        /// `[[triggers]]` table compares with its threshold. Repeatable.
         #[arg(long = "trigger", value_name = "PHRASE")]
         triggers: Vec<String>,
         #[command(flatten)]

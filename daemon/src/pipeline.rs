@@ -359,18 +359,6 @@ impl Inference {
         self.triggers_seen = Some(changes);
     }
 
-    /// The phrases' scores under `frames` frames of digital silence (the front end's
-    /// output for zeros): what the model expects of each phrase before hearing anything.
-    fn silence_scores(&self, frames: usize) -> Result<Vec<f32>> {
-        let fe = &self.model.bundle().manifest.frontend;
-        let value = ((fe.log_offset).ln() - fe.norm_mean) / fe.norm_std;
-        let mel = vec![value; frames * fe.n_mels];
-        Ok(self
-            .model
-            .caption_mel(&mel, &self.control.params(), &self.phrases)?
-            .phrase_scores)
-    }
-
     /// A window's caption and fired triggers (none for a paused, silent, failed or dropped
     /// window; triggers without the caption when it repeats the last one).
     fn caption(&mut self, job: Job) -> Vec<Event> {
@@ -388,7 +376,12 @@ impl Inference {
         }
         let t0 = Instant::now();
         if self.baseline.is_none() && !self.phrases.is_empty() {
-            match self.silence_scores(w.frames) {
+            match crate::caption::silence_scores(
+                self.model.as_ref(),
+                &self.control.params(),
+                &self.phrases,
+                w.frames,
+            ) {
                 Ok(b) => self.baseline = Some(b),
                 Err(e) => {
                     c.failed_windows.fetch_add(1, Relaxed);

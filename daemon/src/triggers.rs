@@ -108,18 +108,7 @@ impl Triggers {
             if !threshold.is_finite() {
                 return Err(format!("{at}.threshold: must be a number"));
             }
-            // The first word of the phrase that is a label of the model's own tag head.
-            let head = bundle.labels.first();
-            let labels = c
-                .phrases
-                .iter()
-                .map(|p| {
-                    let head = head?;
-                    p.to_lowercase()
-                        .split_whitespace()
-                        .find_map(|w| head.iter().position(|l| l == w))
-                })
-                .collect();
+            let labels = c.phrases.iter().map(|p| phrase_label(bundle, p)).collect();
             list.push(Trigger {
                 name: c.name.clone(),
                 phrases,
@@ -161,12 +150,8 @@ impl Triggers {
                 .iter()
                 .zip(&t.labels)
                 .enumerate()
-                .map(|(k, ((p, _), label))| {
-                    let evidence = label.and_then(|l| tags.get(l)).map_or(0.0, |&q| {
-                        let q = q.clamp(1e-6, 1.0 - 1e-6);
-                        TAG_WEIGHT * (q / (1.0 - q)).ln()
-                    });
-                    (p, scores[i + k] - baseline[i + k] + evidence)
+                .map(|(k, ((p, _), &label))| {
+                    (p, score(scores[i + k], baseline[i + k], label, tags))
                 })
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             i += t.phrases.len();
@@ -182,6 +167,26 @@ impl Triggers {
         }
         out
     }
+}
+
+/// The label of the model's own tag head (the first) that `phrase` names: its first word
+/// that is one ("a dog barks": dog).
+pub fn phrase_label(bundle: &Bundle, phrase: &str) -> Option<usize> {
+    let head = bundle.labels.first()?;
+    phrase
+        .to_lowercase()
+        .split_whitespace()
+        .find_map(|w| head.iter().position(|l| l == w))
+}
+
+/// A phrase's trigger score: its log-probability `raw` over its `silence` baseline, plus
+/// [`TAG_WEIGHT`] × the log-odds of its `label` in `tags` (the first head's probabilities).
+pub fn score(raw: f32, silence: f32, label: Option<usize>, tags: &[f32]) -> f32 {
+    let evidence = label.and_then(|l| tags.get(l)).map_or(0.0, |&q| {
+        let q = q.clamp(1e-6, 1.0 - 1e-6);
+        TAG_WEIGHT * (q / (1.0 - q)).ln()
+    });
+    raw - silence + evidence
 }
 
 /// A bundle whose vocabulary is "a dog barks glass breaks" (no graphs: triggers and commands

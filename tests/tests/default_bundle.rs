@@ -291,19 +291,27 @@ fn hark_caption_scores_trigger_phrases_by_meaning_and_names_unknown_words() {
         String::from_utf8_lossy(&out.stderr)
     );
     let w = &json_lines(&out.stdout)[0];
-    let score = |phrase: &str| {
+    let score = |phrase: &str, key: &str| {
         w["phrases"]
             .as_array()
             .unwrap()
             .iter()
             .find(|p| p["phrase"] == phrase)
-            .unwrap_or_else(|| panic!("{phrase} missing: {w}"))["score"]
+            .unwrap_or_else(|| panic!("{phrase} missing: {w}"))[key]
             .as_f64()
             .unwrap()
     };
-    // The demo is rain (with a hen and a gate): rain scores above a dog that is not there.
-    assert!(score("rain is falling") <= 0.0 && score("a dog barks") <= 0.0);
-    assert!(score("rain is falling") > score("a dog barks"), "{w}");
+    // The demo is rain (with a hen and a gate): rain scores above a dog that is not there,
+    // as a log-probability and as a trigger score (over silence, with the tag head's say).
+    assert!(score("rain is falling", "score") <= 0.0 && score("a dog barks", "score") <= 0.0);
+    assert!(
+        score("rain is falling", "score") > score("a dog barks", "score"),
+        "{w}"
+    );
+    assert!(
+        score("rain is falling", "trigger_score") > score("a dog barks", "trigger_score") + 3.0,
+        "{w}"
+    );
     let out = hark(&["caption", "--trigger", "a zorblax howls", &demo()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -339,6 +347,20 @@ fn a_trigger_fires_on_the_sound_it_names_and_not_on_others_with_its_discovery() 
     let caption = sub.on("hark/shed/caption")[0].json();
     assert_eq!(fired["caption"], caption["text"]);
     assert_eq!(fired["end"], caption["end"]);
+    // `hark caption --trigger` shows the very score the trigger compared with its threshold.
+    let out = hark(&[
+        "caption",
+        "--json",
+        "--trigger",
+        fired["phrase"].as_str().unwrap(),
+        &demo(),
+    ]);
+    let w = &json_lines(&out.stdout)[0];
+    let offline = w["phrases"][0]["trigger_score"].as_f64().unwrap();
+    assert!(
+        (offline - fired["score"].as_f64().unwrap()).abs() < 2e-3,
+        "{w} vs {fired}"
+    );
     // Nothing barks in the demo clip.
     assert!(
         sub.on("hark/shed/trigger/dog").is_empty(),
