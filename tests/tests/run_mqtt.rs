@@ -907,3 +907,94 @@ fn tls_with_a_password_from_a_file_and_the_password_never_logged() {
     );
     assert!(sub.on("hark/denied/caption").is_empty());
 }
+
+/// Resident memory of `pid`, MB.
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+/// The long mode's outage (`HARK_LONG=1 ./scripts/test.sh`, or `cargo test -- --ignored`):
+/// live audio for 4 minutes, the broker away for 3 of them.
+#[test]
+#[ignore = "4 minutes: run by the test command's long mode"]
+fn long_a_broker_down_for_minutes_costs_only_counted_captions_and_bounded_memory() {
+    let mut broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/long/#"]);
+    let dir = tempfile::tempdir().unwrap();
+    // 4 minutes of audio played in real time, windows every 0.25 s: ~960 captions, ~720 of
+    // them while the broker is away — more than the client (612) and the outbox (64) hold.
+    let wav = dir.path().join("four-minutes.wav");
+    let samples: Vec<i16> = demo_samples()
+        .iter()
+        .copied()
+        .cycle()
+        .take(16_000 * 240)
+        .collect();
+    write_wav(&wav, &samples);
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "device = \"long\"\n[window]\nseconds = 0.5\nhop_seconds = 0.25\n[events]\n\
+             dedup_hold_seconds = 0\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n\
+             stats_interval_seconds = 5\n",
+            broker.port
+        ),
+    );
+    let child = Command::new(hark_bin())
+        .env("HARK__MODEL__BUNDLE", synth_bundle())
+        .args([
+            "run",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--file",
+            wav.to_str().unwrap(),
+            "--realtime",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(30));
+    broker.stop();
+    let down = rss_mb(child.id());
+    let mut peak = down;
+    for _ in 0..18 {
+        std::thread::sleep(Duration::from_secs(10));
+        peak = peak.max(rss_mb(child.id()));
+    }
+    broker.restart();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let received: Vec<u64> = captions(&sub, "long")
+        .iter()
+        .map(|c| c["seq"].as_u64().unwrap())
+        .collect();
+    let stats = sub.on("hark/long/stats");
+    let last = stats.last().expect("final stats").json();
+    let produced = last["captions"].as_u64().unwrap();
+    let dropped = last["dropped_captions"].as_u64().unwrap();
+    let (lost, _) = hark_e2e::Fault {
+        case: "broker down for 3 minutes (live audio)",
+        injected: "mosquitto stopped (SIGTERM) for 3 minutes of a 4-minute real-time run (~960 captions)",
+        produced,
+        received: &received,
+        recovery_s: None,
+        note: &format!(
+            "{dropped} oldest dropped and counted (dropped_captions), the rest held; RSS {down:.1} MB when the broker went, at most {peak:.1} MB while it was away"
+        ),
+    }
+    .report();
+    assert!(log.contains("the sink is not taking captions"), "{log}");
+    // Every caption is received or counted as dropped: nothing is lost silently.
+    assert_eq!(lost, dropped, "{log}");
+    assert!(
+        dropped > 0 && peak - down < 20.0,
+        "{dropped} dropped, RSS {down} -> {peak} MB"
+    );
+}
