@@ -336,6 +336,15 @@ impl Subscriber {
         self.messages.lock().unwrap().clone()
     }
 
+    /// The `seq` of every caption received on `topic` so far, in arrival order (a resent
+    /// duplicate appears twice).
+    pub fn seqs(&self, topic: &str) -> Vec<u64> {
+        self.on(topic)
+            .iter()
+            .map(|m| m.json()["seq"].as_u64().expect("a caption with a seq"))
+            .collect()
+    }
+
     /// Messages on `topic` so far.
     pub fn on(&self, topic: &str) -> Vec<Message> {
         self.messages()

@@ -370,10 +370,7 @@ fn a_broker_restart_loses_no_caption_and_commands_work_after_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let received: Vec<u64> = captions(&sub, "restart")
-        .iter()
-        .map(|c| c["seq"].as_u64().unwrap())
-        .collect();
+    let received = sub.seqs("hark/restart/caption");
     let (lost, _) = hark_e2e::Fault {
         case: "broker restarted",
         injected: "mosquitto stopped (SIGTERM) for 1.5 s while a caption is made, then started",
@@ -412,10 +409,7 @@ fn a_broker_that_hangs_loses_no_caption_in_flight_or_queued() {
     assert!(out.status.success(), "{log}");
     assert!(log.contains("unacknowledged message(s)"), "{log}");
     let recovery = back.elapsed().as_secs_f64();
-    let received: Vec<u64> = captions(&sub, "hang")
-        .iter()
-        .map(|c| c["seq"].as_u64().unwrap())
-        .collect();
+    let received = sub.seqs("hark/hang/caption");
     let produced = *received.iter().max().unwrap();
     assert!(produced >= 150, "{produced} captions");
     let (lost, _) = hark_e2e::Fault {
@@ -459,10 +453,7 @@ fn a_broker_that_hangs_and_dies_three_times_mid_stream_loses_no_caption() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     let recovery = back.elapsed().as_secs_f64();
-    let received: Vec<u64> = captions(&sub, "crash")
-        .iter()
-        .map(|c| c["seq"].as_u64().unwrap())
-        .collect();
+    let received = sub.seqs("hark/crash/caption");
     let produced = *received.iter().max().unwrap();
     assert!(produced >= 180, "{produced} captions");
     let (lost, _) = hark_e2e::Fault {
@@ -512,10 +503,7 @@ fn after_an_outage_that_filled_the_client_queue_hark_announces_itself_again() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     let recovery = back.elapsed().as_secs_f64();
-    let received: Vec<u64> = captions(&sub, "outage")
-        .iter()
-        .map(|c| c["seq"].as_u64().unwrap())
-        .collect();
+    let received = sub.seqs("hark/outage/caption");
     let produced = *received.iter().max().unwrap();
     assert!(produced >= 300, "{produced} captions");
     let (lost, _) = hark_e2e::Fault {
@@ -971,10 +959,7 @@ fn long_a_broker_down_for_minutes_costs_only_counted_captions_and_bounded_memory
     broker.restart();
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
-    let received: Vec<u64> = captions(&sub, "long")
-        .iter()
-        .map(|c| c["seq"].as_u64().unwrap())
-        .collect();
+    let received = sub.seqs("hark/long/caption");
     let stats = sub.on("hark/long/stats");
     let last = stats.last().expect("final stats").json();
     let produced = last["captions"].as_u64().unwrap();

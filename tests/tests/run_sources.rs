@@ -236,11 +236,7 @@ fn an_unplugged_microphone_is_reported_and_captured_again_when_it_returns() {
     for m in sub.on("hark/plug/stats") {
         assert_schema("stats", &m.json());
     }
-    let received: Vec<u64> = sub
-        .on("hark/plug/caption")
-        .iter()
-        .map(|m| m.json()["seq"].as_u64().unwrap())
-        .collect();
+    let received = sub.seqs("hark/plug/caption");
     hark_e2e::Fault {
         case: "microphone unplugged and back",
         injected: "the capture device (ALSA file plugin on a FIFO) goes silent, then away, then returns",
