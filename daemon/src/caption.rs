@@ -257,19 +257,35 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
 
-/// The phrases' scores under `frames` frames of digital silence (the front end's output for
-/// zeros): what the model expects of each phrase before hearing anything, the baseline of a
-/// trigger score. Shared by `hark caption --trigger` and the daemon's triggers.
-pub fn silence_scores(
-    model: &dyn Captioner,
-    params: &DecodeParams,
-    phrases: &[Vec<u32>],
-    frames: usize,
-) -> Result<Vec<f32>> {
-    let fe = &model.bundle().manifest.frontend;
-    let value = ((fe.log_offset).ln() - fe.norm_mean) / fe.norm_std;
-    let mel = vec![value; frames * fe.n_mels];
-    Ok(model.caption_mel(&mel, params, phrases)?.phrase_scores)
+/// Trigger phrases' silence baselines, by window length (a stream's last window is shorter):
+/// each phrase's score under that many frames of digital silence (the front end's output for
+/// zeros), what the model expects of it before hearing anything. Made once per length, the
+/// first time a window of it is scored; shared by `hark caption --trigger` and the daemon.
+#[derive(Debug, Default)]
+pub struct Baselines(Vec<(usize, Vec<f32>)>);
+
+impl Baselines {
+    /// The baseline of `phrases` for windows of `frames` frames.
+    pub fn get(
+        &mut self,
+        model: &dyn Captioner,
+        params: &DecodeParams,
+        phrases: &[Vec<u32>],
+        frames: usize,
+    ) -> Result<&[f32]> {
+        let i = match self.0.iter().position(|(f, _)| *f == frames) {
+            Some(i) => i,
+            None => {
+                let fe = &model.bundle().manifest.frontend;
+                let value = ((fe.log_offset).ln() - fe.norm_mean) / fe.norm_std;
+                let mel = vec![value; frames * fe.n_mels];
+                let scores = model.caption_mel(&mel, params, phrases)?.phrase_scores;
+                self.0.push((frames, scores));
+                self.0.len() - 1
+            }
+        };
+        Ok(&self.0[i].1)
+    }
 }
 
 /// Captions `file` as it is read: one caption per window of the bundle's length, windows
@@ -297,8 +313,7 @@ pub fn caption_file(
         .iter()
         .map(|(p, _)| crate::triggers::phrase_label(bundle, p))
         .collect();
-    // Silence baselines by window length (a file's last window is shorter).
-    let mut baselines: Vec<(usize, Vec<f32>)> = Vec::new();
+    let mut baselines = Baselines::default();
     let mut ready = Vec::new();
     let mut failed = None;
     // Front-end time since the last window: that window's share.
@@ -333,14 +348,11 @@ pub fn caption_file(
             out.score = Some(c.score);
             out.tokens = c.tokens;
             out.alternatives = c.alternatives;
-            if !tokens.is_empty() && !baselines.iter().any(|(f, _)| *f == window.frames) {
-                let b = silence_scores(model, params, &tokens, window.frames)?;
-                baselines.push((window.frames, b));
-            }
-            let baseline = baselines
-                .iter()
-                .find(|(f, _)| *f == window.frames)
-                .map_or(&[][..], |(_, b)| b.as_slice());
+            let baseline = if tokens.is_empty() {
+                &[][..]
+            } else {
+                baselines.get(model, params, &tokens, window.frames)?
+            };
             let head = c
                 .tag_probabilities
                 .first()

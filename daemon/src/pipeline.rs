@@ -9,8 +9,9 @@
 //!
 //! Every buffer is bounded, and neither queue lets a slow consumer stall the thread before it
 //! on live audio: a sink that stops taking captions costs the oldest captions (counted), not
-//! the microphone's audio or the watchdog's pings. Stopping is two-level: `stop` abandons work in flight (a signal);
-//! the end of the source drains everything already captured and then ends the pipeline.
+//! the microphone's audio or the watchdog's pings. Stopping is two-level: `stop` abandons
+//! work in flight (a signal); the end of the source drains everything already captured and
+//! then ends the pipeline.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ use anyhow::{Context, Result};
 use ringbuf::traits::{Consumer, Observer, Split};
 use ringbuf::{HeapCons, HeapRb};
 
-use crate::caption::{Captioner, TagConfig};
+use crate::caption::{Baselines, Captioner, TagConfig};
 use crate::commands::Control;
 use crate::config::Overflow;
 use crate::events::{self, Caption, Dedup, Event};
@@ -132,7 +133,7 @@ impl Pipeline {
             speech: setup.speech,
             triggers: Triggers::default(),
             phrases: Vec::new(),
-            baseline: None,
+            baselines: Baselines::default(),
             triggers_seen: None,
             device: setup.device,
             seq: 0,
@@ -289,8 +290,8 @@ struct Inference {
     triggers: Triggers,
     /// The triggers' phrases as token ids, scored on every captioned window.
     phrases: Vec<Vec<u32>>,
-    /// The phrases' scores under a window of digital silence, made on the first window.
-    baseline: Option<Vec<f32>>,
+    /// The phrases' scores under digital silence, per window length.
+    baselines: Baselines,
     /// The change count of the control's triggers these were built from.
     triggers_seen: Option<u64>,
     device: String,
@@ -352,7 +353,7 @@ impl Inference {
                 log::info!("triggers: {}", triggers.names().join(", "));
                 self.phrases = triggers.tokens();
                 self.triggers = triggers;
-                self.baseline = None;
+                self.baselines = Baselines::default();
             }
             Err(e) => log::error!("triggers not changed: {e}"),
         }
@@ -375,21 +376,22 @@ impl Inference {
             return Vec::new();
         }
         let t0 = Instant::now();
-        if self.baseline.is_none() && !self.phrases.is_empty() {
-            match crate::caption::silence_scores(
-                self.model.as_ref(),
-                &self.control.params(),
-                &self.phrases,
-                w.frames,
-            ) {
-                Ok(b) => self.baseline = Some(b),
+        let baseline = if self.phrases.is_empty() {
+            None
+        } else {
+            let params = self.control.params();
+            match self
+                .baselines
+                .get(self.model.as_ref(), &params, &self.phrases, w.frames)
+            {
+                Ok(b) => Some(b),
                 Err(e) => {
                     c.failed_windows.fetch_add(1, Relaxed);
                     log::error!("triggers: cannot score the phrases under silence: {e:#}");
                     return Vec::new();
                 }
             }
-        }
+        };
         let result = self
             .model
             .caption_mel(&w.mel, &self.control.params(), &self.phrases);
@@ -433,7 +435,7 @@ impl Inference {
                 }
             };
         let (start, end) = (events::rfc3339(job.start), events::rfc3339(job.end));
-        let mut events: Vec<Event> = match &self.baseline {
+        let mut events: Vec<Event> = match baseline {
             Some(baseline) => self
                 .triggers
                 .fired(
