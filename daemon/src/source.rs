@@ -396,13 +396,16 @@ impl Source for Microphone {
         let limit = self
             .max_seconds
             .map(|s| (f64::from(s) * f64::from(rate)).round() as u64);
-        let counters = Arc::clone(&ring.counters);
         // Shared by the streams of this device, one after the other, as it comes and goes.
-        let ring = Arc::new(Mutex::new(ring.with_limit(limit)));
+        let sink = Sink {
+            counters: Arc::clone(&ring.counters),
+            ring: Arc::new(Mutex::new(ring.with_limit(limit))),
+        };
+        let counters = &sink.counters;
         let mut mic = *self;
         let mut first = true;
         loop {
-            let lost = match mic.capture(&ring, limit, stop) {
+            let lost = match mic.capture(&sink, limit, stop) {
                 Ok(Ended::Done) => return Ok(()),
                 Ok(Ended::Lost(why)) => why,
                 Err(e) if first => return Err(e),
@@ -436,6 +439,12 @@ impl Source for Microphone {
     }
 }
 
+/// What each stream of a device writes into.
+struct Sink {
+    ring: Arc<Mutex<RingWriter>>,
+    counters: Arc<Counters>,
+}
+
 /// How a capture stream ended.
 enum Ended {
     /// `stop` was raised or the timed capture is complete.
@@ -447,12 +456,7 @@ enum Ended {
 impl Microphone {
     /// Captures into `ring` until `stop`, the end of a timed capture, or the device's loss.
     /// Errors: the stream could not be opened or started.
-    fn capture(
-        &self,
-        ring: &Arc<Mutex<RingWriter>>,
-        limit: Option<u64>,
-        stop: &AtomicBool,
-    ) -> Result<Ended> {
+    fn capture(&self, sink: &Sink, limit: Option<u64>, stop: &AtomicBool) -> Result<Ended> {
         let failed: Arc<Mutex<Option<String>>> = Arc::default();
         let on_error = {
             let failed = failed.clone();
@@ -463,8 +467,8 @@ impl Microphone {
                 }
             }
         };
-        let counters = Arc::clone(&ring.lock().unwrap_or_else(|e| e.into_inner()).counters);
-        let stream = input_stream(&self.device, &self.config, ring, on_error)
+        let counters = &sink.counters;
+        let stream = input_stream(&self.device, &self.config, sink, on_error)
             .with_context(|| format!("cannot open capture device {}", self.name))?;
         stream
             .play()
@@ -501,39 +505,38 @@ impl Microphone {
     }
 }
 
-/// A cpal input stream of the device's sample format, converted to f32 and pushed into `ring`.
+/// A cpal input stream of the device's sample format, converted to f32 and pushed into the
+/// sink's ring.
 fn input_stream(
     device: &cpal::Device,
     config: &cpal::SupportedStreamConfig,
-    ring: &Arc<Mutex<RingWriter>>,
+    sink: &Sink,
     on_error: impl FnMut(cpal::Error) + Send + 'static,
 ) -> Result<cpal::Stream> {
     use cpal::SampleFormat as F;
-    let c = (device, config, ring.clone(), on_error);
+    let (d, c) = (device, config);
     match config.sample_format() {
-        F::I16 => typed_stream(c, |s: i16| f32::from(s) / 32768.0),
-        F::F32 => typed_stream(c, |s: f32| s),
-        F::I32 => typed_stream(c, |s: i32| s as f32 / 2_147_483_648.0),
-        F::U16 => typed_stream(c, |s: u16| (f32::from(s) - 32768.0) / 32768.0),
-        F::I8 => typed_stream(c, |s: i8| f32::from(s) / 128.0),
-        F::U8 => typed_stream(c, |s: u8| (f32::from(s) - 128.0) / 128.0),
+        F::I16 => typed_stream(d, c, sink, on_error, |s: i16| f32::from(s) / 32768.0),
+        F::F32 => typed_stream(d, c, sink, on_error, |s: f32| s),
+        F::I32 => typed_stream(d, c, sink, on_error, |s: i32| s as f32 / 2_147_483_648.0),
+        F::U16 => typed_stream(d, c, sink, on_error, |s: u16| {
+            (f32::from(s) - 32768.0) / 32768.0
+        }),
+        F::I8 => typed_stream(d, c, sink, on_error, |s: i8| f32::from(s) / 128.0),
+        F::U8 => typed_stream(d, c, sink, on_error, |s: u8| (f32::from(s) - 128.0) / 128.0),
         other => bail!("sample format {other} is not supported"),
     }
 }
 
-type StreamParts<'a, E> = (
-    &'a cpal::Device,
-    &'a cpal::SupportedStreamConfig,
-    Arc<Mutex<RingWriter>>,
-    E,
-);
-
-fn typed_stream<T: cpal::SizedSample + 'static, E: FnMut(cpal::Error) + Send + 'static>(
-    (device, config, ring, on_error): StreamParts<'_, E>,
+fn typed_stream<T: cpal::SizedSample + 'static>(
+    device: &cpal::Device,
+    config: &cpal::SupportedStreamConfig,
+    sink: &Sink,
+    on_error: impl FnMut(cpal::Error) + Send + 'static,
     to_f32: fn(T) -> f32,
 ) -> Result<cpal::Stream> {
     let channels = usize::from(config.channels());
-    let counters = Arc::clone(&ring.lock().unwrap_or_else(|e| e.into_inner()).counters);
+    let (ring, counters) = (sink.ring.clone(), sink.counters.clone());
     Ok(device.build_input_stream(
         config.config(),
         move |d: &[T], _: &_| match ring.try_lock() {
