@@ -177,16 +177,14 @@ impl Control {
             .unwrap_or_else(|e| e.into_inner())
             .allow(Instant::now());
         if !allowed {
-            counters.rejected_commands.fetch_add(1, Relaxed);
-            let raw = msg.payload.as_slice();
-            return Err(CommandError {
-                v: 1,
-                error: format!(
+            return Err(refuse(
+                counters,
+                &msg.payload,
+                format!(
                     "too many commands: at most {COMMAND_BURST} at once, then {COMMAND_RATE} per \
                      second; this one was not applied"
                 ),
-                command: String::from_utf8_lossy(&raw[..raw.len().min(256)]).into_owned(),
-            });
+            ));
         }
         self.handle(msg, counters)
     }
@@ -198,13 +196,8 @@ impl Control {
         counters: &Counters,
     ) -> Result<Command, CommandError> {
         let raw = msg.payload.as_slice();
-        let fail = |error: String| CommandError {
-            v: 1,
-            error,
-            command: String::from_utf8_lossy(&raw[..raw.len().min(256)]).into_owned(),
-        };
+        let fail = |error: String| refuse(counters, raw, error);
         if msg.retained {
-            counters.rejected_commands.fetch_add(1, Relaxed);
             return Err(fail(
                 "a retained command is not applied (it would replay at every start): clear it \
                  with mosquitto_pub -r -n -t <this set topic> and send commands without retain"
@@ -212,14 +205,12 @@ impl Control {
             ));
         }
         if raw.len() > MAX_COMMAND_BYTES {
-            counters.rejected_commands.fetch_add(1, Relaxed);
             return Err(fail(format!(
                 "command of {} bytes: at most {MAX_COMMAND_BYTES}",
                 raw.len()
             )));
         }
         let cmd = parse(raw).map_err(|e| {
-            counters.rejected_commands.fetch_add(1, Relaxed);
             fail(format!(
                 "not a valid command ({e}); send JSON like {{\"cmd\": \"pause\"}}; commands: {ALLOWED}"
             ))
@@ -228,10 +219,7 @@ impl Control {
             Command::Pause => counters.paused.store(true, Relaxed),
             Command::Resume => counters.paused.store(false, Relaxed),
             Command::Decoding { params } => {
-                let next = merge(&self.params(), params, self.max_len).map_err(|e| {
-                    counters.rejected_commands.fetch_add(1, Relaxed);
-                    fail(e)
-                })?;
+                let next = merge(&self.params(), params, self.max_len).map_err(fail)?;
                 *self.params.write().unwrap_or_else(|e| e.into_inner()) = next;
             }
             Command::ResetDecoding => {
@@ -250,10 +238,7 @@ impl Control {
                     Some(b) => Triggers::build(&next, b).map(|_| ()),
                     None => Err("this daemon has no model to check triggers against".into()),
                 };
-                checked.map_err(|e| {
-                    counters.rejected_commands.fetch_add(1, Relaxed);
-                    fail(e)
-                })?;
+                checked.map_err(fail)?;
                 *state = next;
                 // Counted after the list is in place (and before the lock is released), so a
                 // reader that sees the new count reads the new list.
@@ -261,6 +246,16 @@ impl Control {
             }
         }
         Ok(cmd)
+    }
+}
+
+/// A refused command, counted in stats: the reason and the first 256 bytes of the command.
+fn refuse(counters: &Counters, raw: &[u8], error: String) -> CommandError {
+    counters.rejected_commands.fetch_add(1, Relaxed);
+    CommandError {
+        v: 1,
+        error,
+        command: String::from_utf8_lossy(&raw[..raw.len().min(256)]).into_owned(),
     }
 }
 
