@@ -154,6 +154,14 @@ class TrainConfig:
     resume: bool = False  # continue the run in `out` from last.pt
     max_minutes: float = 0.0  # stop before an epoch that would end past this budget; 0 = none
     evaluate_test: bool = True
+    # Recipe techniques (hark_export/techniques.py), all off by default:
+    balance: bool = False  # draw scenes with weights that even out the categories
+    filter_captions: bool = False  # drop too-short and near-duplicate references
+    curriculum: int = 0  # the first N epochs on simple scenes only (1 event, then up to 2...)
+    rare_word_weight: float = 0.0  # token loss weighted by word frequency ** -this
+    scst_epochs: int = 0  # self-critical fine-tuning epochs after the cross-entropy stage
+    scst_lr: float = 2e-5
+    scst_samples: int = 5  # sampled captions per clip, each rewarded against greedy's CIDEr-D
 
 
 def model_config(arch: str, overrides: dict | None = None) -> ModelConfig:

@@ -11,7 +11,10 @@ A run folder holds everything needed to rebuild and judge the model:
 
 Recipe: AdamW (weight decay on matrices only), per-architecture learning rate, linear warmup
 then cosine decay, gradient clipping, label smoothing, scheduled sampling, SpecAugment,
-dropout, early stopping on validation loss with per-architecture patience.
+dropout, early stopping on validation loss with per-architecture patience; optional techniques
+(balanced sampling, caption filtering, curriculum, rare-word weighting, SCST) in techniques.py.
+A run with --scst-epochs also writes scst.csv (per epoch: mean sampled and greedy reward,
+validation CIDEr-D) and keeps in best.pt the SCST epoch with the best validation CIDEr-D.
 """
 
 import argparse
@@ -32,6 +35,9 @@ from hark_export.data import (PAD, SPLIT_NAMES, CaptionDataset, EncoderCache, Fe
                               normalise_caption, norm_stats, pad_mels)
 from hark_export.metrics import bleu4, distinct_fraction
 from hark_export.model import Captioner, build_model, count_parameters, greedy_decode
+from hark_export.techniques import (SCST, ClipsWithReferences, balanced_weights,
+                                    curriculum_indices, filter_captions, greedy_cider,
+                                    scst_collate, token_weights, weighted_token_loss)
 
 NORMALISATION = "front end applies (logmel - norm_mean) / norm_std; the cache holds raw logmel"
 
@@ -80,12 +86,12 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float):
 
 def caption_loss(model: Captioner, mel, tokens, clip_index, label_smoothing: float,
                  sampling: float = 0.0, tags: torch.Tensor | None = None,
-                 tag_weight: float = 0.0) -> torch.Tensor:
+                 tag_weight: float = 0.0, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Token cross-entropy of a batch; with probability `sampling` each input token after
     <bos> is replaced by the model's own previous prediction (scheduled sampling, done as a
     no-grad teacher-forced pass followed by the real pass). With a tag head and `tags`
     [B, n_labels] targets, plus `tag_weight` times the tags' binary cross-entropy (summed over
-    labels, averaged over clips)."""
+    labels, averaged over clips). `weights` [V] weigh each target token's loss by its word."""
     inputs, targets = tokens[:, :-1], tokens[:, 1:]  # (N, L-1) each
     memory = model.encode(mel)  # (B, S, D), one row per clip
     tag_loss = 0.0
@@ -100,6 +106,9 @@ def caption_loss(model: Captioner, mel, tokens, clip_index, label_smoothing: flo
         swap[:, 0] = False
         inputs = torch.where(swap, fed_back, inputs)
     logits = model.decode(memory, inputs, clip_index)  # (N, L-1, V)
+    if weights is not None:
+        return weighted_token_loss(logits, targets, weights, label_smoothing) \
+            + tag_weight * tag_loss
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD,
                            label_smoothing=label_smoothing) + tag_weight * tag_loss
 
@@ -172,6 +181,10 @@ class Prepared:
     def __init__(self, cfg: TrainConfig):
         data = Path(cfg.data)
         self.clips = {s: load_split(data, s, cfg.layout) for s in SPLIT_NAMES}
+        if cfg.filter_captions:
+            self.clips["train"], dropped = filter_captions(self.clips["train"])
+            print(f"caption filter: {dropped} too-short or near-duplicate training "
+                  f"references dropped")
         self.vocab = Vocab.build([c for clip in self.clips["train"] for c in clip.captions],
                                  cfg.min_freq)
         self.labels = load_labels(data)
@@ -232,11 +245,27 @@ def train(cfg: TrainConfig) -> dict:
     generator = torch.Generator().manual_seed(cfg.seed)
     loader_args = {"batch_size": batch_size, "collate_fn": collate,
                    "num_workers": cfg.workers, "pin_memory": device.type == "cuda"}
-    train_loader = torch.utils.data.DataLoader(prep.datasets["train"], shuffle=True,
-                                               generator=generator, drop_last=True, **loader_args)
+    train_clips = prep.datasets["train"].clips
+    sample_weights = balanced_weights(train_clips) if cfg.balance else None
+
+    def train_loader(epoch: int):
+        """This epoch's batches: the curriculum's subset, drawn balanced or shuffled."""
+        chosen = curriculum_indices(train_clips, epoch, cfg.curriculum)
+        data = torch.utils.data.Subset(prep.datasets["train"], chosen)
+        if sample_weights is None:
+            return torch.utils.data.DataLoader(data, shuffle=True, generator=generator,
+                                               drop_last=True, **loader_args)
+        sampler = torch.utils.data.WeightedRandomSampler(sample_weights[chosen], len(chosen),
+                                                         generator=generator)
+        return torch.utils.data.DataLoader(data, sampler=sampler, drop_last=True, **loader_args)
+
     val_loader = torch.utils.data.DataLoader(prep.datasets["val"], **loader_args)
     optimizer = make_optimizer(model, lr, cfg.weight_decay)
-    total_steps = cfg.epochs * len(train_loader)
+    total_steps = sum(len(curriculum_indices(train_clips, e, cfg.curriculum)) // batch_size
+                      for e in range(cfg.epochs))
+    weights = (token_weights(prep.vocab, [c for clip in train_clips for c in clip.captions],
+                             cfg.rare_word_weight).to(device)
+               if cfg.rare_word_weight else None)
     warmup = max(1, int(cfg.warmup * total_steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.min_lr_ratio))
@@ -270,14 +299,15 @@ def train(cfg: TrainConfig) -> dict:
         model.train()
         sampling = cfg.scheduled_sampling * epoch / max(1, cfg.epochs - 1)
         sums = {"loss": 0.0, "grad_norm": 0.0}
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+        loader = train_loader(epoch)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    leave=False)
         for mel, tokens, clip_index, tags in bar:
             mel, tokens, clip_index = mel.to(device), tokens.to(device), clip_index.to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                 loss = caption_loss(model, spec_augment(mel, augment), tokens, clip_index,
                                     cfg.label_smoothing, sampling, tags.to(device),
-                                    cfg.tag_weight)
+                                    cfg.tag_weight, weights)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -289,9 +319,9 @@ def train(cfg: TrainConfig) -> dict:
             sums["grad_norm"] += grad_norm.item()
             bar.set_postfix(loss=f"{loss.item():.3f}")
         val_loss = evaluate_loss(model, val_loader, device)
-        row = {"epoch": epoch + 1, "train_loss": sums["loss"] / len(train_loader),
+        row = {"epoch": epoch + 1, "train_loss": sums["loss"] / len(loader),
                "val_loss": val_loss, "lr": schedule.get_last_lr()[0],
-               "grad_norm": sums["grad_norm"] / len(train_loader), "sampling": sampling,
+               "grad_norm": sums["grad_norm"] / len(loader), "sampling": sampling,
                "seconds": time.time() - started}
         history.append(row)
         improved = val_loss < best_val - 1e-4
@@ -323,6 +353,8 @@ def train(cfg: TrainConfig) -> dict:
             print(f"stop: another epoch would overrun the {cfg.max_minutes} min budget")
             break
 
+    if cfg.scst_epochs:
+        scst_stage(cfg, prep, model, out, device, batch_size)
     best = torch.load(out / "best.pt", map_location=device, weights_only=True)
     summary = {"arch": cfg.arch, "parameters": count_parameters(model),
                "train_minutes": history[-1]["seconds"] / 60, "epochs": len(history),
@@ -334,6 +366,58 @@ def train(cfg: TrainConfig) -> dict:
               f"{100 * summary['test']['distinct']:.1f}% of {summary['test']['scenes']} scenes")
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def scst_stage(cfg: TrainConfig, prep: Prepared, model: Captioner, out: Path, device,
+               batch_size: int) -> None:
+    """Fine-tune best.pt with SCST for cfg.scst_epochs; best.pt becomes the epoch with the
+    best greedy CIDEr-D on the validation split, if any beats the cross-entropy model."""
+    best = torch.load(out / "best.pt", map_location=device, weights_only=True)
+    model.load_state_dict(best["state_dict"])
+    checkpoint = {k: v for k, v in best.items() if k != "state_dict"}
+    scst = SCST(prep.vocab, [c.captions for c in prep.datasets["train"].clips],
+                cfg.scst_samples, prep.model_config.max_len)
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    loader = torch.utils.data.DataLoader(ClipsWithReferences(prep.datasets["train"]),
+                                         batch_size=batch_size, shuffle=True, drop_last=True,
+                                         generator=generator, collate_fn=scst_collate)
+    val = torch.utils.data.DataLoader(ClipsWithReferences(prep.datasets["val"]),
+                                      batch_size=64, collate_fn=scst_collate)
+    optimizer = make_optimizer(model, cfg.scst_lr, cfg.weight_decay)
+    best_cider = greedy_cider(model, val, scst)
+    print(f"scst: validation CIDEr-D {best_cider:.3f} before")
+    rows, started = [], time.time()
+    for epoch in range(cfg.scst_epochs):
+        model.eval()  # sample from the model as it decodes (no dropout): the reward is its own
+        sums = {"sampled": 0.0, "greedy": 0.0}
+        bar = tqdm(loader, desc=f"scst {epoch + 1}/{cfg.scst_epochs}", unit="batch",
+                   leave=False)
+        for x, refs in bar:
+            loss, sampled, greedy = scst.loss(model, x.to(device), refs)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            sums["sampled"] += sampled
+            sums["greedy"] += greedy
+            bar.set_postfix(reward=f"{sampled:.2f}", greedy=f"{greedy:.2f}")
+        cider = greedy_cider(model, val, scst)
+        row = {"epoch": epoch + 1, "sampled_reward": sums["sampled"] / len(loader),
+               "greedy_reward": sums["greedy"] / len(loader), "val_cider_d": cider,
+               "seconds": time.time() - started}
+        rows.append(row)
+        improved = cider > best_cider
+        if improved:
+            best_cider = cider
+            torch.save({**checkpoint, "state_dict": model.state_dict(), "scst_epoch": epoch + 1,
+                        "val_cider_d": cider}, out / "best.pt")
+        print(f"scst epoch {epoch + 1}: reward {row['sampled_reward']:.3f} (greedy "
+              f"{row['greedy_reward']:.3f})  val CIDEr-D {cider:.3f}"
+              f"{' (best)' if improved else ''}  {row['seconds'] / 60:.1f} min")
+        with open(out / "scst.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 def sweep(cfg: TrainConfig, lrs: list[float]) -> list[dict]:
