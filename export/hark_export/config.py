@@ -132,7 +132,8 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # overrides of the architecture's ModelConfig
     frontend: dict = field(default_factory=dict)  # overrides of the dsp front end
     epochs: int = 30
-    batch_size: int | None = None  # clips per batch (each with all its captions)
+    batch_size: int | None = None  # clips per optimizer step, over all processes
+    accumulate: int = 1  # micro-batches whose gradients make one step
     lr: float | None = None
     weight_decay: float = 0.01
     warmup: float = 0.05  # fraction of all steps spent warming up linearly

@@ -256,9 +256,9 @@ class FeatureCache:
         tmp.replace(path)  # atomic, so concurrent DataLoader workers never read half a file
         return feats
 
-    def fill(self, clips: list[Clip], desc: str = "features") -> None:
+    def fill(self, clips: list[Clip], desc: str = "features", quiet: bool = False) -> None:
         """Compute the features of every clip not cached yet."""
-        for clip in tqdm(clips, desc=desc, unit="clip", leave=False):
+        for clip in tqdm(clips, desc=desc, unit="clip", leave=False, disable=quiet):
             self.get(clip.audio)
 
 
@@ -333,8 +333,8 @@ class EncoderCache:
         tmp.replace(path)
         return out
 
-    def fill(self, clips: list[Clip], desc: str = "encoder") -> None:
-        for clip in tqdm(clips, desc=desc, unit="clip", leave=False):
+    def fill(self, clips: list[Clip], desc: str = "encoder", quiet: bool = False) -> None:
+        for clip in tqdm(clips, desc=desc, unit="clip", leave=False, disable=quiet):
             self.get(clip.audio)
 
 

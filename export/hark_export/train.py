@@ -18,6 +18,7 @@ validation CIDEr-D) and keeps in best.pt the SCST epoch with the best validation
 """
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -33,6 +34,7 @@ from hark_export.config import (MODEL_CONFIGS, RECIPES, TrainConfig, model_confi
 from hark_export.data import (PAD, SPLIT_NAMES, CaptionDataset, EncoderCache, FeatureCache,
                               Vocab, collate, default_frontend, load_labels, load_split,
                               normalise_caption, norm_stats, pad_mels)
+from hark_export.distributed import Processes
 from hark_export.metrics import bleu4, distinct_fraction
 from hark_export.model import Captioner, build_model, count_parameters, greedy_decode
 from hark_export.techniques import (SCST, ClipsWithReferences, balanced_weights,
@@ -114,8 +116,9 @@ def caption_loss(model: Captioner, mel, tokens, clip_index, label_smoothing: flo
 
 
 @torch.no_grad()
-def evaluate_loss(model: Captioner, loader, device) -> float:
-    """Mean teacher-forced token cross-entropy (no smoothing) over a loader."""
+def evaluate_loss(model: Captioner, loader, device, procs: Processes | None = None) -> float:
+    """Mean teacher-forced token cross-entropy (no smoothing) over a loader (each process's
+    share of it, summed over processes, when `procs` is given)."""
     model.eval()
     total, count = 0.0, 0
     for mel, tokens, clip_index, _ in loader:
@@ -123,6 +126,8 @@ def evaluate_loss(model: Captioner, loader, device) -> float:
         n = int((tokens[:, 1:] != PAD).sum())
         total += float(caption_loss(model, mel, tokens, clip_index, 0.0)) * n
         count += n
+    if procs is not None:
+        total, count = procs.sum(total, count)
     return total / max(count, 1)
 
 
@@ -178,13 +183,14 @@ def plot_curves(rows: list[dict], path: Path) -> None:
 class Prepared:
     """Everything a run needs before the first step: vocabulary, model, front end, datasets."""
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, quiet: bool = False):
         data = Path(cfg.data)
         self.clips = {s: load_split(data, s, cfg.layout) for s in SPLIT_NAMES}
         if cfg.filter_captions:
             self.clips["train"], dropped = filter_captions(self.clips["train"])
-            print(f"caption filter: {dropped} too-short or near-duplicate training "
-                  f"references dropped")
+            if not quiet:
+                print(f"caption filter: {dropped} too-short or near-duplicate training "
+                      f"references dropped")
         self.vocab = Vocab.build([c for clip in self.clips["train"] for c in clip.captions],
                                  cfg.min_freq)
         self.labels = load_labels(data)
@@ -198,7 +204,7 @@ class Prepared:
                              f"expects {self.model_config.n_mels}: set both")
         cache = FeatureCache(Path(cfg.cache) if cfg.cache else data / ".hark-cache", frontend)
         for split, clips in self.clips.items():
-            cache.fill(clips, desc=f"features {split}")
+            cache.fill(clips, desc=f"features {split}", quiet=quiet)
         if "norm_mean" in self.model.frontend_overrides:  # a pretrained encoder fixes its own
             mean, std = frontend["norm_mean"], frontend["norm_std"]
         else:
@@ -212,60 +218,98 @@ class Prepared:
             encoded = EncoderCache(cache, self.model.encoder, self.model_config.encoder,
                                    mean, std)
             for split, clips in self.clips.items():
-                encoded.fill(clips, desc=f"encoder {split}")
+                encoded.fill(clips, desc=f"encoder {split}", quiet=quiet)
             self.model.from_encoded = True
         self.datasets = {s: CaptionDataset(c, cache, self.vocab, mean, std, max_len,
                                            self.labels, encoded)
                          for s, c in self.clips.items()}
 
 
+class StepLoss(torch.nn.Module):
+    """caption_loss as a module's forward, so DistributedDataParallel (which synchronises
+    gradients around forward/backward) can wrap one training step."""
+
+    def __init__(self, model: Captioner):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return caption_loss(self.model, *args, **kwargs)
+
+
 def train(cfg: TrainConfig) -> dict:
-    """Run the recipe; return the run summary (also written to metrics.json)."""
+    """Run the recipe; return the run summary (also written to metrics.json).
+
+    Under torchrun every process runs this; `batch_size` is the global batch (clips per
+    optimizer step), split over processes and `accumulate` micro-batches, so a run gives the
+    same schedule on any number of processes and can resume on another number.
+    """
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     if (out / "last.pt").exists() and not cfg.resume:
         raise FileExistsError(f"{out} already holds a run: pass --resume or another --out")
-    torch.manual_seed(cfg.seed)
+    procs = Processes(cfg.device)
+    if procs.active and cfg.scst_epochs:
+        raise ValueError("--scst-epochs runs in one process: train with torchrun first, then "
+                         "run the SCST stage alone with --resume")
+    torch.manual_seed(cfg.seed + procs.rank)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    device = procs.device or pick_device(cfg.device)
     recipe = RECIPES[cfg.arch]
     lr = cfg.lr or recipe.lr
     patience = cfg.patience or recipe.patience
     batch_size = cfg.batch_size or recipe.batch_size
+    micro, rest = divmod(batch_size, procs.world * cfg.accumulate)
+    if rest or not micro:
+        raise ValueError(f"the batch of {batch_size} clips does not split into {procs.world} "
+                         f"processes x {cfg.accumulate} accumulation steps")
+    say = print if procs.main else (lambda *a, **k: None)
 
-    prep = Prepared(cfg)
+    if procs.main:  # rank 0 fills the feature caches; the others then find them full
+        out.mkdir(parents=True, exist_ok=True)
+        prep = Prepared(cfg)
+    procs.barrier()
+    if not procs.main:
+        prep = Prepared(cfg, quiet=True)
     model = prep.model.to(device)
-    prep.vocab.save(out / "vocab.txt")
-    run_config = {"train": asdict(cfg), "model": asdict(prep.model_config),
-                  "frontend": prep.frontend, "normalisation": NORMALISATION,
-                  "lr": lr, "patience": patience, "batch_size": batch_size}
-    (out / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
+    if procs.main:
+        prep.vocab.save(out / "vocab.txt")
+        run_config = {"train": asdict(cfg), "model": asdict(prep.model_config),
+                      "frontend": prep.frontend, "normalisation": NORMALISATION,
+                      "lr": lr, "patience": patience, "batch_size": batch_size,
+                      "processes": procs.world}
+        (out / "config.json").write_text(json.dumps(run_config, indent=2) + "\n")
 
     generator = torch.Generator().manual_seed(cfg.seed)
-    loader_args = {"batch_size": batch_size, "collate_fn": collate,
+    loader_args = {"batch_size": micro, "collate_fn": collate,
                    "num_workers": cfg.workers, "pin_memory": device.type == "cuda"}
     train_clips = prep.datasets["train"].clips
     sample_weights = balanced_weights(train_clips) if cfg.balance else None
 
     def train_loader(epoch: int):
-        """This epoch's batches: the curriculum's subset, drawn balanced or shuffled."""
+        """This process's batches this epoch: the curriculum's subset, drawn balanced or
+        shuffled; in several processes each draws its own share, seeded by epoch and rank."""
         chosen = curriculum_indices(train_clips, epoch, cfg.curriculum)
         data = torch.utils.data.Subset(prep.datasets["train"], chosen)
-        if sample_weights is None:
-            return torch.utils.data.DataLoader(data, shuffle=True, generator=generator,
-                                               drop_last=True, **loader_args)
-        sampler = torch.utils.data.WeightedRandomSampler(sample_weights[chosen], len(chosen),
-                                                         generator=generator)
+        draw = generator
+        if procs.active:
+            draw = torch.Generator().manual_seed(cfg.seed * 100003 + epoch * 1009 + procs.rank)
+        if sample_weights is not None:
+            sampler = torch.utils.data.WeightedRandomSampler(
+                sample_weights[chosen], len(chosen) // procs.world, generator=draw)
+        elif procs.active:
+            sampler = torch.utils.data.DistributedSampler(data, procs.world, procs.rank,
+                                                          seed=cfg.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+        else:
+            sampler = torch.utils.data.RandomSampler(data, generator=draw)
         return torch.utils.data.DataLoader(data, sampler=sampler, drop_last=True, **loader_args)
 
-    val_loader = torch.utils.data.DataLoader(prep.datasets["val"], **loader_args)
+    val_share = torch.utils.data.Subset(prep.datasets["val"], procs.shard(len(prep.datasets["val"])))
+    val_loader = torch.utils.data.DataLoader(val_share, **loader_args)
     optimizer = make_optimizer(model, lr, cfg.weight_decay)
     total_steps = sum(len(curriculum_indices(train_clips, e, cfg.curriculum)) // batch_size
                       for e in range(cfg.epochs))
-    weights = (token_weights(prep.vocab, [c for clip in train_clips for c in clip.captions],
-                             cfg.rare_word_weight).to(device)
-               if cfg.rare_word_weight else None)
     warmup = max(1, int(cfg.warmup * total_steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total_steps, warmup, cfg.min_lr_ratio))
@@ -275,6 +319,11 @@ def train(cfg: TrainConfig) -> dict:
     augment = (replace(cfg, spec_time_width=2, spec_freq_masks=0)
                if getattr(model, "from_encoded", False) else cfg)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    weights = (token_weights(prep.vocab, [c for clip in train_clips for c in clip.captions],
+                             cfg.rare_word_weight).to(device)
+               if cfg.rare_word_weight else None)
+    step_loss = procs.wrap(StepLoss(model), unused_parameters=model.has_tag_head
+                           and not (cfg.tag_weight and prep.labels))
 
     history, best_val, bad_epochs, start_epoch, elapsed = [], math.inf, 0, 0, 0.0
     if cfg.resume and (out / "last.pt").exists():
@@ -292,79 +341,100 @@ def train(cfg: TrainConfig) -> dict:
                   "vocab": prep.vocab.itos, "labels": prep.labels,
                   "normalisation": NORMALISATION}
     started = time.time() - elapsed
-    print(f"{cfg.arch}: {count_parameters(model):,} parameters "
-          f"({count_parameters(model, True):,} trainable), vocabulary {len(prep.vocab)}, "
-          f"{len(prep.datasets['train'])} training clips, device {device}, lr {lr:g}")
+    say(f"{cfg.arch}: {count_parameters(model):,} parameters "
+        f"({count_parameters(model, True):,} trainable), vocabulary {len(prep.vocab)}, "
+        f"{len(prep.datasets['train'])} training clips, device {device}, lr {lr:g}, "
+        f"batch {batch_size} = {procs.world} process(es) x {cfg.accumulate} x {micro}")
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         sampling = cfg.scheduled_sampling * epoch / max(1, cfg.epochs - 1)
-        sums = {"loss": 0.0, "grad_norm": 0.0}
+        sums = {"loss": 0.0, "grad_norm": 0.0, "steps": 0}
         loader = train_loader(epoch)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   leave=False)
-        for mel, tokens, clip_index, tags in bar:
+        epoch_start = time.time()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+                   disable=not procs.main)
+        optimizer.zero_grad(set_to_none=True)
+        for i, (mel, tokens, clip_index, tags) in enumerate(bar):
             mel, tokens, clip_index = mel.to(device), tokens.to(device), clip_index.to(device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                loss = caption_loss(model, spec_augment(mel, augment), tokens, clip_index,
-                                    cfg.label_smoothing, sampling, tags.to(device),
-                                    cfg.tag_weight, weights)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            stepping = (i + 1) % cfg.accumulate == 0
+            # Between optimizer steps the processes keep their gradients to themselves.
+            with (contextlib.nullcontext() if stepping or not procs.active
+                  else step_loss.no_sync()):
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                    loss = step_loss(spec_augment(mel, augment), tokens, clip_index,
+                                     cfg.label_smoothing, sampling, tags.to(device),
+                                     cfg.tag_weight, weights) / cfg.accumulate
+                scaler.scale(loss).backward()
+            sums["loss"] += loss.item()
+            if not stepping:
+                continue
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             schedule.step()
-            sums["loss"] += loss.item()
+            optimizer.zero_grad(set_to_none=True)
             sums["grad_norm"] += grad_norm.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        val_loss = evaluate_loss(model, val_loader, device)
-        row = {"epoch": epoch + 1, "train_loss": sums["loss"] / len(loader),
-               "val_loss": val_loss, "lr": schedule.get_last_lr()[0],
-               "grad_norm": sums["grad_norm"] / len(loader), "sampling": sampling,
+            sums["steps"] += 1
+            bar.set_postfix(loss=f"{loss.item() * cfg.accumulate:.3f}")
+        steps = max(sums["steps"], 1)
+        train_loss, clips_seen, seconds = procs.sum(sums["loss"] / steps / procs.world,
+                                                    sums["steps"] * batch_size / procs.world,
+                                                    time.time() - epoch_start)
+        val_loss = evaluate_loss(model, val_loader, device, procs)
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+               "lr": schedule.get_last_lr()[0], "grad_norm": sums["grad_norm"] / steps,
+               "sampling": sampling, "clips_per_s": clips_seen / (seconds / procs.world),
                "seconds": time.time() - started}
         history.append(row)
         improved = val_loss < best_val - 1e-4
         if improved:
             best_val, bad_epochs = val_loss, 0
-            torch.save({**checkpoint, "state_dict": model.state_dict(), "epoch": epoch + 1,
-                        "val_loss": val_loss}, out / "best.pt")
+            if procs.main:
+                torch.save({**checkpoint, "state_dict": model.state_dict(),
+                            "epoch": epoch + 1, "val_loss": val_loss}, out / "best.pt")
         else:
             bad_epochs += 1
-        torch.save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
-                    "rng": torch.get_rng_state(), "loader_rng": generator.get_state(),
-                    "history": history, "best_val": best_val, "bad_epochs": bad_epochs,
-                    "epoch": epoch, "elapsed": time.time() - started}, out / "last.pt")
-        with open(out / "log.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            writer.writeheader()
-            writer.writerows(history)
-        plot_curves(history, out / "loss.png")
-        print(f"epoch {epoch + 1}: train {row['train_loss']:.3f}  val {val_loss:.3f}"
-              f"{' (best)' if improved else ''}  lr {row['lr']:.2e}  "
-              f"grad {row['grad_norm']:.2f}  {row['seconds'] / 60:.1f} min")
+        if procs.main:
+            torch.save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+                        "rng": torch.get_rng_state(), "loader_rng": generator.get_state(),
+                        "history": history, "best_val": best_val, "bad_epochs": bad_epochs,
+                        "epoch": epoch, "elapsed": time.time() - started}, out / "last.pt")
+            with open(out / "log.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=list(row))
+                writer.writeheader()
+                writer.writerows(history)
+            plot_curves(history, out / "loss.png")
+        say(f"epoch {epoch + 1}: train {row['train_loss']:.3f}  val {val_loss:.3f}"
+            f"{' (best)' if improved else ''}  lr {row['lr']:.2e}  "
+            f"grad {row['grad_norm']:.2f}  {row['clips_per_s']:.0f} clips/s  "
+            f"{row['seconds'] / 60:.1f} min")
         if bad_epochs >= patience:
-            print(f"early stop: no validation improvement for {patience} epochs")
+            say(f"early stop: no validation improvement for {patience} epochs")
             break
         ends = [0.0] + [r["seconds"] for r in history]
         slowest = max(b - a for a, b in zip(ends, ends[1:]))  # load on a shared machine varies
-        if cfg.max_minutes and row["seconds"] + slowest > 60 * cfg.max_minutes:
-            print(f"stop: another epoch would overrun the {cfg.max_minutes} min budget")
+        if procs.agree(bool(cfg.max_minutes) and row["seconds"] + slowest > 60 * cfg.max_minutes):
+            say(f"stop: another epoch would overrun the {cfg.max_minutes} min budget")
             break
 
+    procs.barrier()  # best.pt is complete before anyone reads it
     if cfg.scst_epochs:
         scst_stage(cfg, prep, model, out, device, batch_size)
     best = torch.load(out / "best.pt", map_location=device, weights_only=True)
     summary = {"arch": cfg.arch, "parameters": count_parameters(model),
                "train_minutes": history[-1]["seconds"] / 60, "epochs": len(history),
-               "best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "lr": lr}
-    if cfg.evaluate_test:
+               "best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "lr": lr,
+               "processes": procs.world}
+    if cfg.evaluate_test and procs.main:
         model.load_state_dict(best["state_dict"])
         summary["test"] = test_metrics(model, prep.datasets["test"], prep.vocab, device)
         print(f"test: BLEU-4 {summary['test']['bleu4']:.3f}, distinct captions "
               f"{100 * summary['test']['distinct']:.1f}% of {summary['test']['scenes']} scenes")
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if procs.main:
+        (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    procs.close()
     return summary
 
 
