@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from tqdm import tqdm
+
+from hark_export.progress import progress
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
@@ -258,7 +259,7 @@ class FeatureCache:
 
     def fill(self, clips: list[Clip], desc: str = "features", quiet: bool = False) -> None:
         """Compute the features of every clip not cached yet."""
-        for clip in tqdm(clips, desc=desc, unit="clip", leave=False, disable=quiet):
+        for clip in progress(clips, desc, unit="clip", disable=quiet):
             self.get(clip.audio)
 
 
@@ -334,7 +335,7 @@ class EncoderCache:
         return out
 
     def fill(self, clips: list[Clip], desc: str = "encoder", quiet: bool = False) -> None:
-        for clip in tqdm(clips, desc=desc, unit="clip", leave=False, disable=quiet):
+        for clip in progress(clips, desc, unit="clip", disable=quiet):
             self.get(clip.audio)
 
 

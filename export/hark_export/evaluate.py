@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import numpy as np
 from hark_export.data import Clip, load_split, normalise_caption
 from hark_export.decode import STRATEGIES, DecodeParams, fluent
 from hark_export.metrics import distinct_fraction
+from hark_export.progress import progress
 
 # Default of --hark ($HARK overrides): the debug build in the scripts' shared target dir.
 HARK = Path(os.environ.get("CARGO_TARGET_DIR",
@@ -161,7 +163,7 @@ def caption_run(run: Path, clips: list[Clip], given: dict) -> list[str]:
                              "max_len": model.config.max_len - 1, **given})
     params.validate()
     return [vocab.decode(decode_mel(model, features(c.audio, frontend), SPECIAL, params)[0].tokens)
-            for c in clips]
+            for c in progress(clips, f"captions ({run.name})", unit="clip")]
 
 
 def hark_flags(given: dict) -> list[str]:
@@ -184,16 +186,22 @@ def hark_caption(bundle: Path, audio: list[Path], flags: list[str], hark: Path) 
     null (hark publishes nothing for it); it is read as the empty caption."""
     files = [str(a) for a in audio]
     cmd = [str(hark), "caption", *files, "--bundle", str(bundle), "--json", *flags]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    first = {}
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        # stderr is drained by a thread so neither pipe can fill and stall hark.
+        err = []
+        drain = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+        drain.start()
+        for line in progress(proc.stdout, f"hark caption ({bundle.name})", unit="window"):
+            if line.startswith("{"):
+                obj = json.loads(line)
+                obj["text"] = obj["text"] or ""
+                first.setdefault(obj["file"], obj)
+        drain.join()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:2])} … failed ({proc.returncode}): "
-                           f"{proc.stderr.strip()[-2000:]}")
-    first = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("{"):
-            obj = json.loads(line)
-            obj["text"] = obj["text"] or ""
-            first.setdefault(obj["file"], obj)
+                           f"{''.join(err).strip()[-2000:]}")
     return [first[f] for f in files]
 
 

@@ -43,6 +43,7 @@ import torch
 
 from hark_export.data import BOS, EOS, PAD, UNK, Vocab, load_split, logmel, read_audio
 from hark_export.decode import DecodeParams, SpecialTokens, TorchStepper, decode
+from hark_export.progress import progress
 
 MANIFEST = "hark-model.toml"
 FORMAT_VERSION = 1
@@ -593,7 +594,7 @@ def parity(model, onnx_model: OnnxModel, mels: list[np.ndarray]) -> Parity:
         worst = max(worst, diff)
         relative = max(relative, diff / max(1.0, float(np.abs(a).max(initial=0.0))))
 
-    for mel in mels:
+    for mel in progress(mels, "parity gate", unit="clip"):
         memory = model.encode(torch.from_numpy(np.asarray(mel, np.float32))[None])
         torch_stepper = TorchStepper(model, memory)
         onnx_stepper = onnx_model.stepper(mel)
@@ -630,10 +631,12 @@ class Agreement:
     tokens: float  # share of positions (end token included) with the same token
 
 
-def greedy_tokens(onnx_model: OnnxModel, mels: list[np.ndarray]) -> list[list[int]]:
+def greedy_tokens(onnx_model: OnnxModel, mels: list[np.ndarray],
+                  desc: str = "greedy captions") -> list[list[int]]:
     """Greedy token ids of every clip."""
     greedy = DecodeParams(max_len=onnx_model.manifest["tokens"]["max_len"])
-    return [onnx_model.decode(mel, greedy)[0].tokens for mel in mels]
+    return [onnx_model.decode(mel, greedy)[0].tokens
+            for mel in progress(mels, desc, unit="clip")]
 
 
 def agreement(a: list[list[int]], b: list[list[int]]) -> Agreement:
@@ -979,7 +982,7 @@ def export_run(args) -> None:
     info = BundleInfo(name, arch, args.licence, training_data(data), seconds, seconds / 2,
                       DecodeParams(**{**DEFAULT_DECODING.__dict__,
                                       "max_len": model.config.max_len - 1}))
-    mels = [features(c.audio, frontend) for c in clips]
+    mels = [features(c.audio, frontend) for c in progress(clips, "features", unit="clip")]
     refs = [c.captions for c in clips]
     scenes = [c.scene or "|".join(sorted(c.captions)) for c in clips]
     print(f"{name}: exporting {arch} ({args.run}) to {args.out}; {len(clips)} test clips")
@@ -992,7 +995,9 @@ def export_run(args) -> None:
     check_parity(p)
 
     def score(bundle: OnnxModel) -> dict:
-        hyps = [bundle.text(bundle.decode(mel)[0].tokens) for mel in mels]
+        hyps = [bundle.text(bundle.decode(mel)[0].tokens)
+                for mel in progress(mels, f"test captions ({bundle.manifest['name']})",
+                                    unit="clip")]
         return caption_metrics(hyps, refs, scenes)
 
     def graph_megabytes(bundle: Path) -> float:
@@ -1000,7 +1005,7 @@ def export_run(args) -> None:
 
     metrics = {**score(fp32), "parity_max_abs_diff": p.max_abs_diff, "test_clips": len(clips),
                "onnx_megabytes": graph_megabytes(args.out)}
-    fp32_greedy = greedy_tokens(fp32, mels)
+    fp32_greedy = greedy_tokens(fp32, mels, "fp32 greedy captions")
     card = args.card.read_text() if args.card else ""
     parameters = sum(t.numel() for t in model.parameters())
     int8_note, refused = [], None
@@ -1012,7 +1017,7 @@ def export_run(args) -> None:
         fp16 = [o for o in args.fp16_ops.split(",") if o]
         quantize(args.out, int8_dir, ops, fp16, args.int8_mode)
         int8 = OnnxModel(int8_dir)
-        a = agreement(greedy_tokens(int8, mels), fp32_greedy)
+        a = agreement(greedy_tokens(int8, mels, "int8 agreement gate"), fp32_greedy)
         size8 = graph_megabytes(int8_dir)
         print(f"int8: {size8:.2f} MB vs fp32 {metrics['onnx_megabytes']:.2f} MB; "
               f"greedy captions equal fp32 on {100 * a.exact:.1f}% of {a.clips} clips, "

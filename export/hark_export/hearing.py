@@ -25,6 +25,7 @@ import numpy as np
 
 from hark_export.data import logmel, normalise_caption, read_audio
 from hark_export.evaluate import HARK, hark_caption
+from hark_export.progress import progress
 from hark_export.real import load_corpus, load_table
 
 
@@ -64,7 +65,7 @@ def tag_probabilities(bundle: Path, audio: list[Path]) -> tuple[list[str], np.nd
     labels = (bundle / head["labels"]).read_text().splitlines()
     session = _session(bundle / manifest["encoder"]["file"])
     probs = []
-    for a in audio:
+    for a in progress(audio, "tag probabilities", unit="clip"):
         mel = logmel(*read_audio(a), manifest["frontend"])
         out = session.run([head["output"]],
                           {manifest["encoder"]["input"]: mel[None].astype(np.float32)})

@@ -42,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from tqdm import tqdm
+
+from hark_export.progress import progress
 
 TABLE = Path(__file__).with_name("sounds.toml")
 AUDIO = (".wav", ".ogg", ".flac", ".mp3")
@@ -441,7 +442,7 @@ def build(out: Path, extras: list[Path], debs: Path, rates: list[int], seed: int
     keyboard: list[Found] = []
     seen: set[str] = set()
     rates = sorted(set(rates) | {16000})
-    for f in tqdm(found, desc="clips", unit="clip"):
+    for f in progress(found, "clips", unit="clip"):
         rule = table.match(f.source, f.path)
         if rule is None:
             counts[f.source]["unmatched"] += 1

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from scipy.signal import butter, fftconvolve, sosfilt
-from tqdm import tqdm
 
+from hark_export.progress import progress
 from hark_export.real import load_corpus, load_table
 
 RATE = 16000
@@ -331,7 +331,7 @@ def generate(corpus: Path, out: Path, sizes: dict[str, int], seed: int = 0,
         jsonl = out / f"{split}.jsonl"
         lines = jsonl.read_text().splitlines() if old else []
         stem = f"{split}_s{seed}" if append else split  # appended scenes keep their own names
-        for k in tqdm(range(n), desc=f"scenes {split}", unit="scene"):
+        for k in progress(range(n), f"scenes {split}", unit="scene"):
             audio, caps, tags, key, kind = make_scene(pool)
             if augment and rng.random() < 0.3:
                 audio = room(audio, rng)

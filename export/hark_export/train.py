@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from hark_export.config import (MODEL_CONFIGS, RECIPES, TrainConfig, model_config)
 from hark_export.data import (PAD, SPLIT_NAMES, CaptionDataset, EncoderCache, FeatureCache,
@@ -37,6 +36,7 @@ from hark_export.data import (PAD, SPLIT_NAMES, CaptionDataset, EncoderCache, Fe
 from hark_export.distributed import Processes
 from hark_export.metrics import bleu4, distinct_fraction
 from hark_export.model import Captioner, build_model, count_parameters, greedy_decode
+from hark_export.progress import progress
 from hark_export.techniques import (SCST, ClipsWithReferences, balanced_weights,
                                     curriculum_indices, filter_captions, greedy_cider,
                                     scst_collate, token_weights, weighted_token_loss)
@@ -351,8 +351,8 @@ def train(cfg: TrainConfig) -> dict:
         sums = {"loss": 0.0, "grad_norm": 0.0, "steps": 0}
         loader = train_loader(epoch)
         epoch_start = time.time()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=not procs.main)
+        bar = progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                       disable=not procs.main)
         optimizer.zero_grad(set_to_none=True)
         for i, (mel, tokens, clip_index, tags) in enumerate(bar):
             mel, tokens, clip_index = mel.to(device), tokens.to(device), clip_index.to(device)
@@ -460,8 +460,7 @@ def scst_stage(cfg: TrainConfig, prep: Prepared, model: Captioner, out: Path, de
     for epoch in range(cfg.scst_epochs):
         model.eval()  # sample from the model as it decodes (no dropout): the reward is its own
         sums = {"sampled": 0.0, "greedy": 0.0}
-        bar = tqdm(loader, desc=f"scst {epoch + 1}/{cfg.scst_epochs}", unit="batch",
-                   leave=False)
+        bar = progress(loader, f"scst {epoch + 1}/{cfg.scst_epochs}", unit="batch")
         for x, refs in bar:
             loss, sampled, greedy = scst.loss(model, x.to(device), refs)
             optimizer.zero_grad(set_to_none=True)
