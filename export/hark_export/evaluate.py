@@ -15,7 +15,10 @@ SPICE, SPIDEr, SPIDEr-FL and FENSE need models downloaded on first use; they are
 skipped, with the reason, when those are not installed. Diagnostics: distinct-1/2 (distinct
 n-grams / n-grams over all captions), vocabulary used, % unique captions, % distinct scenes
 (clips of different scenes given different captions), repetition rate (captions with a
-directly repeated word or a repeated bigram) and mean caption length in words.
+directly repeated word or a repeated bigram) and mean caption length in words. Diagnostics
+(diagnostics.py, unless --no-diagnostics): per-category scores and the worst captions with
+the tags heard, for every model; attention over the spectrogram and a t-SNE map of clip
+embeddings for runs.
 """
 
 import argparse
@@ -26,7 +29,7 @@ import os
 import shutil
 import subprocess
 import threading
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -219,6 +222,7 @@ class ModelResult:
     cider: list[float]
     sbert: list[float]
     loss_curve: str = ""
+    diagnostics: list[str] = field(default_factory=list)  # the report's diagnostics section
 
 
 def samples(result: ModelResult, clips: list[Clip], train_captions: set[str], k: int = 3) -> dict:
@@ -269,9 +273,54 @@ def report(results: list[ModelResult], clips: list[Clip], train_captions: set[st
                              f"(CIDEr-D {x['cider_d']:.2f}, SBERT {x['sbert_sim']:.2f})")
                 lines += [f"  - {ref}" for ref in x["references"]]
             lines.append("")
+        lines += r.diagnostics
     text = "\n".join(lines).rstrip() + "\n"
     (out / "REPORT.md").write_text(text)
     return text
+
+
+def diagnose(kind: str, path: Path, clips: list[Clip], result: "ModelResult", windows: list,
+             plots: int, out: Path) -> list[str]:
+    """The diagnostics section of one model (diagnostics.py): for a run, attention plots of
+    `plots` clips of different categories and the embedding map; for runs and bundles the
+    per-category table and the failure analysis with the tags each model heard."""
+    from hark_export import diagnostics as dx
+    from hark_export.export import features
+    from hark_export.real import load_table
+    from hark_export.train import load_checkpoint
+    stem = path.name
+    synonyms = {c: set(v["synonyms"]) for c, v in load_table().categories.items()}
+    categories = dx.per_category(clips, result.captions, result.cider, result.sbert, synonyms)
+    attention, embedding, shown, heard = [], "", 0, None
+    if kind == "bundle":
+        heard = [[(t["label"], t["score"]) for t in w["tags"]][:3] for w in windows]
+    else:
+        model, vocab, frontend, _ = load_checkpoint(path / "best.pt")
+        mels = [features(c.audio, frontend) for c in progress(clips, "features", unit="clip")]
+        heard = dx.top_tags(model, mels)
+        seen = set()
+        rate, hop = frontend["sample_rate"], frontend["hop_length"]
+        for i, clip in enumerate(clips):
+            if len(attention) >= plots:
+                break
+            if not clip.tags or clip.tags[0] in seen:
+                continue
+            found = dx.attention_map(model, mels[i])
+            if found is None:
+                break
+            seen.add(clip.tags[0])
+            ids, weights = found
+            name = f"{stem}-attention-{len(attention) + 1}.png"
+            dx.plot_attention(mels[i], [vocab.itos[t] for t in ids], weights,
+                              mels[i].shape[1] * hop / rate,
+                              f"{clip.id}: {vocab.decode(ids)}", out / name)
+            attention.append(name)
+        embedding = f"{stem}-embeddings.png"
+        shown = dx.plot_embedding_map(dx.clip_embeddings(model, mels), clips, out / embedding)
+        if not shown:
+            embedding = ""
+    worst = dx.failures(clips, result.captions, result.cider, heard)
+    return dx.markdown(result.name, categories, worst, attention, embedding, shown)
 
 
 def decode_args(parser: argparse.ArgumentParser) -> None:
@@ -301,6 +350,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clips", type=int, default=0, help="first N clips only (0 = all)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--hark", type=Path, default=Path(os.environ.get("HARK", HARK)))
+    parser.add_argument("--attention-plots", type=int, default=4,
+                        help="clips whose attention a run's report plots")
+    parser.add_argument("--no-diagnostics", action="store_true",
+                        help="metrics only: no attention plots, embedding map, per-category "
+                             "table or failure analysis")
     decode_args(parser)
     args = parser.parse_args(argv)
     if not args.run and not args.bundle:
@@ -320,10 +374,12 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     jobs = [("run", p) for p in args.run] + [("bundle", p) for p in args.bundle]
     for kind, path in jobs:
+        windows = []
         if kind == "run":
             captions = caption_run(path, clips, given)
         else:
-            captions = [w["text"] for w in caption_bundle(path, clips, given, args.hark)]
+            windows = caption_bundle(path, clips, given, args.hark)
+            captions = [w["text"] for w in windows]
         per_clip = {}
         metrics = caption_metrics(captions, refs, scenes, per_clip)
         curve = ""
@@ -334,6 +390,9 @@ def main(argv: list[str] | None = None) -> None:
         results.append(ModelResult(name, kind, str(path), [normalise_caption(c) for c in captions],
                                    metrics, per_clip["cider_d"].tolist(),
                                    per_clip["sbert_sim"].tolist(), curve))
+        if not args.no_diagnostics:
+            results[-1].diagnostics = diagnose(kind, path, clips, results[-1], windows,
+                                               args.attention_plots, args.out)
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                       for k, v in metrics.items()))
     notes = skipped_metrics()

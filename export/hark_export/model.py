@@ -265,6 +265,8 @@ class Attention(Captioner):
     new hidden state as the input of the output layer.
     """
 
+    attention_log: list | None = None  # set by diagnostics.attention_map to read the weights
+
     def __init__(self, cfg: AttentionConfig, encoder: nn.Module | None = None,
                  encoder_dim: int | None = None):
         super().__init__()
@@ -300,6 +302,8 @@ class Attention(Captioner):
         """One step given the embedded token and the projected keys W_k m [B, S, A]."""
         scores = self.v(torch.tanh(keys + self.w_q(h).unsqueeze(1))).squeeze(2)  # (B, S)
         alpha = torch.softmax(scores, dim=1)
+        if self.attention_log is not None:
+            self.attention_log.append(alpha)
         ctx = torch.bmm(alpha.unsqueeze(1), memory).squeeze(1)  # (B, D)
         h, c = self.cell(torch.cat([emb, ctx], dim=1), (h, c))
         return self.head(self.drop(torch.cat([h, ctx], dim=1))), h, c
@@ -338,16 +342,20 @@ def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-           keep: torch.Tensor | None = None) -> torch.Tensor:
+           keep: torch.Tensor | None = None, log: list | None = None) -> torch.Tensor:
     """Scaled dot-product attention of q (B, H, Tq, dh) over k, v (B, H, Tk, dh) -> (B, Tq, D).
 
     `keep` (broadcastable to (B, H, Tq, Tk)) is True where attention is allowed; every query
     must keep at least one key. Plain matmul/softmax so it exports to any ONNX runtime.
+    `log`, if given, receives the last query's weights averaged over heads (B, Tk).
     """
     att = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, Tq, Tk)
     if keep is not None:
         att = att.masked_fill(~keep, -1e9)
-    y = torch.softmax(att, dim=-1) @ v  # (B, H, Tq, dh)
+    weights = torch.softmax(att, dim=-1)
+    if log is not None:
+        log.append(weights.mean(dim=1)[:, -1])
+    y = weights @ v  # (B, H, Tq, dh)
     b, h, t, dh = y.shape
     return y.transpose(1, 2).reshape(b, t, h * dh)  # (B, Tq, D)
 
@@ -373,6 +381,8 @@ class EncoderLayer(nn.Module):
 
 class DecoderLayer(nn.Module):
     """Pre-norm transformer decoder layer: causal self-attention, cross-attention, MLP."""
+
+    attention_log: list | None = None  # set by diagnostics.attention_map to read the weights
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
@@ -403,7 +413,7 @@ class DecoderLayer(nn.Module):
         the keys and values so full-sequence and cached decoding share this code."""
         x = x + self.drop(self.self_out(attend(q, self_k, self_v, keep)))
         q = split_heads(self.q(self.ln2(x)), self.heads)
-        x = x + self.drop(self.cross_out(attend(q, cross_k, cross_v)))
+        x = x + self.drop(self.cross_out(attend(q, cross_k, cross_v, log=self.attention_log)))
         return x + self.drop(self.ff(self.ln3(x)))
 
 

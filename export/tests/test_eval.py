@@ -8,6 +8,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,3 +120,56 @@ def test_a_bundle_decoded_by_hark_gives_the_reference_decoders_tokens(tiny_synth
             memory = model.encode(torch.from_numpy(mel)[None]).detach()
             expected = decode(TorchStepper(model, memory), SPECIAL, params)[0].tokens
             assert window["tokens"] == expected, (given, clip.id)
+
+
+def _tagged(tiny_synth, out):
+    """The tiny synthetic set with each clip's scene as its one category (absolute paths)."""
+    out.mkdir()
+    for split in ("train", "val", "test"):
+        rows = [json.loads(l) for l in (tiny_synth / f"{split}.jsonl").read_text().splitlines()]
+        for r in rows:
+            r["audio"] = str(tiny_synth / r["audio"])
+            r["tags"] = [r["scene"].split("+")[0]]
+        (out / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out
+
+
+@pytest.mark.parametrize("arch", ["attention", "transformer"])
+def test_attention_weights_are_one_distribution_per_decoded_word(arch, tiny_synth, tmp_path):
+    from hark_export.config import model_config
+    from hark_export.diagnostics import attention_map
+    from hark_export.model import build_model
+    torch.manual_seed(0)
+    model = build_model(model_config(arch, {"vocab_size": 40, "channels": [8, 16, 16],
+                                            "d_model": 32})).eval()
+    ids, weights = attention_map(model, np.random.default_rng(0).normal(size=(64, 300)))
+    assert weights.shape[0] == len(ids) > 0
+    assert np.allclose(weights.sum(axis=1), 1, atol=1e-5)
+    assert model.attention_log is None if arch == "attention" else model.dec[-1].attention_log is None
+
+
+def test_a_run_report_has_attention_plots_an_embedding_map_categories_and_failures(
+        tiny_synth, tmp_path, monkeypatch):
+    from hark_export.config import TrainConfig
+    from hark_export.train import train
+    import hark_export.evaluate as ev
+    monkeypatch.setattr(ev, "caption_metrics",
+                        lambda hyps, refs, scenes=None, per_clip=None: _fast(hyps, refs, scenes, per_clip))
+    data = _tagged(tiny_synth, tmp_path / "tagged")
+    run = tmp_path / "run"
+    train(TrainConfig(data=str(data), out=str(run), arch="attention", batch_size=8, epochs=1,
+                      cache=str(tmp_path / "cache"), evaluate_test=False,
+                      model={"channels": [8, 16, 16, 16], "d_model": 32, "attn_dim": 32,
+                             "embed": 32, "hidden": 64}))
+    out = tmp_path / "report"
+    main(["--run", str(run), "--out", str(out), "--split", "train", "--strategy", "greedy",
+          "--attention-plots", "2"])
+    report = (out / "REPORT.md").read_text()
+    assert "![attention](run-attention-1.png)" in report and "run-attention-2.png" in report
+    assert (out / "run-attention-2.png").stat().st_size > 1000
+    assert not (out / "run-attention-3.png").exists()
+    assert "![embedding map](run-embeddings.png)" in report and (out / "run-embeddings.png").exists()
+    cats = {json.loads(l)["tags"][0] for l in (data / "train.jsonl").read_text().splitlines()}
+    assert all(f"| {c} |" in report for c in cats)
+    worst = report.split("### Failure analysis")[1]
+    assert worst.count("\n- `") == 10 and "(CIDEr-D " in worst
