@@ -139,7 +139,7 @@ def caption_file(bundle: Bundle, path: Path, silence_dbfs: float):
     fps = fe["sample_rate"] / fe["hop_length"]
 
     def frames(seconds: float) -> int:
-        # As hark computes it (bundle.rs): in float32, halves rounded away from zero.
+        # As hark computes it (daemon/src/model/bundle.rs): in float32, halves rounded away from zero.
         x = np.float32(seconds) * (np.float32(fe["sample_rate"]) / np.float32(fe["hop_length"]))
         return max(1, int(np.floor(x + np.float32(0.5))))
     window, hop = frames(bundle.m["window"]["seconds"]), frames(bundle.m["window"]["hop_seconds"])

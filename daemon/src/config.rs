@@ -116,7 +116,7 @@ pub struct ModelConfig {
     /// libtorch, CUDA when available; needs a `--features tch` build) or `ort` (ONNX Runtime,
     /// for benchmarks; needs a `--features ort` build).
     #[serde(default)]
-    pub backend: crate::caption::Backend,
+    pub backend: crate::config::Backend,
 }
 
 /// `[window]`: overrides of the bundle's caption window.
@@ -153,7 +153,7 @@ impl Default for EventsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PrivacyConfig {
     /// Windows in which people speak: `caption`, `redact` ("people are talking") or `drop`.
-    pub speech: crate::privacy::SpeechPolicy,
+    pub speech: crate::config::SpeechPolicy,
 }
 
 /// What to do with a finished window when the inference thread is still busy.
@@ -254,8 +254,6 @@ pub struct MqttConfig {
 fn default_prefix() -> String {
     "hark".into()
 }
-/// Input sample rates hark accepts (sources and audio files): it resamples from any of them.
-pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
 
 fn default_qos() -> u8 {
     1
@@ -322,13 +320,13 @@ pub struct Config {
     pub events: EventsConfig,
     /// Published tags: thresholds per tag head, Home Assistant binary sensors.
     #[serde(default)]
-    pub tags: crate::caption::TagConfig,
+    pub tags: crate::config::TagConfig,
     /// What leaves the device when people speak.
     #[serde(default)]
     pub privacy: PrivacyConfig,
     /// Meaning-level triggers (`[[triggers]]`): named phrases that fire an MQTT message.
     #[serde(default)]
-    pub triggers: Vec<crate::triggers::TriggerConfig>,
+    pub triggers: Vec<TriggerConfig>,
     /// Queues.
     #[serde(default)]
     pub pipeline: PipelineConfig,
@@ -408,7 +406,7 @@ impl Config {
                 channels,
                 ..
             } => {
-                if !SAMPLE_RATES.contains(sample_rate) {
+                if !crate::source::wav::SAMPLE_RATES.contains(sample_rate) {
                     bail!("source.sample_rate = {sample_rate}: must be in 1000..=384000");
                 }
                 if *channels == 0 || *channels > 32 {
@@ -421,7 +419,7 @@ impl Config {
                 ..
             } => {
                 if let Some(r) = sample_rate
-                    && !SAMPLE_RATES.contains(r)
+                    && !crate::source::wav::SAMPLE_RATES.contains(r)
                 {
                     bail!("source.sample_rate = {r}: must be in 1000..=384000");
                 }
@@ -438,7 +436,8 @@ impl Config {
                         path.display()
                     );
                 }
-                crate::wav::check(path).map_err(|e| anyhow::anyhow!("source.path: {e:#}"))?;
+                crate::source::wav::check(path)
+                    .map_err(|e| anyhow::anyhow!("source.path: {e:#}"))?;
             }
         }
         if let Some(s) = self.window.seconds
@@ -643,6 +642,67 @@ fn check_topic_part(key: &str, value: &str, level: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Which runtime executes a bundle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The ONNX graphs through tract, on the CPU.
+    #[default]
+    Tract,
+    /// The TorchScript twin through libtorch, on CUDA when available (`--features tch`).
+    Torch,
+    /// The ONNX graphs through ONNX Runtime, for benchmarks (`--features ort`, ORT_DYLIB_PATH).
+    Ort,
+}
+
+/// Which tags are published: `[tags]` in the configuration.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TagConfig {
+    /// Per-head thresholds overriding the bundle's (`{ hark = 0.4, audioset = 0.3 }`).
+    pub thresholds: std::collections::BTreeMap<String, f32>,
+    /// At most this many tags per head and window.
+    pub max_per_source: usize,
+    /// Labels that get a Home Assistant binary sensor each (with discovery on).
+    pub binary_sensors: Vec<String>,
+}
+
+impl Default for TagConfig {
+    fn default() -> Self {
+        Self {
+            thresholds: Default::default(),
+            max_per_source: 5,
+            binary_sensors: Vec::new(),
+        }
+    }
+}
+
+/// `[privacy] speech`: what a window with speech publishes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpeechPolicy {
+    /// The model's caption, as for any other window.
+    Caption,
+    /// "people are talking" and the tags that do not name speech; no alternatives.
+    #[default]
+    Redact,
+    /// Nothing (counted as `speech_dropped`).
+    Drop,
+}
+
+/// One `[[triggers]]` table.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// Its name: the MQTT topic level `hark/<device>/trigger/<name>` (a–z, 0–9, `_`, `-`).
+    pub name: String,
+    /// What it listens for, in words ("glass breaking", "a window shatters").
+    pub phrases: Vec<String>,
+    /// Fires at this score or more (default [`DEFAULT_THRESHOLD`]).
+    #[serde(default)]
+    pub threshold: Option<f32>,
 }
 
 #[cfg(test)]

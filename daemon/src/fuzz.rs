@@ -194,10 +194,10 @@ fn fuzz(target: &str, mut parse: impl FnMut(&[u8])) -> u64 {
 
 #[test]
 fn fuzz_set_commands() {
-    let control = crate::commands::Control::new(Default::default(), 30);
-    let counters = crate::stats::Counters::default();
+    let control = crate::sink::commands::Control::new(Default::default(), 30);
+    let counters = crate::sink::stats::Counters::default();
     fuzz("command", |input| {
-        let msg = crate::commands::Received {
+        let msg = crate::sink::commands::Received {
             payload: input.to_vec(),
             retained: false,
         };
@@ -226,10 +226,10 @@ fn fuzz_bundle_manifests() {
         let f = f.unwrap().path();
         std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
     }
-    let manifest = dir.join(crate::bundle::MANIFEST);
+    let manifest = dir.join(crate::model::bundle::MANIFEST);
     fuzz("manifest", |input| {
         std::fs::write(&manifest, input).unwrap();
-        if let Ok(b) = crate::bundle::Bundle::open(&dir) {
+        if let Ok(b) = crate::model::bundle::Bundle::open(&dir) {
             let m = &b.manifest;
             let _ = (b.describe(), m.window_frames(), m.frames(1.0));
             let _ = b.phrase_tokens("a dog barks");
@@ -247,12 +247,12 @@ fn fuzz_audio_files() {
         for name in ["in.wav", "in.flac"] {
             let path = dir.join(name);
             std::fs::write(&path, input).unwrap();
-            if let Ok(stream) = crate::wav::Stream::open(&path) {
+            if let Ok(stream) = crate::source::wav::Stream::open(&path) {
                 let _ = (stream.sample_rate(), stream.seconds());
                 // Non-finite float samples are the windower's to replace, not the reader's.
                 let _ = stream.for_each(|_| true);
             }
-            let _ = crate::wav::read(&path);
+            let _ = crate::source::wav::read(&path);
         }
     });
     let _ = std::fs::remove_dir_all(dir);

@@ -1,29 +1,15 @@
 //! `hark`: captions what a microphone hears and publishes it over MQTT.
 
-mod bundle;
-mod caption;
-mod commands;
+mod cli;
 mod config;
 mod decode;
-mod events;
-mod features;
 #[cfg(test)]
 mod fuzz;
 mod model;
-mod mqtt;
-#[cfg(feature = "ort")]
-mod ort;
 mod pipeline;
-mod privacy;
-mod queue;
-mod run;
+mod service;
+mod sink;
 mod source;
-mod stats;
-#[cfg(feature = "tch")]
-mod torch;
-mod triggers;
-mod wav;
-mod window;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,7 +52,7 @@ enum Command {
         /// Runtime: tract (ONNX, CPU), torch (TorchScript twin; needs `--features tch`) or ort
         /// (ONNX Runtime, for benchmarks; needs `--features ort`).
         #[arg(long, value_enum, default_value_t)]
-        backend: caption::Backend,
+        backend: config::Backend,
         /// Print one JSON object per window (text, tags, score, alternatives, timings).
         #[arg(long)]
         json: bool,
@@ -134,7 +120,7 @@ struct RunArgs {
     /// Runtime: tract (ONNX, CPU), torch (TorchScript twin; needs `--features tch`) or ort
     /// (ONNX Runtime, for benchmarks; needs `--features ort`).
     #[arg(long, value_enum)]
-    backend: Option<caption::Backend>,
+    backend: Option<config::Backend>,
     /// Publish to this MQTT broker: HOST, HOST:PORT, an IPv6 address or [IPv6]:PORT (default: the config's, else stdout).
     #[arg(long)]
     broker: Option<String>,
@@ -316,7 +302,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             let file = args.config.clone();
             let cfg = config::Config::load(file.as_deref(), |cfg| args.apply(cfg))?;
-            run::run(cfg)?;
+            service::run(cfg)?;
         }
         Command::Devices => {
             let devices = source::devices()?;
@@ -329,19 +315,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { file } => {
             let cfg = config::Config::load(Some(&file), |_| Ok(()))?;
-            let dir = caption::resolve_bundle(cfg.model.bundle.as_deref())?;
+            let dir = model::resolve_bundle(cfg.model.bundle.as_deref())?;
             // Loaded as `hark run` loads it: graphs parsed and probed by the configured
             // backend, so a damaged graph with a matching hash fails here, not at start.
-            let model = caption::load(&dir, cfg.model.backend)
+            let model = model::load(&dir, cfg.model.backend)
                 .with_context(|| format!("{}: model bundle {}", file.display(), dir.display()))?;
             let bundle = model.bundle();
             let m = &bundle.manifest;
-            commands::merge(&m.decoding, &cfg.decoding, m.tokens.max_len)
+            sink::commands::merge(&m.decoding, &cfg.decoding, m.tokens.max_len)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             cfg.tags
                 .validate(bundle)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            triggers::Triggers::build(&cfg.triggers, bundle)
+            pipeline::triggers::Triggers::build(&cfg.triggers, bundle)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             println!("{}: ok", file.display());
             println!("  device id: {}", cfg.device_id());
@@ -368,10 +354,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             triggers,
             decoding,
         } => {
-            let dir = caption::resolve_bundle(bundle.as_deref())?;
-            let model = caption::load(&dir, backend)?;
+            let dir = model::resolve_bundle(bundle.as_deref())?;
+            let model = model::load(&dir, backend)?;
             let manifest = &model.bundle().manifest;
-            let params = commands::merge(
+            let params = sink::commands::merge(
                 &manifest.decoding,
                 &decoding.overrides(),
                 manifest.tokens.max_len,
@@ -380,7 +366,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !(silence_dbfs.is_finite() && silence_dbfs <= 0.0) {
                 anyhow::bail!("--silence-dbfs {silence_dbfs}: must be a number <= 0");
             }
-            let mut tags = caption::TagConfig::default();
+            let mut tags = config::TagConfig::default();
             if let Some(t) = tag_threshold {
                 for head in &manifest.tags {
                     tags.thresholds.insert(head.name.clone(), t);
@@ -403,19 +389,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 // The header's length, read only for a terminal (caption_file opens the file
                 // again to read it).
                 let seconds = if progress {
-                    wav::Stream::open(file)?.seconds()
+                    source::wav::Stream::open(file)?.seconds()
                 } else {
                     0.0
                 };
                 let show = seconds > 60.0;
-                let emit = |w: caption::WindowCaption| {
+                let emit = |w: cli::caption::FileWindow| {
                     if show {
                         eprint!("\r\x1b[K");
                     }
                     if json {
                         println!("{}", serde_json::to_string(&w)?);
                     } else {
-                        println!("{}", caption::describe(&w));
+                        println!("{}", cli::caption::describe(&w));
                     }
                     if show {
                         let done = f64::from(w.end) / seconds;
@@ -428,7 +414,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     Ok(())
                 };
-                caption::caption_file(
+                cli::caption::caption_file(
                     model.as_ref(),
                     file,
                     &params,
@@ -449,11 +435,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bundle,
         } => {
             let cfg = match (frontend, bundle) {
-                (Some(path), _) => features::load_frontend(&path)?,
-                (None, Some(dir)) => bundle::Bundle::open(&dir)?.manifest.frontend,
+                (Some(path), _) => cli::features::load_frontend(&path)?,
+                (None, Some(dir)) => model::Bundle::open(&dir)?.manifest.frontend,
                 (None, None) => dsp::FrontendConfig::default(),
             };
-            let frames = features::run(&file, &out, &cfg)?;
+            let frames = cli::features::run(&file, &out, &cfg)?;
             println!(
                 "{}: {} frames x {} mels -> {}",
                 file.display(),

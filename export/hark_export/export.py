@@ -21,7 +21,7 @@ captions. The int8 variant (onnxruntime dynamic quantization of MatMul/Gemm/Gath
 default would turn LSTMs into com.microsoft.DynamicQuantizeLSTM, which tract lacks) is refused
 unless its greedy captions equal the fp32 ones on at least 80 % of the test split.
 
-`validate_bundle` repeats the daemon's loading checks (daemon/src/bundle.rs, model.rs) in
+`validate_bundle` repeats the daemon's loading checks (daemon/src/model/bundle.rs, tract.rs) in
 Python, so a bad bundle is caught where it is made.
 """
 

@@ -10,7 +10,7 @@
 //! (HF's `early_stopping=True`). The reference decoder in the trainer implements the same.
 
 use super::logits::process_row;
-use super::{DecodeParams, Hypothesis, Live, SpecialTokens, Stepper};
+use super::shared::{DecodeParams, Hypothesis, Live, SpecialTokens, Stepper};
 
 /// Runs (diverse) beam search with `beam_size` hypotheses split into `groups` groups.
 pub fn beam<S: Stepper>(

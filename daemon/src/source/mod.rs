@@ -2,6 +2,8 @@
 //! downmix to mono f32 and push into the capture ring, the single-producer single-consumer
 //! buffer that the DSP thread drains.
 
+pub mod wav;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -14,7 +16,7 @@ use ringbuf::HeapProd;
 use ringbuf::traits::Producer;
 
 use crate::config::{PcmFormat, SourceConfig};
-use crate::stats::Counters;
+use crate::sink::stats::Counters;
 
 /// The writing end of the capture ring.
 pub struct RingWriter {
@@ -118,7 +120,7 @@ pub fn open(cfg: &SourceConfig, preferred_rate: u32) -> Result<Box<dyn Source>> 
 /// A WAV or FLAC file, decoded as it is fed (memory does not grow with its length).
 pub struct FileSource {
     path: PathBuf,
-    stream: crate::wav::Stream,
+    stream: crate::source::wav::Stream,
     realtime: bool,
 }
 
@@ -126,7 +128,7 @@ impl FileSource {
     fn open(path: &std::path::Path, realtime: bool) -> Result<Self> {
         Ok(Self {
             path: path.to_path_buf(),
-            stream: crate::wav::Stream::open(path)?,
+            stream: crate::source::wav::Stream::open(path)?,
             realtime,
         })
     }

@@ -10,8 +10,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
-use crate::bundle::{Bundle, BundleError};
-use crate::caption::{Captioned, Captioner, decode_window};
+use super::bundle::{Bundle, BundleError};
+use super::captioner::{Captioner, ModelOutput, decode_window};
 use crate::decode::{DecodeParams, Stepper};
 
 /// A bundle's TorchScript graphs loaded on one device.
@@ -92,7 +92,7 @@ impl Captioner for TorchModel {
         mel: &[f32],
         params: &DecodeParams,
         phrases: &[Vec<u32>],
-    ) -> Result<Captioned> {
+    ) -> Result<ModelOutput> {
         let n_mels = self.bundle.manifest.frontend.n_mels;
         let frames = mel.len() / n_mels;
         let t0 = Instant::now();

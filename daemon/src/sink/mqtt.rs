@@ -16,8 +16,8 @@ use rumqttc::{
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::commands::Received;
 use crate::config::MqttConfig;
+use crate::sink::commands::Received;
 
 /// The topics of one device.
 #[derive(Debug, Clone)]

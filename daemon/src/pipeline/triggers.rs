@@ -9,9 +9,12 @@
 //! own tag head ("a dog barks": dog) adds that head's evidence, the log-odds of the label's
 //! probability (docs/triggers/TRIGGERS.md measures both).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::bundle::Bundle;
+use crate::config::TriggerConfig;
+use crate::decode::DecodeParams;
+use crate::model::Captioner;
+use crate::model::bundle::Bundle;
 
 /// The score at or above which a trigger fires unless it sets its own: the one threshold
 /// that maximised the mean F1 of the category names on the default model's validation
@@ -21,19 +24,6 @@ pub const DEFAULT_THRESHOLD: f32 = 4.9;
 /// Weight of the tag head's log-odds in the score of a phrase that names one of its labels
 /// (chosen on the validation recordings: docs/triggers/TRIGGERS.md).
 pub const TAG_WEIGHT: f32 = 1.0;
-
-/// One `[[triggers]]` table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TriggerConfig {
-    /// Its name: the MQTT topic level `hark/<device>/trigger/<name>` (a–z, 0–9, `_`, `-`).
-    pub name: String,
-    /// What it listens for, in words ("glass breaking", "a window shatters").
-    pub phrases: Vec<String>,
-    /// Fires at this score or more (default [`DEFAULT_THRESHOLD`]).
-    #[serde(default)]
-    pub threshold: Option<f32>,
-}
 
 /// The configured triggers with their phrases as token ids and silence baselines.
 #[derive(Debug, Clone, Default)]
@@ -196,6 +186,37 @@ pub(crate) fn test_bundle() -> Bundle {
     tests::bundle()
 }
 
+/// Trigger phrases' silence baselines, by window length (a stream's last window is shorter):
+/// each phrase's score under that many frames of digital silence (the front end's output for
+/// zeros), what the model expects of it before hearing anything. Made once per length, the
+/// first time a window of it is scored; shared by `hark caption --trigger` and the daemon.
+#[derive(Debug, Default)]
+pub struct Baselines(Vec<(usize, Vec<f32>)>);
+
+impl Baselines {
+    /// The baseline of `phrases` for windows of `frames` frames.
+    pub fn get(
+        &mut self,
+        model: &dyn Captioner,
+        params: &DecodeParams,
+        phrases: &[Vec<u32>],
+        frames: usize,
+    ) -> anyhow::Result<&[f32]> {
+        let i = match self.0.iter().position(|(f, _)| *f == frames) {
+            Some(i) => i,
+            None => {
+                let fe = &model.bundle().manifest.frontend;
+                let value = ((fe.log_offset).ln() - fe.norm_mean) / fe.norm_std;
+                let mel = vec![value; frames * fe.n_mels];
+                let scores = model.caption_mel(&mel, params, phrases)?.phrase_scores;
+                self.0.push((frames, scores));
+                self.0.len() - 1
+            }
+        };
+        Ok(&self.0[i].1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,7 +225,7 @@ mod tests {
         let vocab = [
             "<pad>", "<bos>", "<eos>", "<unk>", "a", "dog", "barks", "glass", "breaks",
         ];
-        crate::bundle::testing::bundle(&vocab, "", vec![])
+        crate::model::bundle::testing::bundle(&vocab, "", vec![])
     }
 
     fn config(name: &str, phrases: &[&str], threshold: Option<f32>) -> TriggerConfig {
@@ -265,7 +286,7 @@ mod tests {
             "<pad>", "<bos>", "<eos>", "<unk>", "a", "dog", "barks", "glass", "breaks",
         ];
         let labels = vec![vec!["cat".to_string(), "dog".to_string()]];
-        let b = crate::bundle::testing::bundle(&vocab, "", labels);
+        let b = crate::model::bundle::testing::bundle(&vocab, "", labels);
         let t = Triggers::build(
             &[config("dog", &["a dog barks", "glass breaks"], Some(2.0))],
             &b,

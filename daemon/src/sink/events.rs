@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::caption::{Alternative, Tag};
+use crate::model::{Alternative, Tag};
 
 /// Payload version; bump on incompatible changes. 2: `tags` are objects with a score and a
 /// source (`{"label":"dog","score":0.93,"source":"hark"}`), not plain strings.
@@ -17,7 +17,7 @@ pub enum Event {
     /// A window's caption (`hark/<device>/caption`).
     Caption(Caption),
     /// A trigger that fired on a window (`hark/<device>/trigger/<name>`).
-    Trigger(crate::triggers::Fired),
+    Trigger(crate::pipeline::triggers::Fired),
 }
 
 /// One published caption.

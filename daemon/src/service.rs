@@ -11,14 +11,14 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::caption::Captioner;
-use crate::commands::{Command, Control, Received};
 use crate::config::Config;
-use crate::events::Event;
-use crate::mqtt::Mqtt;
+use crate::model::Captioner;
+use crate::pipeline::queue::Queue;
 use crate::pipeline::{Pipeline, Setup};
-use crate::queue::Queue;
-use crate::stats::Counters;
+use crate::sink::commands::{Command, Control, Received};
+use crate::sink::events::Event;
+use crate::sink::mqtt::Mqtt;
+use crate::sink::stats::Counters;
 
 /// Time allowed from SIGTERM to exit.
 const SHUTDOWN: Duration = Duration::from_secs(2);
@@ -77,15 +77,16 @@ fn window_frames(cfg: &Config, model: &dyn Captioner) -> (usize, usize) {
 }
 
 async fn serve(cfg: Config) -> Result<()> {
-    let dir = crate::caption::resolve_bundle(cfg.model.bundle.as_deref())?;
-    let model = crate::caption::load(&dir, cfg.model.backend)?;
+    let dir = crate::model::resolve_bundle(cfg.model.bundle.as_deref())?;
+    let model = crate::model::load(&dir, cfg.model.backend)?;
     let manifest = &model.bundle().manifest;
-    let params = crate::commands::merge(&manifest.decoding, &cfg.decoding, manifest.tokens.max_len)
-        .map_err(|e| anyhow::anyhow!("config {e}"))?;
+    let params =
+        crate::sink::commands::merge(&manifest.decoding, &cfg.decoding, manifest.tokens.max_len)
+            .map_err(|e| anyhow::anyhow!("config {e}"))?;
     cfg.tags
         .validate(model.bundle())
         .map_err(|e| anyhow::anyhow!("config {e}"))?;
-    let triggers = crate::triggers::Triggers::build(&cfg.triggers, model.bundle())
+    let triggers = crate::pipeline::triggers::Triggers::build(&cfg.triggers, model.bundle())
         .map_err(|e| anyhow::anyhow!("config {e}"))?;
     let control = Arc::new(
         Control::new(params, manifest.tokens.max_len)
@@ -104,7 +105,7 @@ async fn serve(cfg: Config) -> Result<()> {
         window.1 as f32 / fps
     );
 
-    if cfg.privacy.speech != crate::privacy::SpeechPolicy::Caption
+    if cfg.privacy.speech != crate::config::SpeechPolicy::Caption
         && cfg.tags.speech(model.bundle(), &[]).is_none()
     {
         log::warn!(
@@ -177,7 +178,7 @@ async fn serve(cfg: Config) -> Result<()> {
     };
 
     // Answers on `error` are limited too: a flood of bad commands must not become a flood out.
-    let mut error_answers = crate::commands::RateLimit::new(5, 1.0);
+    let mut error_answers = crate::sink::commands::RateLimit::new(5, 1.0);
     let mut deadline = None;
     let mut sink_failure = None;
     loop {

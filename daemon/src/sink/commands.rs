@@ -9,10 +9,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::Bundle;
+use crate::config::TriggerConfig;
 use crate::decode::DecodeParams;
-use crate::stats::Counters;
-use crate::triggers::{TriggerConfig, Triggers};
+use crate::model::bundle::Bundle;
+use crate::pipeline::triggers::Triggers;
+use crate::sink::stats::Counters;
 
 /// A message received on `set`.
 #[derive(Debug, Clone)]
@@ -380,7 +381,7 @@ mod tests {
 
     #[test]
     fn triggers_are_added_replaced_and_removed_and_bad_ones_change_nothing() {
-        let bundle = crate::triggers::test_bundle();
+        let bundle = crate::pipeline::triggers::test_bundle();
         let configured = vec![TriggerConfig {
             name: "dog".into(),
             phrases: vec!["a dog barks".into()],

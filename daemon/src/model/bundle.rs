@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -582,6 +583,43 @@ impl Bundle {
 
 /// Bundles for the tests of logic that reads only a manifest and word lists (no files, no
 /// graphs).
+/// Where the shipped default bundle is looked for, in order.
+pub fn default_bundle_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        // An installed layout: <prefix>/bin/hark and <prefix>/share/hark/model.
+        if let Some(prefix) = exe.parent().and_then(Path::parent) {
+            dirs.push(prefix.join("share/hark/model"));
+        }
+    }
+    dirs.push(PathBuf::from("/usr/share/hark/model"));
+    // A build from the repository.
+    dirs.push(PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/assets/model"
+    )));
+    dirs
+}
+
+/// The bundle directory to use: `explicit`, else the first default that exists.
+pub fn resolve_bundle(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    let candidates = default_bundle_dirs();
+    candidates
+        .iter()
+        .find(|d| d.join(MANIFEST).is_file())
+        .cloned()
+        .with_context(|| {
+            let list: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
+            format!(
+                "no model bundle given and none found at {}; pass --bundle DIR",
+                list.join(", ")
+            )
+        })
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use super::{Bundle, Manifest};

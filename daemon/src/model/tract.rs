@@ -3,17 +3,19 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use tract_onnx::prelude::*;
 
-use crate::bundle::{Bundle, BundleError, DType, Dim, StateSpec};
-use crate::decode::Stepper;
+use super::bundle::{Bundle, BundleError, DType, Dim, StateSpec};
+use super::captioner::{Captioner, ModelOutput, decode_window, ms};
+use crate::decode::{DecodeParams, Stepper};
 
 type Plan = Arc<TypedRunnableModel>;
 
 /// A loaded, validated model.
-pub struct Model {
+pub struct TractModel {
     /// The bundle it came from.
     pub bundle: Bundle,
     /// The parsed encoder; optimised per window length (frames), since concrete shapes
@@ -175,7 +177,7 @@ fn gather(t: &Tensor, axis: usize, rows: &[usize]) -> TractResult<Tensor> {
     })
 }
 
-impl Model {
+impl TractModel {
     /// Opens, checks and loads the bundle in `dir`, then probes both graphs once so that
     /// shape, dtype and vocabulary mismatches are reported now, not mid-caption.
     pub fn load(dir: &Path) -> Result<Self, BundleError> {
@@ -352,7 +354,7 @@ impl Model {
         let m = &self.bundle.manifest;
         let n_mels = m.frontend.n_mels;
         let frames = mel.len() / n_mels;
-        let input = crate::caption::bands_major(mel, n_mels);
+        let input = super::captioner::bands_major(mel, n_mels);
         let input = Tensor::from_shape(&[1, n_mels, frames], &input)?;
         let mut out = self
             .encoder_plan(frames)?
@@ -409,7 +411,7 @@ impl Model {
 
 /// [`Stepper`] over the bundle's decoder graph.
 pub struct TractStepper<'a> {
-    model: &'a Model,
+    model: &'a TractModel,
     encoded: &'a Encoded,
     /// The memory tiled to the last batch size used.
     tiled: Option<(usize, TValue)>,
@@ -465,6 +467,34 @@ impl Stepper for TractStepper<'_> {
 
     fn vocab(&self) -> usize {
         self.model.bundle.vocab.len()
+    }
+}
+
+impl Captioner for TractModel {
+    fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    fn caption_mel(
+        &self,
+        mel: &[f32],
+        params: &DecodeParams,
+        phrases: &[Vec<u32>],
+    ) -> anyhow::Result<ModelOutput> {
+        let t0 = Instant::now();
+        let encoded = self
+            .encode(mel)
+            .map_err(|e| anyhow::anyhow!("encoder failed: {e:#}"))?;
+        let encoder_ms = ms(t0);
+        let tags = self.tag_probabilities(&encoded).to_vec();
+        decode_window(
+            &self.bundle,
+            &mut self.stepper(&encoded),
+            params,
+            encoder_ms,
+            tags,
+            phrases,
+        )
     }
 }
 

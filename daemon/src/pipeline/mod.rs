@@ -4,7 +4,7 @@
 //! source thread / cpal callback ─▶ capture ring (SPSC) ─▶ DSP thread: resample → log-mel → windows
 //!     ─▶ bounded window queue (drop-oldest or block) ─▶ inference thread: silence gate → encoder
 //!     → decoding → de-duplication ─▶ bounded outbox (drop-oldest or block) ─▶ the sink (MQTT or
-//!     stdout, in run.rs)
+//!     stdout, in service.rs)
 //! ```
 //!
 //! Every buffer is bounded, and neither queue lets a slow consumer stall the thread before it
@@ -12,6 +12,11 @@
 //! the microphone's audio or the watchdog's pings. Stopping is two-level: `stop` abandons
 //! work in flight (a signal); the end of the source drains everything already captured and
 //! then ends the pipeline.
+
+pub mod privacy;
+pub mod queue;
+pub mod triggers;
+pub mod window;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -22,16 +27,19 @@ use anyhow::{Context, Result};
 use ringbuf::traits::{Consumer, Observer, Split};
 use ringbuf::{HeapCons, HeapRb};
 
-use crate::caption::{Baselines, Captioner, TagConfig};
-use crate::commands::Control;
 use crate::config::Overflow;
-use crate::events::{self, Caption, Dedup, Event};
-use crate::privacy::{Gate, SpeechPolicy};
-use crate::queue::{Pushed, Queue};
+use crate::config::SpeechPolicy;
+use crate::config::TagConfig;
+use crate::model::Captioner;
+use crate::pipeline::privacy::Gate;
+use crate::pipeline::queue::{Pushed, Queue};
+use crate::pipeline::triggers::Baselines;
+use crate::pipeline::triggers::{Fired, Triggers};
+use crate::pipeline::window::{Window, Windower};
+use crate::sink::commands::Control;
+use crate::sink::events::{self, Caption, Dedup, Event};
+use crate::sink::stats::Counters;
 use crate::source::{RingWriter, Source};
-use crate::stats::Counters;
-use crate::triggers::{Fired, Triggers};
-use crate::window::{Window, Windower};
 
 /// Everything the pipeline is built from.
 pub struct Setup {

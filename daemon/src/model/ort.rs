@@ -12,8 +12,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 
-use crate::bundle::{Bundle, DType, StateSpec};
-use crate::caption::{Captioned, Captioner, decode_window};
+use super::bundle::{Bundle, DType, StateSpec};
+use super::captioner::{Captioner, ModelOutput, decode_window};
 use crate::decode::{DecodeParams, Stepper};
 
 /// A bundle's graphs in ONNX Runtime sessions.
@@ -137,12 +137,12 @@ impl Captioner for OrtModel {
         mel: &[f32],
         params: &DecodeParams,
         phrases: &[Vec<u32>],
-    ) -> Result<Captioned> {
+    ) -> Result<ModelOutput> {
         let m = &self.bundle.manifest;
         let n_mels = m.frontend.n_mels;
         let frames = mel.len() / n_mels;
         let t0 = Instant::now();
-        let input = crate::caption::bands_major(mel, n_mels);
+        let input = super::captioner::bands_major(mel, n_mels);
         let input = Tensor::from_array((vec![1, n_mels, frames], input))?;
         let mut session = self.encoder.lock().unwrap_or_else(|e| e.into_inner());
         let out = session

@@ -2,25 +2,11 @@
 //! (`[privacy] speech`, docs/PRIVACY.md). Pure logic on a finished caption; whether a window
 //! holds speech is the model's own speech tag (`TagConfig::speech`).
 
-use serde::Deserialize;
-
-use crate::caption::{Alternative, Tag};
+use crate::config::SpeechPolicy;
+use crate::model::{Alternative, Tag};
 
 /// The only text published for a speech window under `redact`.
 pub const REDACTED: &str = "people are talking";
-
-/// `[privacy] speech`: what a window with speech publishes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SpeechPolicy {
-    /// The model's caption, as for any other window.
-    Caption,
-    /// "people are talking" and the tags that do not name speech; no alternatives.
-    #[default]
-    Redact,
-    /// Nothing (counted as `speech_dropped`).
-    Drop,
-}
 
 /// What the gate decided for one window.
 #[derive(Debug, PartialEq)]

@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
+/// Input sample rates hark accepts (sources and audio files): it resamples from any of them.
+pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
+
 use anyhow::{Context, Result, bail};
 use hound::{SampleFormat, WavReader};
-
-use crate::config::SAMPLE_RATES;
 
 /// A decoded clip: mono samples in [-1, 1] at its own sample rate.
 pub struct Clip {
