@@ -36,11 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hark_export.data import load_split
-from hark_export.decode import F32, DecodeParams, SpecialTokens, Stepper, normalised, process_row
+from hark_export.bundle import MANIFEST
+from hark_export.data import features, load_split
+from hark_export.decode import (F32, SPECIAL, DecodeParams, SpecialTokens, Stepper, normalised,
+                                process_row)
 from hark_export.evaluate import HARK, diversity, hark_caption, hark_flags
-from hark_export.export import MANIFEST, SPECIAL, features
-from hark_export.fixtures import DECODINGS, reference_params, references, torch_stepper
+from hark_export.references import DECODINGS, reference_params, references, torch_stepper
 from hark_export.train import load_checkpoint
 
 ARCHS = ("baseline", "improved", "attention", "transformer")

@@ -165,6 +165,22 @@ class TrainConfig:
     scst_samples: int = 5  # sampled captions per clip, each rewarded against greedy's CIDEr-D
 
 
+def tiny(width: int = 32, layers: int = 1) -> dict[str, dict]:
+    """Model options of each architecture at toy size (`width` features, `layers` decoder
+    layers where an architecture has several): the test suites' models and, at width 48,
+    the daemon's fixture bundles."""
+    w, h = width, 2 * width
+    return {
+        "baseline": {"channels": [8, 16, 16], "d_model": w, "embed": w, "hidden": h},
+        "improved": {"channels": [8, 16, 16, 16], "d_model": w, "enc_hidden": w, "segments": 4,
+                     "context": w, "enc_layers": 1, "embed": w, "hidden": h, "layers": layers},
+        "attention": {"channels": [8, 16, 16, 16], "d_model": w, "attn_dim": w, "embed": w,
+                      "hidden": h},
+        "transformer": {"channels": [8, 16, 16], "d_model": w, "heads": 4, "enc_layers": 1,
+                        "dec_layers": layers, "d_ff": h},
+    }
+
+
 def model_config(arch: str, overrides: dict | None = None) -> ModelConfig:
     """The architecture's config with `overrides` applied (lists become tuples)."""
     cls = MODEL_CONFIGS[arch]

@@ -226,6 +226,12 @@ def logmel(samples: np.ndarray, sample_rate: int, frontend: dict) -> np.ndarray:
                                               sample_rate)
 
 
+def features(audio: Path, frontend: dict) -> np.ndarray:
+    """Normalised log-mel [n_mels, frames] of a file, computed by the Rust dsp exactly as the
+    daemon computes it (normalisation included)."""
+    return logmel(*read_audio(audio), frontend)
+
+
 class FeatureCache:
     """Unnormalised log-mels on disk, one .npy per audio file, under a folder per front end.
 

@@ -20,6 +20,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from hark_export.data import BOS, EOS, PAD
+
 F32 = np.float32
 NEG_INF = F32(-np.inf)
 STRATEGIES = ("greedy", "beam", "diverse_beam", "sample", "sample_rerank")
@@ -37,6 +39,10 @@ class SpecialTokens:
     bos: int
     eos: int
     pad: int
+
+
+# hark's own vocabularies (data.Vocab): <pad> 0, <bos> 1, <eos> 2.
+SPECIAL = SpecialTokens(bos=BOS, eos=EOS, pad=PAD)
 
 
 @dataclass

@@ -159,7 +159,8 @@ def caption_run(run: Path, clips: list[Clip], given: dict) -> list[str]:
     """Captions of `clips` by a training run's best checkpoint, decoded in PyTorch with the
     `given` decoding options over hark-export's defaults (beam 3, two alternatives)."""
     from hark_export.decode import decode_mel
-    from hark_export.export import SPECIAL, features
+    from hark_export.data import features
+    from hark_export.decode import SPECIAL
     from hark_export.train import load_checkpoint
     model, vocab, frontend, _ = load_checkpoint(run / "best.pt")
     params = DecodeParams(**{"strategy": "beam", "beam_size": 3, "alternatives": 2,
@@ -285,7 +286,7 @@ def diagnose(kind: str, path: Path, clips: list[Clip], result: "ModelResult", wi
     `plots` clips of different categories and the embedding map; for runs and bundles the
     per-category table and the failure analysis with the tags each model heard."""
     from hark_export import diagnostics as dx
-    from hark_export.export import features
+    from hark_export.data import features
     from hark_export.real import load_table
     from hark_export.train import load_checkpoint
     stem = path.name

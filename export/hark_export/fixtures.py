@@ -29,74 +29,23 @@ from pathlib import Path
 
 import torch
 
-from hark_export.config import TrainConfig
-from hark_export.data import load_split, normalise_caption
-from hark_export.decode import DecodeParams, Hypothesis, TorchStepper, decode
-from hark_export.export import (SPECIAL, BundleInfo, OnnxModel, agreement, check_parity,
-                                features, finish_bundle, greedy_tokens, parity, quantize,
-                                training_data, validate_bundle, window_seconds, write_bundle)
+from hark_export.bundle import (BundleInfo, OnnxModel, finish_bundle, quantize, training_data,
+                                validate_bundle, write_bundle)
+from hark_export.config import TrainConfig, tiny
+from hark_export.data import features, load_split, normalise_caption
+from hark_export.decode import DecodeParams
+from hark_export.export import window_seconds
+from hark_export.gates import agreement, check_parity, greedy_tokens, parity
 from hark_export.metrics import bleu4, distinct_fraction
+from hark_export.references import references, torch_stepper
 from hark_export.synth import generate
 from hark_export.train import load_checkpoint, train
 
 SCENES, SEED, CLIPS = 300, 1, 8
 # Small enough to train in about a minute each on one busy core; max_len 20 keeps decoding short.
-TINY = {
-    "baseline": {"channels": [8, 16, 16], "d_model": 48, "embed": 48, "hidden": 96},
-    "improved": {"channels": [8, 16, 16, 16], "d_model": 48, "enc_hidden": 48,
-                 "segments": 4, "context": 48,
-                 "enc_layers": 1, "embed": 48, "hidden": 96, "layers": 1},
-    "attention": {"channels": [8, 16, 16, 16], "d_model": 48, "attn_dim": 48, "embed": 48,
-                  "hidden": 96},
-    "transformer": {"channels": [8, 16, 16], "d_model": 48, "heads": 4, "enc_layers": 1,
-                    "dec_layers": 1, "d_ff": 96},
-}
+TINY = tiny(48)
 EPOCHS = 10
 INT8_ARCH = "attention"
-# `hark caption` options giving the same decoding as each reference entry.
-DECODINGS = {"greedy": (DecodeParams(strategy="greedy"), ["--strategy", "greedy",
-                                                          "--alternatives", "0"]),
-             "beam3": (DecodeParams(strategy="beam", beam_size=3, alternatives=2),
-                       ["--strategy", "beam", "--beam-size", "3", "--alternatives", "2"])}
-
-
-def _entry(h: Hypothesis, text) -> dict:
-    return {"tokens": h.tokens, "text": text(h.tokens), "score": h.score}
-
-
-def reference_params(decoding: dict, key: str) -> DecodeParams:
-    """DECODINGS[key] over a bundle's [decoding] table: what `hark caption` decodes with the
-    key's options and that bundle."""
-    p = DECODINGS[key][0]
-    return DecodeParams(**{**DecodeParams.from_manifest(decoding).__dict__,
-                           "strategy": p.strategy, "beam_size": p.beam_size,
-                           "alternatives": p.alternatives})
-
-
-def torch_stepper(model):
-    """`stepper_for` of `references` over a PyTorch model: a clip's mel -> its stepper."""
-    def stepper_for(mel):
-        return TorchStepper(model, model.encode(torch.from_numpy(mel)[None]).detach())
-    return stepper_for
-
-
-def references(bundle: Path, clips: list[Path], stepper_for) -> dict:
-    """Greedy and beam-3 decodes of `clips` with the bundle's [decoding] defaults otherwise;
-    `stepper_for(mel)` gives the stepper (PyTorch or onnxruntime) of a clip."""
-    onnx_model = OnnxModel(bundle)
-    frontend = onnx_model.manifest["frontend"]
-    out = {"bundle": f"bundles/{bundle.name}", "clips": [],
-           "hark_args": {k: args for k, (_, args) in DECODINGS.items()}}
-    for wav in clips:
-        mel = features(wav, frontend)
-        row = {"wav": f"clips/{wav.name}", "frames": int(mel.shape[1])}
-        for key in DECODINGS:
-            params = reference_params(onnx_model.manifest["decoding"], key)
-            best, *rest = decode(stepper_for(mel), SPECIAL, params)
-            row[key] = {**_entry(best, onnx_model.text),
-                        "alternatives": [_entry(h, onnx_model.text) for h in rest]}
-        out["clips"].append(row)
-    return out
 
 
 def build(out: Path) -> dict:

@@ -56,7 +56,7 @@ def tag_probabilities(bundle: Path, audio: list[Path]) -> tuple[list[str], np.nd
     as one window, features by the dsp crate and the graph by onnxruntime."""
     import tomllib
 
-    from hark_export.export import MANIFEST, _session
+    from hark_export.bundle import MANIFEST, _session
     manifest = tomllib.loads((bundle / MANIFEST).read_text())
     heads = manifest.get("tags", [])
     if not heads:
@@ -79,7 +79,7 @@ def speech_detection(windows: list[dict], truth: list[str], bundle: Path) -> dic
     thresholds), as `TagConfig::speech` decides; None when no head has the label."""
     import tomllib
 
-    from hark_export.export import MANIFEST
+    from hark_export.bundle import MANIFEST
     manifest = tomllib.loads((bundle / MANIFEST).read_text())
     head = next((h["name"] for h in manifest.get("tags", [])
                  if "speech" in (bundle / h["labels"]).read_text().lower().split("\n")), None)
@@ -214,7 +214,7 @@ def update_card(bundle: Path, r: dict, split: str) -> None:
     an earlier one) and re-hashes the manifest."""
     import tomllib
 
-    from hark_export.export import MANIFEST, write_manifest
+    from hark_export.bundle import MANIFEST, write_manifest
     card = bundle / "MODEL_CARD.md"
     text = card.read_text()
     if CARD_SECTION in text:  # drop the old section, up to the next "## " heading

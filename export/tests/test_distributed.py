@@ -2,15 +2,17 @@
 with the same global batch, and a run resumes on another number of processes."""
 
 import csv
+import json
 import subprocess
 import sys
 
 import pytest
 
+from hark_export.config import tiny
 from hark_export.synth import generate
 
-TINY = ["--set", "channels=[8,16,16,16]", "--set", "d_model=32", "--set", "attn_dim=32",
-        "--set", "embed=32", "--set", "hidden=64"]
+TINY = [a for k, v in tiny()["attention"].items()
+        for a in ("--set", f"{k}={json.dumps(v, separators=(',', ':'))}")]
 
 
 @pytest.fixture(scope="module")

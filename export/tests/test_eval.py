@@ -16,7 +16,8 @@ from hark_export.data import load_split
 from hark_export.decode import DecodeParams, TorchStepper, decode
 from hark_export.evaluate import (HARK, caption_bundle, caption_metrics, coco_metrics, diversity,
                                   hark_flags, main, skipped_metrics)
-from hark_export.export import SPECIAL, features
+from hark_export.data import features
+from hark_export.decode import SPECIAL
 
 REFS = [["a dog barks twice", "two barks from a dog"], ["rain falls on a roof", "heavy rain"],
         ["a high beep repeats three times", "three high beeps"]]

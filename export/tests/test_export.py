@@ -8,25 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from hark_export.config import model_config
+from hark_export.config import model_config, tiny
 from hark_export.data import SPECIALS, Vocab, load_split
 from hark_export.decode import DecodeParams, TorchStepper, decode
-from hark_export.export import (MANIFEST, SPECIAL, Agreement, BundleError, BundleInfo,
-                                ExportRefused, OnnxModel, agreement, check_int8, check_parity,
-                                EncoderGraph, features, greedy_tokens, parity, quantize, to_toml,
-                                validate_bundle, write_bundle, write_manifest)
+from hark_export.bundle import (BundleError, BundleInfo, MANIFEST, OnnxModel, quantize, to_toml, validate_bundle, write_bundle, write_manifest)
+from hark_export.data import features
+from hark_export.decode import SPECIAL
+from hark_export.gates import Agreement, agreement, check_int8, check_parity, greedy_tokens, parity
+from hark_export.graphs import EncoderGraph, ExportRefused
 from hark_export.model import build_model
 
-TINY = {
-    "baseline": {"channels": [8, 16, 16], "d_model": 32, "embed": 32, "hidden": 64},
-    "improved": {"channels": [8, 16, 16, 16], "d_model": 32, "enc_hidden": 32,
-                 "segments": 4, "context": 32,
-                 "enc_layers": 1, "embed": 32, "hidden": 64, "layers": 2},
-    "attention": {"channels": [8, 16, 16, 16], "d_model": 32, "attn_dim": 32, "embed": 32,
-                  "hidden": 64},
-    "transformer": {"channels": [8, 16, 16], "d_model": 32, "heads": 4, "enc_layers": 1,
-                    "dec_layers": 2, "d_ff": 64},
-}
+TINY = tiny(layers=2)
 VOCAB = Vocab(list(SPECIALS) + [f"w{i}" for i in range(36)])
 FRONTEND = {"norm_mean": -6.5, "norm_std": 3.25}
 

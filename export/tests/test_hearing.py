@@ -23,7 +23,7 @@ def test_average_precision_is_one_when_positives_rank_first_and_falls_otherwise(
 def test_the_results_go_into_the_model_card_once_and_the_manifest_is_rehashed(tmp_path):
     import tomllib
 
-    from hark_export.export import MANIFEST, sha256
+    from hark_export.bundle import MANIFEST, sha256
     from hark_export.hearing import update_card
     (tmp_path / "MODEL_CARD.md").write_text("# m\n\n## Metrics\n\nx\n\n## Limits\n\ny\n")
     (tmp_path / MANIFEST).write_text('name = "m"\n')
@@ -42,7 +42,7 @@ def test_the_results_go_into_the_model_card_once_and_the_manifest_is_rehashed(tm
 
 
 def test_speech_detection_is_the_daemons_verdict_against_the_truth(tmp_path):
-    from hark_export.export import MANIFEST
+    from hark_export.bundle import MANIFEST
     from hark_export.hearing import speech_detection, speech_lines
     (tmp_path / "labels.txt").write_text("dog\nspeech\nrain\n")
     (tmp_path / "audioset.txt").write_text("Dog\nSpeech\n")

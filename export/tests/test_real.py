@@ -211,7 +211,7 @@ def test_augmented_scenes_are_appended_beside_the_first_ones(tmp_path):
     assert summary["splits"]["train"]["scenes"] == 50
     assert sum(summary["splits"]["train"]["types"].values()) == 50
     assert [g["augment"] for g in summary["generations"]] == [False, True]
-    from hark_export.export import training_data
+    from hark_export.bundle import training_data
     assert "--seed 0 + --append --seed 1 --augment: 30 train; 50 train, 4 val, 4 test" in \
         training_data(out)
     with pytest.raises(SystemExit, match="another --seed"):

@@ -4,22 +4,13 @@ import json
 import pytest
 import torch
 
-from hark_export.config import TrainConfig
+from hark_export.config import TrainConfig, tiny
 from hark_export.data import collate
 from hark_export.metrics import bleu4
 from hark_export.train import (Prepared, caption_loss, evaluate_loss, load_checkpoint, lr_factor,
                                make_optimizer, spec_augment, sweep, train)
 
-TINY = {
-    "baseline": {"channels": [8, 16, 16], "d_model": 32, "embed": 32, "hidden": 64},
-    "improved": {"channels": [8, 16, 16, 16], "d_model": 32, "enc_hidden": 32,
-                 "segments": 4, "context": 32,
-                 "enc_layers": 1, "embed": 32, "hidden": 64, "layers": 1},
-    "attention": {"channels": [8, 16, 16, 16], "d_model": 32, "attn_dim": 32, "embed": 32,
-                  "hidden": 64},
-    "transformer": {"channels": [8, 16, 16], "d_model": 32, "heads": 4, "enc_layers": 1,
-                    "dec_layers": 1, "d_ff": 64},
-}
+TINY = tiny()
 
 
 def _cfg(data, tmp_path, arch="baseline", **kw):
