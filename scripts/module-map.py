@@ -4,6 +4,8 @@ uses which, printed as a table, and a non-zero exit when any modules use each ot
 
 Rust: a module is a file (`foo.rs` or `foo/mod.rs`); `crate::a::b` names module a/b when that
 file exists, else a; `super::` and a parent's own `child::` count too; unit-test modules don't. Python: a module is a file of the package; imports inside functions count.
+Also fails on a daemon function of more than 80 lines without a `// Long ...` comment above
+its signature saying why.
 """
 
 import re
@@ -102,8 +104,43 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+LONG = 80  # lines; a longer function says why in a `// Long ...` comment above its signature
+
+
+def long_functions(src: Path) -> list[str]:
+    """Functions of more than LONG lines without a `// Long` comment saying why."""
+    out = []
+    for f in sorted(src.rglob("*.rs")):
+        lines = f.read_text().split("\n")
+        i = 0
+        while i < len(lines):
+            m = re.match(r"^(\s*)(pub(\([a-z]+\))? )?(async )?fn (\w+)", lines[i])
+            if not m:
+                i += 1
+                continue
+            head = i
+            while head < len(lines) and not lines[head].rstrip().endswith(("{", ";")):
+                head += 1
+            if head < len(lines) and lines[head].rstrip().endswith(";"):  # a declaration
+                i = head + 1
+                continue
+            indent = " " * len(m.group(1))
+            end = head + 1
+            while end < len(lines) and lines[end] != indent + "}":
+                end += 1
+            above = lines[i - 1].strip() if i else ""
+            if end - i + 1 > LONG and not above.startswith("// Long") and \
+                    not (i > 1 and lines[i - 2].strip().startswith("// Long")):
+                out.append(f"{f.relative_to(src)}:{i + 1} {m.group(5)} ({end - i + 1} lines)")
+            i = end + 1
+    return out
+
+
 def main() -> int:
     failed = False
+    for entry in long_functions(ROOT / "daemon" / "src"):
+        print(f"LONG FUNCTION without a comment saying why: daemon/src/{entry}")
+        failed = True
     for title, graph in (("daemon/src", rust_modules(ROOT / "daemon" / "src")),
                          ("export/hark_export", python_modules(ROOT / "export" / "hark_export"))):
         print(f"## {title}: module -> modules it uses")

@@ -23,6 +23,10 @@ echo "== formatting and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+echo "== module map: no module cycle in the daemon or the trainer (docs/ARCHITECTURE.md)"
+map=$(python3 scripts/module-map.py) || { echo "$map"; exit 1; }
+echo "$map" | grep "module cycle"
+
 echo "== dsp's no_std core: on the host and for a bare-metal Cortex-M4F (no std, no allocator)"
 cargo build -p hark-dsp --no-default-features --quiet
 if rustup target add thumbv7em-none-eabihf >/dev/null 2>&1; then

@@ -396,6 +396,7 @@ impl Config {
     }
 
     /// Checks values serde cannot: ranges and combinations.
+    // Long on purpose: one check per key, in the order of docs/CONFIG.md, each naming its key.
     pub fn validate(&self) -> Result<()> {
         if let Some(d) = &self.device {
             check_topic_part("device", d, true)?;

@@ -41,6 +41,16 @@ enum Command {
         /// The TOML file.
         file: PathBuf,
     },
+    /// Check a model bundle as `hark run` loads it (manifest, files and hashes, front end,
+    /// tokens, decoding, graphs probed with a full window), then exit: 0 and one line
+    /// describing it, or 1 and what is wrong. `hark-export` refuses bundles this refuses.
+    CheckBundle {
+        /// The bundle directory.
+        dir: PathBuf,
+        /// Runtime to load it with.
+        #[arg(long, value_enum, default_value_t)]
+        backend: config::Backend,
+    },
     /// Caption WAV or FLAC files, window by window, and print the captions.
     Caption {
         /// WAV or FLAC files (any rate and channel count).
@@ -297,6 +307,7 @@ impl DecodeArgs {
     }
 }
 
+// Long on purpose: one match arm per subcommand, each a few lines of wiring.
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
@@ -312,6 +323,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for (id, description, format) in devices {
                 println!("{id}\n    {description}\n    {format}");
             }
+        }
+        Command::CheckBundle { dir, backend } => {
+            let model = model::load(&dir, backend)?;
+            println!("{}: ok: {}", dir.display(), model.bundle().describe());
         }
         Command::CheckConfig { file } => {
             let cfg = config::Config::load(Some(&file), |_| Ok(()))?;

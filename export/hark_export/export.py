@@ -28,6 +28,7 @@ Python, so a bad bundle is caught where it is made.
 import argparse
 import json
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -39,7 +40,9 @@ from hark_export.bundle import (DEFAULT_DECODING, INT8_MODES, BundleInfo, OnnxMo
                                 write_bundle)
 from hark_export.data import features, load_split
 from hark_export.decode import DecodeParams
-from hark_export.gates import agreement, check_int8, check_parity, greedy_tokens, parity
+from hark_export.evaluate import HARK, caption_metrics
+from hark_export.gates import (agreement, check_int8, check_parity, greedy_tokens, hark_judges,
+                               parity)
 from hark_export.graphs import ExportRefused
 from hark_export.graphs import INT8_OPS
 from hark_export.progress import progress
@@ -80,6 +83,9 @@ def main(argv: list[str] | None = None) -> None:
                              "Conv for CNN encoders such as YAMNet: half the bytes, float32 "
                              "arithmetic)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--hark", type=Path, default=Path(os.environ.get("HARK", HARK)),
+                        help="the hark binary whose `check-bundle` judges each bundle "
+                             "(default: $HARK, else the repository's debug build)")
     parser.add_argument("--card", type=Path,
                         help="Markdown appended to MODEL_CARD.md (limits, how to retrain, ...)")
     parser.add_argument("--window", type=float,
@@ -93,8 +99,16 @@ def main(argv: list[str] | None = None) -> None:
 
 def export_run(args) -> None:
     """The CLI's work (see `main`)."""
-    from hark_export.evaluate import caption_metrics
     from hark_export.train import load_checkpoint
+
+    def judge(bundle: Path) -> None:
+        """The daemon's verdict; a bundle it refuses is removed, not left to be shipped."""
+        try:
+            print(hark_judges(bundle, args.hark))
+        except ExportRefused:
+            shutil.rmtree(bundle, ignore_errors=True)
+            raise
+
     torch.set_num_threads(args.threads)
     model, vocab, frontend, _ = load_checkpoint(args.run / "best.pt")
     config = json.loads((args.run / "config.json").read_text())
@@ -166,11 +180,13 @@ def export_run(args) -> None:
                 f"greedy captions equal the fp32 bundle's on {100 * a.exact:.1f}% of "
                 f"{a.clips} test clips."], data, card)
             validate_bundle(int8_dir)
+            judge(int8_dir)
             int8_note = [f"An int8 variant is {int8_dir.name} ({size8:.2f} MB of graphs vs "
                          f"{metrics['onnx_megabytes']:.2f} MB)."]
     finish_bundle(args.out, {**fp32.manifest, "metrics": metrics}, parameters, int8_note, data,
                   card)
     validate_bundle(args.out)
+    judge(args.out)
     print(json.dumps({"bundle": str(args.out), "metrics": metrics}, indent=2))
     if refused:
         raise refused

@@ -2,7 +2,9 @@
 (agreement of greedy captions); a bundle that fails one is refused.
 """
 
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,6 +14,21 @@ from hark_export.data import BOS, EOS
 from hark_export.decode import SPECIAL, DecodeParams, TorchStepper, decode
 from hark_export.graphs import ExportRefused
 from hark_export.progress import progress
+
+
+def hark_judges(bundle: Path, hark: Path) -> str:
+    """`hark check-bundle DIR`: the daemon loads the bundle as `hark run` would and is the
+    judge; returns its one-line description, raises ExportRefused with hark's reason."""
+    if not Path(hark).is_file():
+        raise ExportRefused(
+            f"{hark}: no hark binary to check the bundle with (`hark check-bundle` judges every "
+            "bundle): build it with `cargo build -p hark`, or pass --hark or set $HARK")
+    done = subprocess.run([str(hark), "check-bundle", str(bundle)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise ExportRefused(f"hark check-bundle refuses {bundle}: "
+                            f"{(done.stderr or done.stdout).strip()}")
+    return done.stdout.strip()
 
 
 @dataclass

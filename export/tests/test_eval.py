@@ -12,12 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from hark_export.data import load_split
-from hark_export.decode import DecodeParams, TorchStepper, decode
+from hark_export.data import features, load_split
+from hark_export.decode import SPECIAL, DecodeParams, TorchStepper, decode
 from hark_export.evaluate import (HARK, caption_bundle, caption_metrics, coco_metrics, diversity,
                                   hark_flags, main, skipped_metrics)
-from hark_export.data import features
-from hark_export.decode import SPECIAL
 
 REFS = [["a dog barks twice", "two barks from a dog"], ["rain falls on a roof", "heavy rain"],
         ["a high beep repeats three times", "three high beeps"]]

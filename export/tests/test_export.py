@@ -1,6 +1,8 @@
 """hark-export: every architecture round-trips through onnxruntime behind the parity gate, the
 int8 variant is gated on agreement, and the validator refuses bad bundles as the daemon does."""
 
+import os
+from pathlib import Path
 import shutil
 import tomllib
 
@@ -8,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from hark_export.bundle import (MANIFEST, BundleError, BundleInfo, OnnxModel, quantize, to_toml,
+                                validate_bundle, write_bundle, write_manifest)
 from hark_export.config import model_config, tiny
-from hark_export.data import SPECIALS, Vocab, load_split
-from hark_export.decode import DecodeParams, TorchStepper, decode
-from hark_export.bundle import (BundleError, BundleInfo, MANIFEST, OnnxModel, quantize, to_toml, validate_bundle, write_bundle, write_manifest)
-from hark_export.data import features
-from hark_export.decode import SPECIAL
-from hark_export.gates import Agreement, agreement, check_int8, check_parity, greedy_tokens, parity
+from hark_export.data import SPECIALS, Vocab, features, load_split
+from hark_export.decode import SPECIAL, DecodeParams, TorchStepper, decode
+from hark_export.gates import (Agreement, agreement, check_int8, check_parity, greedy_tokens,
+                               parity)
 from hark_export.graphs import EncoderGraph, ExportRefused
 from hark_export.model import build_model
 
@@ -302,3 +304,25 @@ def test_a_yamnet_model_exports_its_tag_heads_and_the_validator_reads_them(tmp_p
     write_manifest(out, tomllib.loads((out / MANIFEST).read_text()))
     with pytest.raises(BundleError, match="labels"):
         validate_bundle(out)
+
+
+def test_hark_check_bundle_judges_and_refuses_what_the_daemon_refuses(tmp_path):
+    hark = _hark_binary()
+    from hark_export.gates import hark_judges
+    _export("attention", tmp_path / "b")
+    assert ": ok: " in hark_judges(tmp_path / "b", hark)
+    manifest = tomllib.loads((tmp_path / "b" / MANIFEST).read_text())
+    manifest["decoding"]["max_len"] = manifest["tokens"]["max_len"] + 5
+    write_manifest(tmp_path / "b", manifest)
+    with pytest.raises(ExportRefused, match="decoding.max_len"):
+        hark_judges(tmp_path / "b", hark)
+    with pytest.raises(ExportRefused, match="no hark binary"):
+        hark_judges(tmp_path / "b", tmp_path / "missing")
+
+
+def _hark_binary():
+    from hark_export.evaluate import HARK
+    path = Path(os.environ.get("HARK", HARK))
+    if not path.is_file():
+        pytest.skip("the hark binary is not built (CI builds it first and fails on this skip)")
+    return path

@@ -52,6 +52,23 @@ fn socket(dir: &std::path::Path) -> (UnixDatagram, std::path::PathBuf) {
     (sock, path)
 }
 
+/// Waits for `child` to exit while reading `sock`, as systemd would: hark's notifications are
+/// blocking sends, and a socket nobody reads (10 datagrams deep) would block hark. Returns the
+/// exit status and the messages received meanwhile.
+fn wait_reading(
+    child: &mut std::process::Child,
+    sock: &UnixDatagram,
+) -> (std::process::ExitStatus, Vec<String>) {
+    let mut got = Vec::new();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            got.extend(receive(sock, Duration::from_millis(200)));
+            return (status, got);
+        }
+        got.extend(receive(sock, Duration::from_millis(50)));
+    }
+}
+
 fn pings(got: &[String]) -> usize {
     got.iter().filter(|m| *m == "WATCHDOG=1").count()
 }
@@ -113,7 +130,7 @@ fn a_stalled_reader_of_replayed_audio_keeps_the_pings_and_loses_no_caption() {
         sink
     });
     drop(feeder.join().unwrap());
-    let status = child.wait().unwrap();
+    let (status, last) = wait_reading(&mut child, &sock);
     assert!(status.success(), "{status:?}");
     let got = seqs(&reader.join().unwrap());
     // 60 s in 0.25 s hops: 239 windows, every one captioned, none dropped.
@@ -128,7 +145,6 @@ fn a_stalled_reader_of_replayed_audio_keeps_the_pings_and_loses_no_caption() {
         note: "watchdog pinged throughout; the pipeline waits for the reader",
     }
     .report();
-    let last = receive(&sock, Duration::from_millis(200));
     assert!(last.iter().any(|m| m == "STOPPING=1"), "{last:?}");
 }
 
@@ -171,9 +187,13 @@ fn a_stalled_reader_of_live_audio_keeps_the_pings_and_costs_the_oldest_captions_
             child.try_wait()
         );
     }
-    let mut lines = Vec::new();
-    stdout.read_to_end(&mut lines).unwrap();
-    let status = child.wait().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        stdout.read_to_end(&mut lines).unwrap();
+        lines
+    });
+    let (status, _) = wait_reading(&mut child, &sock);
+    let lines = reader.join().unwrap();
     let log = log.join().unwrap();
     assert!(status.success(), "{log}");
     assert!(log.contains("the sink is not taking captions"), "{log}");
@@ -221,5 +241,5 @@ fn a_hung_process_stops_the_pings() {
     let back = receive(&sock, Duration::from_secs(1));
     assert!(pings(&back) >= 3, "{back:?}");
     hark_e2e::signal(&child, "-TERM");
-    assert!(child.wait().unwrap().success());
+    assert!(wait_reading(&mut child, &sock).0.success());
 }

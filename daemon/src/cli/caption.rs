@@ -104,6 +104,8 @@ pub fn describe(w: &FileWindow) -> String {
 /// as it is done, so memory stays flat in file length and the first caption comes after one
 /// window. Windows whose RMS level is below `silence_dbfs` are not captioned, as in
 /// `hark run`, whose DSP thread cuts windows the same way ([`Windower`]).
+// Long (~110 lines) on purpose: one read → window → caption → emit loop that a reader should
+// see whole; its steps are the daemon's own (Windower, caption_mel, TagConfig, triggers).
 pub fn caption_file(
     model: &dyn Captioner,
     file: &Path,

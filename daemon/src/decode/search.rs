@@ -13,6 +13,8 @@ use super::logits::process_row;
 use super::shared::{DecodeParams, Hypothesis, Live, SpecialTokens, Stepper};
 
 /// Runs (diverse) beam search with `beam_size` hypotheses split into `groups` groups.
+// Long on purpose: the beam search reads best as one loop (expand, prune, finish) over its
+// groups; its pieces (process_row, Live, Hypothesis) live beside it.
 pub fn beam<S: Stepper>(
     stepper: &mut S,
     special: SpecialTokens,

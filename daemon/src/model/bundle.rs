@@ -21,12 +21,12 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     /// A file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not as a source: printed once).
+        error: std::io::Error,
     },
     /// The manifest is not valid TOML or does not match the schema.
     #[error("{path}: {message}")]
@@ -291,9 +291,9 @@ pub struct Bundle {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, BundleError> {
-    std::fs::read(path).map_err(|source| BundleError::Io {
+    std::fs::read(path).map_err(|error| BundleError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -304,180 +304,210 @@ fn field(field: &str, message: impl Into<String>) -> BundleError {
     }
 }
 
-impl Bundle {
-    /// Reads and checks the bundle in `dir`: manifest schema and version, every referenced
-    /// file present and hashed, front end, token ids, decoding defaults, state declarations.
-    pub fn open(dir: &Path) -> Result<Self, BundleError> {
-        let manifest_path = dir.join(MANIFEST);
-        let text = String::from_utf8(read(&manifest_path)?).map_err(|_| BundleError::Manifest {
-            path: manifest_path.clone(),
-            message: "not UTF-8 text".into(),
-        })?;
-        let manifest: Manifest = toml::from_str(&text).map_err(|e| BundleError::Manifest {
-            path: manifest_path.clone(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        if manifest.format_version != FORMAT_VERSION {
-            return Err(BundleError::Version {
-                found: manifest.format_version,
+/// The manifest of the bundle in `dir`: UTF-8 TOML of this format version.
+fn parse(dir: &Path) -> Result<Manifest, BundleError> {
+    let manifest_path = dir.join(MANIFEST);
+    let text = String::from_utf8(read(&manifest_path)?).map_err(|_| BundleError::Manifest {
+        path: manifest_path.clone(),
+        message: "not UTF-8 text".into(),
+    })?;
+    let manifest: Manifest = toml::from_str(&text).map_err(|e| BundleError::Manifest {
+        path: manifest_path.clone(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    if manifest.format_version != FORMAT_VERSION {
+        return Err(BundleError::Version {
+            found: manifest.format_version,
+        });
+    }
+    Ok(manifest)
+}
+
+/// Every file the manifest names is a plain name inside `dir`, present, listed in `files`,
+/// and every listed file has its sha256.
+fn check_files(dir: &Path, m: &Manifest) -> Result<(), BundleError> {
+    let mut referenced = vec![
+        ("encoder.file", &m.encoder.file),
+        ("decoder.file", &m.decoder.file),
+        ("tokens.vocab", &m.tokens.vocab),
+    ];
+    for tags in &m.tags {
+        referenced.push(("tags.labels", &tags.labels));
+    }
+    if let Some(ts) = &m.torchscript {
+        referenced.push(("torchscript.encoder", &ts.encoder));
+        referenced.push(("torchscript.decoder", &ts.decoder));
+    }
+    // Every file is a plain name inside the bundle's folder: a manifest must not make
+    // hark read (and hash, and report on) /etc/… or another folder's files.
+    for (name, file) in referenced
+        .iter()
+        .map(|(n, f)| (n.to_string(), f.as_str()))
+        .chain(
+            m.files
+                .keys()
+                .map(|f| (format!("files.\"{f}\""), f.as_str())),
+        )
+    {
+        let plain = std::path::Path::new(file)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if file.is_empty() || !plain {
+            return Err(field(
+                &name,
+                format!("{file:?}: must name a file inside the bundle's folder (no '/…' or '..')"),
+            ));
+        }
+    }
+    for (name, file) in &referenced {
+        if !dir.join(file).is_file() {
+            return Err(BundleError::MissingFile {
+                field: name.to_string(),
+                file: file.to_string(),
             });
         }
-        let m = &manifest;
-        let mut referenced = vec![
-            ("encoder.file", &m.encoder.file),
-            ("decoder.file", &m.decoder.file),
-            ("tokens.vocab", &m.tokens.vocab),
-        ];
-        for tags in &m.tags {
-            referenced.push(("tags.labels", &tags.labels));
+        if !m.files.contains_key(*file) {
+            return Err(BundleError::Unlisted {
+                file: file.to_string(),
+            });
         }
-        if let Some(ts) = &m.torchscript {
-            referenced.push(("torchscript.encoder", &ts.encoder));
-            referenced.push(("torchscript.decoder", &ts.decoder));
+    }
+    for (file, expected) in &m.files {
+        let path = dir.join(file);
+        if !path.is_file() {
+            return Err(BundleError::MissingFile {
+                field: format!("files.\"{file}\""),
+                file: file.clone(),
+            });
         }
-        // Every file is a plain name inside the bundle's folder: a manifest must not make
-        // hark read (and hash, and report on) /etc/… or another folder's files.
-        for (name, file) in referenced
-            .iter()
-            .map(|(n, f)| (n.to_string(), f.as_str()))
-            .chain(
-                m.files
-                    .keys()
-                    .map(|f| (format!("files.\"{f}\""), f.as_str())),
-            )
-        {
-            let plain = std::path::Path::new(file)
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)));
-            if file.is_empty() || !plain {
-                return Err(field(
-                    &name,
-                    format!(
-                        "{file:?}: must name a file inside the bundle's folder (no '/…' or '..')"
-                    ),
-                ));
-            }
+        let actual = format!("{:x}", Sha256::digest(read(&path)?));
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Err(BundleError::Hash {
+                file: file.clone(),
+                expected: expected.clone(),
+                actual,
+            });
         }
-        for (name, file) in &referenced {
-            if !dir.join(file).is_file() {
-                return Err(BundleError::MissingFile {
-                    field: name.to_string(),
-                    file: file.to_string(),
-                });
-            }
-            if !m.files.contains_key(*file) {
-                return Err(BundleError::Unlisted {
-                    file: file.to_string(),
-                });
-            }
-        }
-        for (file, expected) in &m.files {
-            let path = dir.join(file);
-            if !path.is_file() {
-                return Err(BundleError::MissingFile {
-                    field: format!("files.\"{file}\""),
-                    file: file.clone(),
-                });
-            }
-            let actual = format!("{:x}", Sha256::digest(read(&path)?));
-            if !actual.eq_ignore_ascii_case(expected) {
-                return Err(BundleError::Hash {
-                    file: file.clone(),
-                    expected: expected.clone(),
-                    actual,
-                });
-            }
-        }
-        m.frontend.validate()?;
-        let lines = |file: &str| -> Result<Vec<String>, BundleError> {
-            let bytes = read(&dir.join(file))?;
-            let text = String::from_utf8(bytes).map_err(|_| field(file, "not UTF-8 text"))?;
-            Ok(text.lines().map(str::to_string).collect())
-        };
-        let vocab = lines(&m.tokens.vocab)?;
-        for (name, id) in [
-            ("pad", m.tokens.pad),
-            ("bos", m.tokens.bos),
-            ("eos", m.tokens.eos),
-            ("unk", m.tokens.unk),
-        ] {
-            if id as usize >= vocab.len() {
-                return Err(field(
-                    &format!("tokens.{name}"),
-                    format!(
-                        "id {id} is outside the vocabulary ({} tokens in {})",
-                        vocab.len(),
-                        m.tokens.vocab
-                    ),
-                ));
-            }
-        }
-        if m.tokens.max_len == 0 {
-            return Err(field("tokens.max_len", "must be at least 1"));
-        }
-        m.decoding.validate().map_err(|e| field("decoding", e))?;
-        // Decoding may not run past tokens.max_len: fixed-size caches (e.g. a transformer's KV
-        // cache) have no room beyond it. Overrides are held to it by commands::merge.
-        if m.decoding.max_len > m.tokens.max_len {
+    }
+    Ok(())
+}
+
+/// The lines of a UTF-8 text file of the bundle.
+fn lines(dir: &Path, file: &str) -> Result<Vec<String>, BundleError> {
+    let bytes = read(&dir.join(file))?;
+    let text = String::from_utf8(bytes).map_err(|_| field(file, "not UTF-8 text"))?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+/// Token ids inside the vocabulary; decoding defaults and the window within their ranges.
+fn check_tokens(m: &Manifest, vocab: &[String]) -> Result<(), BundleError> {
+    for (name, id) in [
+        ("pad", m.tokens.pad),
+        ("bos", m.tokens.bos),
+        ("eos", m.tokens.eos),
+        ("unk", m.tokens.unk),
+    ] {
+        if id as usize >= vocab.len() {
             return Err(field(
-                "decoding.max_len",
+                &format!("tokens.{name}"),
                 format!(
-                    "{} is more than this model's tokens.max_len = {}",
-                    m.decoding.max_len, m.tokens.max_len
+                    "id {id} is outside the vocabulary ({} tokens in {})",
+                    vocab.len(),
+                    m.tokens.vocab
                 ),
             ));
         }
-        if !(m.window.seconds > 0.0 && m.window.seconds <= 600.0) {
-            return Err(field("window.seconds", "must be in (0, 600]"));
-        }
-        if !(m.window.hop_seconds > 0.0 && m.window.hop_seconds <= m.window.seconds) {
+    }
+    if m.tokens.max_len == 0 {
+        return Err(field("tokens.max_len", "must be at least 1"));
+    }
+    m.decoding.validate().map_err(|e| field("decoding", e))?;
+    // Decoding may not run past tokens.max_len: fixed-size caches (e.g. a transformer's KV
+    // cache) have no room beyond it. Overrides are held to it by commands::merge.
+    if m.decoding.max_len > m.tokens.max_len {
+        return Err(field(
+            "decoding.max_len",
+            format!(
+                "{} is more than this model's tokens.max_len = {}",
+                m.decoding.max_len, m.tokens.max_len
+            ),
+        ));
+    }
+    if !(m.window.seconds > 0.0 && m.window.seconds <= 600.0) {
+        return Err(field("window.seconds", "must be in (0, 600]"));
+    }
+    if !(m.window.hop_seconds > 0.0 && m.window.hop_seconds <= m.window.seconds) {
+        return Err(field(
+            "window.hop_seconds",
+            "must be in (0, window.seconds]",
+        ));
+    }
+    Ok(())
+}
+
+/// Each decoder state's batch axis is its "batch" entry and its dynamic axes are known.
+fn check_states(m: &Manifest) -> Result<(), BundleError> {
+    for (i, s) in m.decoder.states.iter().enumerate() {
+        let at = format!("decoder.states[{i}] ({})", s.name);
+        if s.batch_axis >= s.shape.len() || s.shape[s.batch_axis] != Dim::Named("batch".into()) {
             return Err(field(
-                "window.hop_seconds",
-                "must be in (0, window.seconds]",
+                &at,
+                format!(
+                    "batch_axis = {} must index the \"batch\" entry of shape",
+                    s.batch_axis
+                ),
             ));
         }
-        for (i, s) in m.decoder.states.iter().enumerate() {
-            let at = format!("decoder.states[{i}] ({})", s.name);
-            if s.batch_axis >= s.shape.len() || s.shape[s.batch_axis] != Dim::Named("batch".into())
+        for d in &s.shape {
+            if let Dim::Named(n) = d
+                && n != "batch"
+                && n != "steps"
             {
-                return Err(field(
-                    &at,
-                    format!(
-                        "batch_axis = {} must index the \"batch\" entry of shape",
-                        s.batch_axis
-                    ),
-                ));
-            }
-            for d in &s.shape {
-                if let Dim::Named(n) = d
-                    && n != "batch"
-                    && n != "steps"
-                {
-                    let msg = format!(
-                        "unknown dynamic axis \"{n}\" in shape; use \"batch\" or \"steps\""
-                    );
-                    return Err(field(&at, msg));
-                }
+                let msg =
+                    format!("unknown dynamic axis \"{n}\" in shape; use \"batch\" or \"steps\"");
+                return Err(field(&at, msg));
             }
         }
-        let mut labels = Vec::new();
-        for (i, t) in m.tags.iter().enumerate() {
-            let at = format!("tags[{i}] ({})", t.name);
-            if t.name.is_empty() || m.tags[..i].iter().any(|o| o.name == t.name) {
-                return Err(field(&at, "name must be non-empty and unique"));
-            }
-            if !(t.threshold > 0.0 && t.threshold < 1.0) {
-                return Err(field(&at, "threshold must be in (0, 1)"));
-            }
-            let l = lines(&t.labels)?;
-            if l.is_empty() || l.iter().any(|x| x.trim().is_empty()) {
-                return Err(field(
-                    &at,
-                    format!("{} must list one label per line", t.labels),
-                ));
-            }
-            labels.push(l);
+    }
+    Ok(())
+}
+
+/// Each tag head's labels: unique non-empty names, thresholds in (0, 1), one label per line.
+fn tag_labels(dir: &Path, m: &Manifest) -> Result<Vec<Vec<String>>, BundleError> {
+    let mut labels = Vec::new();
+    for (i, t) in m.tags.iter().enumerate() {
+        let at = format!("tags[{i}] ({})", t.name);
+        if t.name.is_empty() || m.tags[..i].iter().any(|o| o.name == t.name) {
+            return Err(field(&at, "name must be non-empty and unique"));
         }
+        if !(t.threshold > 0.0 && t.threshold < 1.0) {
+            return Err(field(&at, "threshold must be in (0, 1)"));
+        }
+        let l = lines(dir, &t.labels)?;
+        if l.is_empty() || l.iter().any(|x| x.trim().is_empty()) {
+            return Err(field(
+                &at,
+                format!("{} must list one label per line", t.labels),
+            ));
+        }
+        labels.push(l);
+    }
+    Ok(labels)
+}
+
+impl Bundle {
+    /// Reads and checks the bundle in `dir`: manifest schema and version, every referenced
+    /// file present and hashed, front end, token ids, decoding defaults, state declarations,
+    /// tag heads. Each step is one function below, in that order.
+    pub fn open(dir: &Path) -> Result<Self, BundleError> {
+        let manifest = parse(dir)?;
+        let m = &manifest;
+        check_files(dir, m)?;
+        m.frontend.validate()?;
+        let vocab = lines(dir, &m.tokens.vocab)?;
+        check_tokens(m, &vocab)?;
+        check_states(m)?;
+        let labels = tag_labels(dir, m)?;
         Ok(Self {
             manifest,
             vocab,

@@ -243,6 +243,8 @@ impl TractModel {
 
     /// Runs one window of silence through the encoder and one decoder step, checking every
     /// declared shape and the logits width against the vocabulary.
+    // Long on purpose: one probe run, then one check per declared output, each naming the
+    // graph, the output and both shapes.
     fn probe(&self) -> Result<(), BundleError> {
         let m = &self.bundle.manifest;
         // A full window, so the encoder plan optimised here is the one live windows reuse.

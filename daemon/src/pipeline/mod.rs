@@ -370,6 +370,8 @@ impl Inference {
 
     /// A window's caption and fired triggers (none for a paused, silent, failed or dropped
     /// window; triggers without the caption when it repeats the last one).
+    // Long on purpose: the inference step of one window from gate to outbox, in order
+    // (pause, silence, caption, tags, privacy, triggers, dedup), so a reader follows a window.
     fn caption(&mut self, job: Job) -> Vec<Event> {
         self.refresh_triggers();
         let c = &self.counters;

@@ -57,6 +57,7 @@ impl Topics {
 /// the latest caption (the rest of the payload as attributes), a sensor listing its tags, and
 /// a binary sensor per label in `tags.binary_sensors`, on while captions carry that tag and
 /// off `TAG_OFF_DELAY` seconds after the last one.
+// Long on purpose: the Home Assistant discovery documents, one literal per entity.
 fn discovery(
     topics: &Topics,
     device: &str,
@@ -223,6 +224,7 @@ fn password(cfg: &MqttConfig) -> Result<Option<String>> {
 impl Mqtt {
     /// Configures the client and starts its event loop; returns at once (the connection is
     /// made, and remade, in the background). Commands received on `set` go to `commands`.
+    // Long on purpose: the client options (session, TLS, credentials, last will) set in one place.
     pub fn start(
         cfg: &MqttConfig,
         device: &str,
@@ -458,6 +460,8 @@ impl OnConnect {
 
 /// Polls the event loop for the life of the client: connects and reconnects with backoff,
 /// re-announces and resubscribes on every connection, forwards commands, counts acks.
+// Long on purpose: rumqttc's event loop with each event's handling inline, as rumqttc's
+// own examples read.
 async fn drive(
     mut eventloop: EventLoop,
     on_connect: Arc<OnConnect>,
