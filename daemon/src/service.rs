@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::model::Captioner;
-use crate::pipeline::queue::Queue;
+use crate::pipeline::queue::{Popped, Queue};
 use crate::pipeline::{Pipeline, Setup};
 use crate::sink::commands::{Command, Control, Received};
 use crate::sink::events::Event;
@@ -448,9 +448,9 @@ async fn publish(outbox: Arc<Queue<Event>>, mqtt: Option<Arc<Mqtt>>) -> Result<(
             match tokio::task::spawn_blocking(move || waiting.pop(Duration::from_millis(500)))
                 .await?
             {
-                Ok(Some(event)) => event,
-                Ok(None) => continue,
-                Err(()) => break,
+                Popped::Item(event) => event,
+                Popped::TimedOut => continue,
+                Popped::Closed => break,
             };
         match (&mqtt, &event) {
             (Some(m), Event::Caption(c)) => m.caption(c).await?,

@@ -309,6 +309,10 @@ def validate_bundle(bundle: Path, graphs: bool = True) -> dict:
         extra = sorted(set(m["decoding"]) - set(params.to_manifest()))
         raise BundleError(f"{MANIFEST}: decoding: {extra} do not apply to strategy "
                           f"{params.strategy}")
+    # As the daemon: decoding may not run past tokens.max_len (fixed-size caches end there).
+    if params.max_len > m["tokens"]["max_len"]:
+        raise BundleError(f"{MANIFEST}: decoding.max_len: {params.max_len} is more than this "
+                          f"model's tokens.max_len = {m['tokens']['max_len']}")
     w = m["window"]
     if not 0 < w["seconds"] <= 600:
         raise BundleError(f"{MANIFEST}: window.seconds: must be in (0, 600]")

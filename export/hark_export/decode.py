@@ -54,8 +54,8 @@ class DecodeParams:
 
     strategy: str = "greedy"
     beam_size: int = 3
-    groups: int = 3
-    diversity_penalty: float = 1.0
+    groups: int = 1
+    diversity_penalty: float = 0.5
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 0.9

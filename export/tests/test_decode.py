@@ -180,3 +180,18 @@ def test_greedy_search_over_a_model_equals_the_trainers_greedy_decode(arch):
     for i in range(2):
         memory = model.encode(mel[i:i + 1]).detach()
         assert decode(TorchStepper(model, memory), SPECIAL, p)[0].tokens == expected[i]
+
+
+def test_decoding_defaults_are_the_daemons():
+    """Every default of DecodeParams equals daemon/src/decode/shared.rs's `Default`."""
+    import re
+    from pathlib import Path
+    rust = (Path(__file__).parents[2] / "daemon" / "src" / "decode" / "shared.rs").read_text()
+    block = rust[rust.index("impl Default for DecodeParams"):]
+    block = block[: block.index("\n}\n")]
+    rust_values = dict(re.findall(r"^\s+(\w+): ([^,]+),$", block, re.M))
+    ours = DecodeParams()
+    assert rust_values.pop("strategy") == "Strategy::Greedy" and ours.strategy == "greedy"
+    assert set(rust_values) == set(ours.__dict__) - {"strategy"}
+    for key, value in rust_values.items():
+        assert float(value) == float(getattr(ours, key)), key

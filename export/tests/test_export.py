@@ -326,3 +326,58 @@ def _hark_binary():
     if not path.is_file():
         pytest.skip("the hark binary is not built (CI builds it first and fails on this skip)")
     return path
+
+
+def _apply(bundle: Path, edit: dict) -> None:
+    """One edit of the shared defect corpus (tests/bundle-defects.toml), as the Rust suite
+    applies it."""
+    if "remove" in edit:
+        (bundle / edit["remove"]).unlink()
+        return
+    if "rehash" in edit:
+        m = tomllib.loads((bundle / MANIFEST).read_text())
+        write_manifest(bundle, m)  # rewrites every [files] sha256
+        return
+    path = bundle / edit["file"]
+    if edit.get("flip_last_byte"):
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 0xFF
+        path.write_bytes(bytes(data))
+        return
+    text = path.read_text()
+    if "replace" in edit:
+        new = text.replace(edit["replace"], edit["with"], 1)
+    elif "line_starting" in edit:
+        lines = text.split("\n")
+        start = lines.index(edit["after"]) if "after" in edit else 0
+        i = next(k for k in range(start, len(lines)) if lines[k].startswith(edit["line_starting"]))
+        lines[i] = edit["with"]
+        new = "\n".join(lines)
+    else:
+        new = text + edit["append"]
+    assert new != text, edit
+    path.write_text(new)
+
+
+def test_every_defect_of_the_shared_corpus_is_refused_by_the_trainer_and_the_daemon(tmp_path):
+    hark = _hark_binary()
+    from hark_export.gates import hark_judges
+    corpus = tomllib.loads((Path(__file__).parents[2] / "tests" / "bundle-defects.toml")
+                           .read_text())["defect"]
+    _export("baseline", tmp_path / "good")
+    for defect in corpus:
+        bundle = tmp_path / "bad"
+        shutil.rmtree(bundle, ignore_errors=True)
+        shutil.copytree(tmp_path / "good", bundle)
+        for edit in defect["edits"]:
+            _apply(bundle, edit)
+        try:
+            validate_bundle(bundle)
+        except BundleError:
+            pass
+        else:
+            pytest.fail(f"{defect['name']}: the trainer's validate_bundle accepted it")
+        with pytest.raises(ExportRefused) as refused:
+            hark_judges(bundle, hark)
+        for part in defect["daemon"]:
+            assert part in str(refused.value), (defect["name"], part, str(refused.value))

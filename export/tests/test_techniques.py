@@ -3,7 +3,7 @@ from pathlib import Path
 
 import torch
 
-from hark_export.config import TrainConfig
+from hark_export.config import TrainConfig, tiny
 from hark_export.data import EOS, PAD, Clip, Vocab
 from hark_export.metrics import CiderD
 from hark_export.techniques import (balanced_weights, curriculum_indices, filter_captions,
@@ -67,9 +67,8 @@ def test_rare_words_weigh_more_and_the_mean_training_token_weighs_one():
 
 
 def test_every_technique_trains_and_scst_keeps_the_best_validation_cider(tiny_synth, tmp_path):
-    from tests.test_training import TINY
     cfg = TrainConfig(data=str(tiny_synth), out=str(tmp_path / "run"), arch="attention",
-                      cache=str(tmp_path.parent / "cache"), model=TINY["attention"],
+                      cache=str(tmp_path.parent / "cache"), model=tiny()["attention"],
                       batch_size=8, epochs=3, lr=3e-3, balance=True, filter_captions=True,
                       curriculum=1, rare_word_weight=0.5, scst_epochs=2, scst_samples=3)
     summary = train(cfg)
@@ -84,13 +83,12 @@ def test_every_technique_trains_and_scst_keeps_the_best_validation_cider(tiny_sy
 
 
 def test_scst_steps_raise_the_reward_of_a_batch(tiny_synth, tmp_path):
-    from tests.test_training import TINY
     from hark_export.techniques import SCST, ClipsWithReferences, scst_collate
     from hark_export.train import Prepared, make_optimizer
     torch.manual_seed(0)
     prep = Prepared(TrainConfig(data=str(tiny_synth), out=str(tmp_path / "run"),
                                 arch="attention", cache=str(tmp_path.parent / "cache"),
-                                model=TINY["attention"]))
+                                model=tiny()["attention"]))
     data = ClipsWithReferences(prep.datasets["train"])
     x, refs = scst_collate([data[i] for i in range(8)])
     scst = SCST(prep.vocab, [c.captions for c in prep.datasets["train"].clips], 4,

@@ -1,5 +1,6 @@
-//! Every defect a bundle can have is refused by `hark caption` with a message that names the
-//! file and the field. Each test corrupts a copy of a real exported bundle.
+//! Every defect of the shared corpus (tests/bundle-defects.toml, which the trainer's tests run
+//! too) is refused by `hark check-bundle` and `hark caption` with a message that names the file
+//! and the field. Each case corrupts a copy of a real exported bundle.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -48,24 +49,6 @@ fn rehash(dir: &Path, file: &str) {
     });
 }
 
-fn caption_error(dir: &Path) -> String {
-    let demo = synth_demo();
-    let out = hark(&[
-        "caption",
-        "--bundle",
-        dir.to_str().unwrap(),
-        demo.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success(), "a broken bundle was accepted");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_mentions(err: &str, parts: &[&str]) {
-    for p in parts {
-        assert!(err.contains(p), "error does not mention {p:?}:\n{err}");
-    }
-}
-
 #[test]
 fn the_unmodified_fixture_bundle_is_accepted() {
     let (_t, dir) = copy();
@@ -83,158 +66,112 @@ fn the_unmodified_fixture_bundle_is_accepted() {
     );
 }
 
-#[test]
-fn a_missing_manifest_is_named() {
-    let (_t, dir) = copy();
-    fs::remove_file(dir.join("hark-model.toml")).unwrap();
-    assert_mentions(&caption_error(&dir), &["hark-model.toml", "cannot read"]);
+/// One edit of the shared corpus (tests/bundle-defects.toml).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Edit {
+    remove: Option<String>,
+    rehash: Option<String>,
+    file: Option<String>,
+    replace: Option<String>,
+    after: Option<String>,
+    line_starting: Option<String>,
+    with: Option<String>,
+    append: Option<String>,
+    #[serde(default)]
+    flip_last_byte: bool,
 }
 
-#[test]
-fn a_manifest_that_is_not_toml_reports_the_line() {
-    let (_t, dir) = copy();
-    edit_manifest(&dir, |t| t.replacen("[encoder]", "[encoder", 1));
-    assert_mentions(&caption_error(&dir), &["hark-model.toml", "line"]);
+#[derive(serde::Deserialize)]
+struct Defect {
+    name: String,
+    edits: Vec<Edit>,
+    daemon: Vec<String>,
 }
 
-#[test]
-fn another_format_version_is_refused_with_what_to_do() {
-    let (_t, dir) = copy();
-    edit_manifest(&dir, |t| {
-        t.replacen("format_version = 1", "format_version = 2", 1)
-    });
-    assert_mentions(
-        &caption_error(&dir),
-        &[
-            "format_version = 2",
-            "reads version 1",
-            "export the model again",
-        ],
-    );
+#[derive(serde::Deserialize)]
+struct Corpus {
+    defect: Vec<Defect>,
 }
 
-#[test]
-fn an_unknown_manifest_key_is_refused() {
-    let (_t, dir) = copy();
-    edit_manifest(&dir, |t| {
-        t.replacen("[encoder]\n", "[encoder]\nmemroy_dim = 3\n", 1)
-    });
-    assert_mentions(&caption_error(&dir), &["unknown field", "memroy_dim"]);
+fn corpus() -> Vec<Defect> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bundle-defects.toml");
+    let corpus: Corpus = toml::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    corpus.defect
 }
 
-#[test]
-fn a_missing_graph_file_names_the_field() {
-    let (_t, dir) = copy();
-    fs::remove_file(dir.join("decoder.onnx")).unwrap();
-    assert_mentions(
-        &caption_error(&dir),
-        &["decoder.file = \"decoder.onnx\"", "no such file"],
-    );
-}
-
-#[test]
-fn a_manifest_cannot_name_files_outside_the_bundle() {
-    for outside in ["../../../../etc/hostname", "/etc/hostname"] {
-        let (_t, dir) = copy();
-        edit_manifest(&dir, |t| {
-            t.replacen(
-                "vocab = \"vocab.txt\"",
-                &format!("vocab = \"{outside}\""),
-                1,
-            )
-        });
-        assert_mentions(
-            &caption_error(&dir),
-            &["tokens.vocab", outside, "inside the bundle's folder"],
-        );
-        let (_t, dir) = copy();
-        edit_manifest(&dir, |t| {
-            t.replacen("[files]", &format!("[files]\n\"{outside}\" = \"00\""), 1)
-        });
-        assert_mentions(
-            &caption_error(&dir),
-            &["files.", "inside the bundle's folder"],
-        );
+fn apply(dir: &Path, e: &Edit) {
+    if let Some(f) = &e.remove {
+        fs::remove_file(dir.join(f)).unwrap();
+    } else if let Some(f) = &e.rehash {
+        rehash(dir, f);
+    } else {
+        let file = dir.join(e.file.as_ref().expect("an edit names its file"));
+        if e.flip_last_byte {
+            let mut bytes = fs::read(&file).unwrap();
+            *bytes.last_mut().unwrap() ^= 0xff;
+            fs::write(&file, bytes).unwrap();
+            return;
+        }
+        let text = fs::read_to_string(&file).unwrap();
+        let with = e.with.clone().unwrap_or_default();
+        let edited = if let Some(from) = &e.replace {
+            text.replacen(from.as_str(), &with, 1)
+        } else if let Some(start) = &e.line_starting {
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            let from = e
+                .after
+                .as_ref()
+                .map_or(0, |a| lines.iter().position(|l| l == a).unwrap());
+            let i = (from..lines.len())
+                .find(|&i| lines[i].starts_with(start.as_str()))
+                .unwrap();
+            lines[i] = with;
+            lines.join("\n") + "\n"
+        } else {
+            text.clone() + e.append.as_deref().unwrap()
+        };
+        assert_ne!(edited, text, "the edit must change {}", file.display());
+        fs::write(file, edited).unwrap();
     }
 }
 
-#[test]
-fn a_hash_mismatch_names_the_file() {
-    let (_t, dir) = copy();
-    let mut bytes = fs::read(dir.join("encoder.onnx")).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0xff;
-    fs::write(dir.join("encoder.onnx"), bytes).unwrap();
-    assert_mentions(
-        &caption_error(&dir),
-        &["encoder.onnx: sha256", "corrupted or was edited"],
-    );
+/// `hark check-bundle`'s error for the bundle in `dir` (it must refuse it).
+fn check_error(dir: &Path) -> String {
+    let out = hark(&["check-bundle", dir.to_str().unwrap()]);
+    assert!(!out.status.success(), "a broken bundle was accepted");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
-fn a_frontend_dsp_cannot_compute_is_refused() {
-    let (_t, dir) = copy();
-    edit_manifest(&dir, |t| t.replacen("n_fft = 512", "n_fft = 500", 1));
-    assert_mentions(
-        &caption_error(&dir),
-        &["frontend.n_fft = 500", "power of two"],
-    );
-}
-
-#[test]
-fn a_token_id_outside_the_vocabulary_is_refused() {
-    let (_t, dir) = copy();
-    edit_manifest(&dir, |t| t.replacen("eos = 2", "eos = 999999", 1));
-    assert_mentions(
-        &caption_error(&dir),
-        &["tokens.eos", "outside the vocabulary"],
-    );
-}
-
-#[test]
-fn a_vocabulary_that_disagrees_with_the_logits_width_is_refused() {
-    let (_t, dir) = copy();
-    let vocab = fs::read_to_string(dir.join("vocab.txt")).unwrap();
-    fs::write(dir.join("vocab.txt"), format!("{vocab}extra-token\n")).unwrap();
-    rehash(&dir, "vocab.txt");
-    assert_mentions(
-        &caption_error(&dir),
-        &["decoder.onnx", "values per hypothesis", "tokens"],
-    );
-}
-
-#[test]
-fn a_wrong_memory_width_is_refused() {
-    let (_t, dir) = copy();
-    edit_manifest(&dir, |t| {
-        let line = t
-            .lines()
-            .find(|l| l.starts_with("memory_dim = "))
-            .unwrap()
-            .to_string();
-        t.replacen(&line, "memory_dim = 7", 1)
-    });
-    assert_mentions(&caption_error(&dir), &["hark-model.toml", "memory_dim = 7"]);
-}
-
-#[test]
-fn a_state_the_decoder_does_not_have_is_refused() {
-    let (_t, dir) = copy();
-    edit_manifest(&dir, |t| {
-        t.replacen("input = \"h\"", "input = \"hidden\"", 1)
-    });
-    assert_mentions(
-        &caption_error(&dir),
-        &["decoder.onnx", "no input \"hidden\""],
-    );
-}
-
-#[test]
-fn a_batch_axis_that_is_not_the_batch_dimension_is_refused() {
-    let (_t, dir) = copy();
-    edit_manifest(&dir, |t| t.replacen("batch_axis = 1", "batch_axis = 0", 1));
-    assert_mentions(
-        &caption_error(&dir),
-        &["decoder.states[0]", "batch_axis = 0"],
-    );
+fn every_defect_of_the_shared_corpus_is_refused_naming_the_file_and_field() {
+    let defects = corpus();
+    assert!(defects.len() >= 15);
+    for d in defects {
+        let (_t, dir) = copy();
+        for e in &d.edits {
+            apply(&dir, e);
+        }
+        let err = check_error(&dir);
+        for part in &d.daemon {
+            assert!(
+                err.contains(part.as_str()),
+                "{}: the error does not mention {part:?}:\n{err}",
+                d.name
+            );
+        }
+        // `hark caption` loads bundles the same way and refuses the same.
+        let demo = synth_demo();
+        let out = hark(&[
+            "caption",
+            "--bundle",
+            dir.to_str().unwrap(),
+            demo.to_str().unwrap(),
+        ]);
+        assert!(
+            !out.status.success(),
+            "{}: hark caption accepted it",
+            d.name
+        );
+    }
 }

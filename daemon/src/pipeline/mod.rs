@@ -32,7 +32,7 @@ use crate::config::SpeechPolicy;
 use crate::config::TagConfig;
 use crate::model::Captioner;
 use crate::pipeline::privacy::Gate;
-use crate::pipeline::queue::{Pushed, Queue};
+use crate::pipeline::queue::{Popped, Pushed, Queue};
 use crate::pipeline::triggers::Baselines;
 use crate::pipeline::triggers::{Fired, Triggers};
 use crate::pipeline::window::{Window, Windower};
@@ -313,9 +313,9 @@ impl Inference {
         loop {
             self.counters.inference_beats.fetch_add(1, Relaxed);
             let job = match queue.pop(Duration::from_millis(200)) {
-                Ok(Some(job)) => job,
-                Ok(None) => continue,
-                Err(()) => return,
+                Popped::Item(job) => job,
+                Popped::TimedOut => continue,
+                Popped::Closed => return,
             };
             self.counters.queue_depth.store(queue.len() as u64, Relaxed);
             for event in self.caption(job) {

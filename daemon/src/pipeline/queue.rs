@@ -23,6 +23,17 @@ pub enum Pushed {
     Refused,
 }
 
+/// What a pop found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Popped<T> {
+    /// The oldest item.
+    Item(T),
+    /// Nothing arrived within the timeout.
+    TimedOut,
+    /// Closed and drained: nothing will come.
+    Closed,
+}
+
 /// A bounded multi-thread queue.
 pub struct Queue<T> {
     state: Mutex<State<T>>,
@@ -92,9 +103,8 @@ impl<T> Queue<T> {
         }
     }
 
-    /// The oldest item; waits up to `timeout`. `Ok(None)` = timed out, `Err(())` = closed
-    /// and empty.
-    pub fn pop(&self, timeout: Duration) -> Result<Option<T>, ()> {
+    /// The oldest item; waits up to `timeout` for one.
+    pub fn pop(&self, timeout: Duration) -> Popped<T> {
         let mut s = self.lock();
         if s.items.is_empty() && !s.closed {
             s = self
@@ -107,10 +117,10 @@ impl<T> Queue<T> {
             Some(item) => {
                 drop(s);
                 self.changed.notify_all();
-                Ok(Some(item))
+                Popped::Item(item)
             }
-            None if s.closed => Err(()),
-            None => Ok(None),
+            None if s.closed => Popped::Closed,
+            None => Popped::TimedOut,
         }
     }
 
@@ -149,11 +159,11 @@ mod tests {
         assert_eq!(q.push(2, &stop, &beat), Pushed::Queued);
         assert_eq!(q.push(3, &stop, &beat), Pushed::DroppedOldest);
         assert_eq!(q.len(), 2);
-        assert_eq!(q.pop(Duration::ZERO), Ok(Some(2)));
-        assert_eq!(q.pop(Duration::ZERO), Ok(Some(3)));
-        assert_eq!(q.pop(Duration::ZERO), Ok(None));
+        assert_eq!(q.pop(Duration::ZERO), Popped::Item(2));
+        assert_eq!(q.pop(Duration::ZERO), Popped::Item(3));
+        assert_eq!(q.pop(Duration::ZERO), Popped::TimedOut);
         q.close();
-        assert_eq!(q.pop(Duration::ZERO), Err(()));
+        assert_eq!(q.pop(Duration::ZERO), Popped::Closed);
         assert_eq!(q.push(4, &stop, &beat), Pushed::Refused);
     }
 
@@ -171,8 +181,12 @@ mod tests {
             })
         };
         let mut got = Vec::new();
-        while let Ok(item) = q.pop(Duration::from_millis(10)) {
-            got.extend(item);
+        loop {
+            match q.pop(Duration::from_millis(10)) {
+                Popped::Item(item) => got.push(item),
+                Popped::TimedOut => {}
+                Popped::Closed => break,
+            }
         }
         producer.join().unwrap();
         assert_eq!(got, (0..100).collect::<Vec<_>>());
@@ -201,7 +215,7 @@ mod tests {
         };
         std::thread::sleep(Duration::from_millis(300));
         assert!(beat.load(Relaxed) >= 3, "{} beats", beat.load(Relaxed));
-        assert_eq!(q.pop(Duration::ZERO), Ok(Some(1)));
+        assert_eq!(q.pop(Duration::ZERO), Popped::Item(1));
         assert_eq!(waiting.join().unwrap(), Pushed::Queued);
     }
 }
