@@ -54,7 +54,8 @@ class Progress:
         rate = f", {n / seconds:.1f} {self.unit}/s" if seconds > 0 else ""
         extra = f", {self.postfix}" if self.postfix else ""
         state = "done in" if done else "after"
-        print(f"{self.desc}: {n}{of} {self.unit}s {state} {seconds:.0f} s{rate}{extra}",
+        units = self.unit + ("es" if self.unit.endswith(("s", "sh", "ch", "x")) else "s")
+        print(f"{self.desc}: {n}{of} {units} {state} {seconds:.0f} s{rate}{extra}",
               file=self.stream, flush=True)
 
 

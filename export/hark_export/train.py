@@ -303,7 +303,10 @@ def train(cfg: TrainConfig) -> dict:
             sampler.set_epoch(epoch)
         else:
             sampler = torch.utils.data.RandomSampler(data, generator=draw)
-        return torch.utils.data.DataLoader(data, sampler=sampler, drop_last=True, **loader_args)
+        # The loader's own seed comes from `draw` too, so the global RNG (dropout,
+        # SpecAugment) sees exactly the draws it did before any of these options existed.
+        return torch.utils.data.DataLoader(data, sampler=sampler, drop_last=True,
+                                           generator=draw, **loader_args)
 
     val_share = torch.utils.data.Subset(prep.datasets["val"], procs.shard(len(prep.datasets["val"])))
     val_loader = torch.utils.data.DataLoader(val_share, **loader_args)

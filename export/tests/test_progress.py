@@ -18,6 +18,9 @@ def test_a_log_gets_plain_lines_and_a_last_line_with_the_count(monkeypatch):
     assert lines[0].startswith("scenes train: 1/3 scenes after")
     assert lines[-1].startswith("scenes train: 3 scenes done in")
     assert "\r" not in log.getvalue()
+    batches = io.StringIO()
+    list(Progress(range(2), "epoch 1/3", unit="batch", stream=batches))
+    assert "2 batches done in" in batches.getvalue()
 
 
 def test_a_terminal_gets_a_bar_and_postfix():
