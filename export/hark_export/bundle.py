@@ -344,7 +344,8 @@ def validate_bundle(bundle: Path, graphs: bool = True) -> dict:
 
 
 def _probe_graphs(bundle: Path, m: dict, vocab: int) -> None:
-    """The daemon's probe: one second of silence through the encoder, one decoder step."""
+    """The daemon's probe: a full window of silence through the encoder (the frames the
+    daemon cuts for `window.seconds`), one decoder step."""
     import onnx
     enc, dec, states = m["encoder"], m["decoder"], m["decoder"].get("states", [])
     declared = {enc["file"]: ([enc["input"]], [enc["memory"]] + [s["init_output"] for s in states]
@@ -364,7 +365,8 @@ def _probe_graphs(bundle: Path, m: dict, vocab: int) -> None:
             if name not in have_out:
                 raise BundleError(f'{file}: has no output "{name}"')
     model = OnnxModel(bundle)
-    frames = max(1, m["frontend"]["sample_rate"] // m["frontend"]["hop_length"])
+    fps = m["frontend"]["sample_rate"] / m["frontend"]["hop_length"]
+    frames = max(1, math.floor(m["window"]["seconds"] * fps + 0.5))  # Rust's round()
     try:
         memory, init = model.encode(np.zeros((m["frontend"]["n_mels"], frames), np.float32))
     except Exception as e:
