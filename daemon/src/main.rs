@@ -308,7 +308,7 @@ impl DecodeArgs {
 }
 
 // Long on purpose: one match arm per subcommand, each a few lines of wiring.
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
             let file = args.config.clone();
@@ -485,7 +485,7 @@ fn main() -> ExitCode {
         });
     }
     logger.init();
-    match run(Cli::parse()) {
+    match dispatch(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

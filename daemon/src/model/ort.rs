@@ -122,7 +122,7 @@ impl OrtModel {
 }
 
 /// The encoder's output for one window: memory and every state's initial value.
-struct Encoded {
+struct OrtEncoded {
     memory: Array,
     init: Vec<Array>,
 }
@@ -164,7 +164,7 @@ impl Captioner for OrtModel {
         drop(out);
         drop(session);
         let encoder_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let encoded = Encoded { memory, init };
+        let encoded = OrtEncoded { memory, init };
         let mut stepper = OrtStepper {
             model: self,
             encoded: &encoded,
@@ -184,7 +184,7 @@ impl Captioner for OrtModel {
 /// [`Stepper`] over the decoder session.
 struct OrtStepper<'a> {
     model: &'a OrtModel,
-    encoded: &'a Encoded,
+    encoded: &'a OrtEncoded,
     /// The memory tiled to the last batch size used.
     tiled: Option<(usize, Array)>,
 }

@@ -77,7 +77,7 @@ impl TorchModel {
 }
 
 /// The encoder's output for one window: memory and every state's initial value.
-struct Encoded {
+struct TorchEncoded {
     memory: Tensor,
     init: Vec<Tensor>,
 }
@@ -120,7 +120,7 @@ impl Captioner for TorchModel {
             );
         }
         let encoder_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let encoded = Encoded { memory, init };
+        let encoded = TorchEncoded { memory, init };
         let mut stepper = TorchStepper {
             model: self,
             encoded: &encoded,
@@ -139,7 +139,7 @@ impl Captioner for TorchModel {
 /// [`Stepper`] over the TorchScript decoder.
 struct TorchStepper<'a> {
     model: &'a TorchModel,
-    encoded: &'a Encoded,
+    encoded: &'a TorchEncoded,
 }
 
 impl TorchStepper<'_> {

@@ -73,7 +73,7 @@ impl<P: Clone> Plans<P> {
 }
 
 /// The encoder's output for one window.
-pub struct Encoded {
+pub struct TractEncoded {
     memory: Tensor,
     init: Vec<Tensor>,
     /// Each tag head's probabilities, in `manifest.tags` order.
@@ -352,7 +352,7 @@ impl TractModel {
     }
 
     /// Runs the encoder on a frame-major log-mel (`frames × n_mels`, already normalised).
-    pub fn encode(&self, mel: &[f32]) -> TractResult<Encoded> {
+    pub fn encode(&self, mel: &[f32]) -> TractResult<TractEncoded> {
         let m = &self.bundle.manifest;
         let n_mels = m.frontend.n_mels;
         let frames = mel.len() / n_mels;
@@ -375,7 +375,7 @@ impl TractModel {
         let tags = out
             .map(|t| Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect()))
             .collect::<TractResult<_>>()?;
-        Ok(Encoded { memory, init, tags })
+        Ok(TractEncoded { memory, init, tags })
     }
 
     /// The encoder optimised for windows of `frames` frames, built on first use.
@@ -397,12 +397,12 @@ impl TractModel {
     }
 
     /// Each tag head's probabilities for the window, in `manifest.tags` order.
-    pub fn tag_probabilities<'a>(&self, encoded: &'a Encoded) -> &'a [Vec<f32>] {
+    pub fn tag_probabilities<'a>(&self, encoded: &'a TractEncoded) -> &'a [Vec<f32>] {
         &encoded.tags
     }
 
     /// A decoding session over one encoded window.
-    pub fn stepper<'a>(&'a self, encoded: &'a Encoded) -> TractStepper<'a> {
+    pub fn stepper<'a>(&'a self, encoded: &'a TractEncoded) -> TractStepper<'a> {
         TractStepper {
             model: self,
             encoded,
@@ -414,7 +414,7 @@ impl TractModel {
 /// [`Stepper`] over the bundle's decoder graph.
 pub struct TractStepper<'a> {
     model: &'a TractModel,
-    encoded: &'a Encoded,
+    encoded: &'a TractEncoded,
     /// The memory tiled to the last batch size used.
     tiled: Option<(usize, TValue)>,
 }
