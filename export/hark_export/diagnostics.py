@@ -63,13 +63,21 @@ def plot_attention(mel: np.ndarray, words: list[str], weights: np.ndarray, secon
 
 
 @torch.no_grad()
-def clip_embeddings(model, mels: list[np.ndarray]) -> np.ndarray:
-    """One vector per clip: the decoder's memory averaged over time [clips, D]."""
-    rows = []
-    for mel in progress(mels, "embeddings", unit="clip"):
+def clip_summaries(model, mels: list[np.ndarray], n: int = 3
+                   ) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:
+    """From one encoder pass per clip: its embedding, the decoder's memory averaged over time
+    [clips, D], and the tag head's n most probable labels (none without a tag head)."""
+    rows, heard = [], []
+    for mel in progress(mels, "embeddings and tags", unit="clip"):
         memory = model.encode(torch.from_numpy(np.asarray(mel, np.float32))[None])
         rows.append(memory[0].mean(dim=0).float().numpy())
-    return np.stack(rows)
+        if not model.has_tag_head:
+            heard.append([])
+            continue
+        p = torch.sigmoid(model.tag_logits(memory))[0].numpy()
+        heard.append([(model.tag_labels[j], round(float(p[j]), 3))
+                      for j in np.argsort(-p, kind="stable")[:n]])
+    return np.stack(rows), heard
 
 
 def plot_embedding_map(embeddings: np.ndarray, clips: list[Clip], path: Path,
@@ -129,20 +137,6 @@ def failures(clips: list[Clip], captions: list[str], cider: list[float],
              "categories": clips[i].tags,
              "references": [normalise_caption(r) for r in clips[i].captions],
              "tags": heard[i] if heard else []} for i in order]
-
-
-@torch.no_grad()
-def top_tags(model, mels: list[np.ndarray], n: int = 3) -> list[list[tuple[str, float]]]:
-    """The tag head's n most probable labels per clip (empty without a tag head)."""
-    if not model.has_tag_head:
-        return [[] for _ in mels]
-    out = []
-    for mel in progress(mels, "tags", unit="clip"):
-        memory = model.encode(torch.from_numpy(np.asarray(mel, np.float32))[None])
-        p = torch.sigmoid(model.tag_logits(memory))[0].numpy()
-        out.append([(model.tag_labels[j], round(float(p[j]), 3))
-                    for j in np.argsort(-p, kind="stable")[:n]])
-    return out
 
 
 def markdown(name: str, categories: list[dict], worst: list[dict], attention: list[str],

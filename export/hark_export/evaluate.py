@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hark_export.data import Clip, load_split, normalise_caption
-from hark_export.decode import STRATEGIES, DecodeParams, fluent
+from hark_export.data import Clip, features, load_split, normalise_caption
+from hark_export.decode import SPECIAL, STRATEGIES, DecodeParams, decode_mel, fluent
 from hark_export.metrics import distinct_fraction
 from hark_export.progress import progress
 
@@ -155,19 +155,35 @@ def skipped_metrics() -> list[str]:
 
 # ---- captioning the test split ----
 
-def caption_run(run: Path, clips: list[Clip], given: dict) -> list[str]:
-    """Captions of `clips` by a training run's best checkpoint, decoded in PyTorch with the
-    `given` decoding options over hark-export's defaults (beam 3, two alternatives)."""
-    from hark_export.decode import decode_mel
-    from hark_export.data import features
-    from hark_export.decode import SPECIAL
+@dataclass
+class LoadedRun:
+    """A run's best checkpoint and the clips' features, loaded once for its captions and its
+    diagnostics."""
+
+    name: str
+    model: object
+    vocab: object
+    frontend: dict
+    mels: list
+
+
+def load_run(run: Path, clips: list[Clip]) -> LoadedRun:
+    """The run's best.pt (PyTorch, eval mode) and the normalised log-mel of every clip."""
     from hark_export.train import load_checkpoint
     model, vocab, frontend, _ = load_checkpoint(run / "best.pt")
+    mels = [features(c.audio, frontend)
+            for c in progress(clips, f"features ({run.name})", unit="clip")]
+    return LoadedRun(run.name, model, vocab, frontend, mels)
+
+
+def caption_run(run: LoadedRun, given: dict) -> list[str]:
+    """Captions of the run's clips, decoded in PyTorch with the `given` decoding options over
+    hark-export's defaults (beam 3, two alternatives)."""
     params = DecodeParams(**{"strategy": "beam", "beam_size": 3, "alternatives": 2,
-                             "max_len": model.config.max_len - 1, **given})
+                             "max_len": run.model.config.max_len - 1, **given})
     params.validate()
-    return [vocab.decode(decode_mel(model, features(c.audio, frontend), SPECIAL, params)[0].tokens)
-            for c in progress(clips, f"captions ({run.name})", unit="clip")]
+    return [run.vocab.decode(decode_mel(run.model, mel, SPECIAL, params)[0].tokens)
+            for mel in progress(run.mels, f"captions ({run.name})", unit="clip")]
 
 
 def hark_flags(given: dict) -> list[str]:
@@ -280,27 +296,25 @@ def report(results: list[ModelResult], clips: list[Clip], train_captions: set[st
     return text
 
 
-def diagnose(kind: str, path: Path, clips: list[Clip], result: "ModelResult", windows: list,
-             plots: int, out: Path) -> list[str]:
+def diagnose(path: Path, clips: list[Clip], result: "ModelResult", windows: list,
+             run: LoadedRun | None, plots: int, out: Path) -> list[str]:
     """The diagnostics section of one model (diagnostics.py): for a run, attention plots of
-    `plots` clips of different categories and the embedding map; for runs and bundles the
-    per-category table and the failure analysis with the tags each model heard."""
+    `plots` clips of different categories and the embedding map; for runs and bundles (whose
+    `windows` carry their tags) the per-category table and the failure analysis with the tags
+    each model heard."""
     from hark_export import diagnostics as dx
-    from hark_export.data import features
     from hark_export.real import load_table
-    from hark_export.train import load_checkpoint
     stem = path.name
-    synonyms = {c: set(v["synonyms"]) for c, v in load_table().categories.items()}
-    categories = dx.per_category(clips, result.captions, result.cider, result.sbert, synonyms)
+    categories = dx.per_category(clips, result.captions, result.cider, result.sbert,
+                                 load_table().synonyms())
     attention, embedding, shown, heard = [], "", 0, None
-    if kind == "bundle":
+    if run is None:
         heard = [[(t["label"], t["score"]) for t in w["tags"]][:3] for w in windows]
     else:
-        model, vocab, frontend, _ = load_checkpoint(path / "best.pt")
-        mels = [features(c.audio, frontend) for c in progress(clips, "features", unit="clip")]
-        heard = dx.top_tags(model, mels)
+        model, vocab, mels = run.model, run.vocab, run.mels
+        embeddings, heard = dx.clip_summaries(model, mels)
         seen = set()
-        rate, hop = frontend["sample_rate"], frontend["hop_length"]
+        rate, hop = run.frontend["sample_rate"], run.frontend["hop_length"]
         for i, clip in enumerate(clips):
             if len(attention) >= plots:
                 break
@@ -317,7 +331,7 @@ def diagnose(kind: str, path: Path, clips: list[Clip], result: "ModelResult", wi
                               f"{clip.id}: {vocab.decode(ids)}", out / name)
             attention.append(name)
         embedding = f"{stem}-embeddings.png"
-        shown = dx.plot_embedding_map(dx.clip_embeddings(model, mels), clips, out / embedding)
+        shown = dx.plot_embedding_map(embeddings, clips, out / embedding)
         if not shown:
             embedding = ""
     worst = dx.failures(clips, result.captions, result.cider, heard)
@@ -375,9 +389,10 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     jobs = [("run", p) for p in args.run] + [("bundle", p) for p in args.bundle]
     for kind, path in jobs:
-        windows = []
+        windows, run = [], None
         if kind == "run":
-            captions = caption_run(path, clips, given)
+            run = load_run(path, clips)
+            captions = caption_run(run, given)
         else:
             windows = caption_bundle(path, clips, given, args.hark)
             captions = [w["text"] for w in windows]
@@ -392,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
                                    metrics, per_clip["cider_d"].tolist(),
                                    per_clip["sbert_sim"].tolist(), curve))
         if not args.no_diagnostics:
-            results[-1].diagnostics = diagnose(kind, path, clips, results[-1], windows,
+            results[-1].diagnostics = diagnose(path, clips, results[-1], windows, run,
                                                args.attention_plots, args.out)
         print(f"{name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                       for k, v in metrics.items()))

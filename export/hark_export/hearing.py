@@ -143,7 +143,7 @@ def confusion_plot(truth: list[str], named: list[str], categories: list[str], pa
 def evaluate(bundle: Path, rows: list[dict], corpus: Path, hark: Path, out: Path) -> dict:
     """Keyword hits, per-category rates, tag APs and the confusion plot of one bundle."""
     table = load_table()
-    synonyms = {c: set(v["synonyms"]) for c, v in table.categories.items()}
+    synonyms = table.synonyms()
     audio = [corpus / r["path_16000"] for r in rows]
     windows = hark_caption(bundle, audio, [], hark)
     captions = [w["text"] for w in windows]

@@ -118,6 +118,10 @@ class Table:
     categories: dict[str, dict]
     rules: list[Rule]
 
+    def synonyms(self) -> dict[str, set[str]]:
+        """Per category, the words that name it in a caption."""
+        return {c: set(v["synonyms"]) for c, v in self.categories.items()}
+
     def match(self, source: str, path: str) -> Rule | None:
         """The first rule matching the clip, or None."""
         return next((r for r in self.rules if r.matches(source, path)), None)
