@@ -54,13 +54,22 @@ class CiderD:
 
     def score(self, hypothesis: str, references: list[str]) -> float:
         """CIDEr-D of one caption against its references (0 .. ~10)."""
-        hv, hn, hl = self._vector(hypothesis)
-        total = 0.0
-        for ref in references:
-            rv, rn, rl = self._vector(ref)
-            penalty = math.exp(-((hl - rl) ** 2) / (2 * self.sigma ** 2))
-            for k in range(self.n):
-                dot = sum(min(w, rv[k][g]) * rv[k][g] for g, w in hv[k].items() if g in rv[k])
-                if hn[k] and rn[k]:
-                    total += penalty * dot / (hn[k] * rn[k])
-        return 10.0 * total / (self.n * max(len(references), 1))
+        return self.scores([hypothesis], references)[0]
+
+    def scores(self, hypotheses: list[str], references: list[str]) -> list[float]:
+        """CIDEr-D of each caption against the same references, whose vectors are made once
+        (SCST scores a clip's greedy caption and all its samples)."""
+        refs = [self._vector(r) for r in references]
+        out = []
+        for hypothesis in hypotheses:
+            hv, hn, hl = self._vector(hypothesis)
+            total = 0.0
+            for rv, rn, rl in refs:
+                penalty = math.exp(-((hl - rl) ** 2) / (2 * self.sigma ** 2))
+                for k in range(self.n):
+                    dot = sum(min(w, rv[k][g]) * rv[k][g] for g, w in hv[k].items()
+                              if g in rv[k])
+                    if hn[k] and rn[k]:
+                        total += penalty * dot / (hn[k] * rn[k])
+            out.append(10.0 * total / (self.n * max(len(references), 1)))
+        return out

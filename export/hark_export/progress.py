@@ -31,9 +31,6 @@ class Progress:
             self.bar.set_postfix(**values)
         self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
-    def __len__(self) -> int:
-        return len(self.items)
-
     def __iter__(self):
         if self.bar is not None or self.disable:
             yield from (self.bar if self.bar is not None else self.items)

@@ -118,11 +118,14 @@ class SCST:
             greedy, _ = decode_batch(model, memory, self.max_len, sample=False)
         sampled, logp = decode_batch(model, memory.repeat_interleave(self.samples, 0),
                                      self.max_len, sample=True)
-        refs = [[normalise_caption(r) for r in rs] for rs in references]
-        base = [self.cider.score(self.vocab.decode(g), r) for g, r in zip(greedy.tolist(), refs)]
-        reward = [self.cider.score(self.vocab.decode(s), refs[i // self.samples])
-                  for i, s in enumerate(sampled.tolist())]
-        advantage = torch.tensor([r - base[i // self.samples] for i, r in enumerate(reward)],
+        k = self.samples
+        sampled_ids, base, reward = sampled.tolist(), [], []
+        for i, (g, rs) in enumerate(zip(greedy.tolist(), references)):
+            captions = [self.vocab.decode(t) for t in [g] + sampled_ids[i * k:(i + 1) * k]]
+            first, *rest = self.cider.scores(captions, [normalise_caption(r) for r in rs])
+            base.append(first)
+            reward += rest
+        advantage = torch.tensor([r - base[i // k] for i, r in enumerate(reward)],
                                  device=logp.device)
         lengths = (sampled != PAD).sum(1).clamp(min=1).float()
         loss = -(advantage * logp / lengths).mean()
