@@ -49,16 +49,21 @@ fn rehash(dir: &Path, file: &str) {
     });
 }
 
-#[test]
-fn the_unmodified_fixture_bundle_is_accepted() {
-    let (_t, dir) = copy();
+/// `hark caption` of the demo clip with the bundle in `dir`.
+fn caption(dir: &Path) -> std::process::Output {
     let demo = synth_demo();
-    let out = hark(&[
+    hark(&[
         "caption",
         "--bundle",
         dir.to_str().unwrap(),
         demo.to_str().unwrap(),
-    ]);
+    ])
+}
+
+#[test]
+fn the_unmodified_fixture_bundle_is_accepted() {
+    let (_t, dir) = copy();
+    let out = caption(&dir);
     assert!(
         out.status.success(),
         "{}",
@@ -161,15 +166,8 @@ fn every_defect_of_the_shared_corpus_is_refused_naming_the_file_and_field() {
             );
         }
         // `hark caption` loads bundles the same way and refuses the same.
-        let demo = synth_demo();
-        let out = hark(&[
-            "caption",
-            "--bundle",
-            dir.to_str().unwrap(),
-            demo.to_str().unwrap(),
-        ]);
         assert!(
-            !out.status.success(),
+            !caption(&dir).status.success(),
             "{}: hark caption accepted it",
             d.name
         );
