@@ -337,7 +337,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("{}: model bundle {}", file.display(), dir.display()))?;
             let bundle = model.bundle();
             let m = &bundle.manifest;
-            sink::commands::merge(&m.decoding, &cfg.decoding, m.tokens.max_len)
+            m.decoding
+                .with_overrides(&cfg.decoding, m.tokens.max_len)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             cfg.tags
                 .validate(bundle)
@@ -372,12 +373,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let dir = model::resolve_bundle(bundle.as_deref())?;
             let model = model::load(&dir, backend)?;
             let manifest = &model.bundle().manifest;
-            let params = sink::commands::merge(
-                &manifest.decoding,
-                &decoding.overrides(),
-                manifest.tokens.max_len,
-            )
-            .map_err(anyhow::Error::msg)?;
+            let params = manifest
+                .decoding
+                .with_overrides(&decoding.overrides(), manifest.tokens.max_len)?;
             if !(silence_dbfs.is_finite() && silence_dbfs <= 0.0) {
                 anyhow::bail!("--silence-dbfs {silence_dbfs}: must be a number <= 0");
             }
@@ -386,8 +384,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 for head in &manifest.tags {
                     tags.thresholds.insert(head.name.clone(), t);
                 }
-                tags.validate(model.bundle()).map_err(|e| {
-                    anyhow::anyhow!("--tag-threshold: {}", e.replace("tags.thresholds.", ""))
+                tags.validate(model.bundle()).map_err(|e| match e {
+                    model::TagError::Threshold { value, .. } => {
+                        anyhow::anyhow!("--tag-threshold {value}: must be in (0, 1]")
+                    }
+                    other => anyhow::anyhow!("--tag-threshold: {other}"),
                 })?;
             }
             let phrases = triggers
@@ -396,7 +397,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     let tokens = model.bundle().phrase_tokens(p);
                     tokens.map(|t| (p.clone(), t))
                 })
-                .collect::<Result<Vec<_>, String>>()
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!("--trigger: {e}"))?;
             // A progress line on a terminal for files longer than a few windows.
             let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());

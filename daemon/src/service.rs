@@ -171,16 +171,14 @@ impl Service {
         let model = crate::model::load(&dir, cfg.model.backend)?;
         let bundle = model.bundle();
         let manifest = &bundle.manifest;
-        let config_error = |e: String| anyhow::anyhow!("config {e}");
-        let params = crate::sink::commands::merge(
-            &manifest.decoding,
-            &cfg.decoding,
-            manifest.tokens.max_len,
-        )
-        .map_err(config_error)?;
-        cfg.tags.validate(bundle).map_err(config_error)?;
+        let config_error = |e: &dyn std::fmt::Display| anyhow::anyhow!("config {e}");
+        let params = manifest
+            .decoding
+            .with_overrides(&cfg.decoding, manifest.tokens.max_len)
+            .map_err(|e| config_error(&e))?;
+        cfg.tags.validate(bundle).map_err(|e| config_error(&e))?;
         let triggers = crate::pipeline::triggers::Triggers::build(&cfg.triggers, bundle)
-            .map_err(config_error)?;
+            .map_err(|e| config_error(&e))?;
         let control = Arc::new(
             Control::new(params, manifest.tokens.max_len)
                 .with_triggers(cfg.triggers.clone(), bundle.clone()),

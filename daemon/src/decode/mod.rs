@@ -10,7 +10,7 @@ mod shared;
 
 pub use score::score_phrases;
 
-pub use shared::{DecodeParams, Hypothesis, SpecialTokens, Stepper, Strategy};
+pub use shared::{DecodeParams, Hypothesis, ParamError, SpecialTokens, Stepper, Strategy};
 
 /// Decodes with `params`; returns hypotheses best first (at least one, at most
 /// `1 + params.alternatives`, distinct token sequences).
@@ -19,7 +19,7 @@ pub fn decode<S: Stepper>(
     special: SpecialTokens,
     params: &DecodeParams,
 ) -> anyhow::Result<Vec<Hypothesis>> {
-    params.validate().map_err(anyhow::Error::msg)?;
+    params.validate()?;
     let p = params;
     let mut hyps = match p.strategy {
         Strategy::Greedy => search::beam(stepper, special, p, 1, 1, 0.0)?,

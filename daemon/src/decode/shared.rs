@@ -115,10 +115,34 @@ impl Default for DecodeParams {
     }
 }
 
+/// Why decoding parameters were refused; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ParamError {
+    /// A value outside its range.
+    #[error("decoding.{key}: must be {allowed}")]
+    OutOfRange {
+        /// The key, as written in configs and commands.
+        key: &'static str,
+        /// The values it may take.
+        allowed: &'static str,
+    },
+    /// An unknown key or a value of the wrong type (serde's message names it).
+    #[error("decoding: {0}")]
+    Malformed(serde_json::Error),
+    /// More tokens than the model's fixed-size state holds.
+    #[error("decoding.max_len = {max_len}: this model allows at most {limit} (its tokens.max_len)")]
+    OverModel {
+        /// The requested `max_len`.
+        max_len: usize,
+        /// The model's `tokens.max_len`.
+        limit: usize,
+    },
+}
+
 impl DecodeParams {
     /// Checks the parameters; the error names the key and the allowed values.
-    pub fn validate(&self) -> Result<(), String> {
-        let bad = |key: &str, allowed: &str| Err(format!("decoding.{key}: must be {allowed}"));
+    pub fn validate(&self) -> Result<(), ParamError> {
+        let bad = |key, allowed| Err(ParamError::OutOfRange { key, allowed });
         if self.max_len == 0 || self.max_len > 512 {
             return bad("max_len", "in 1..=512");
         }
@@ -153,6 +177,34 @@ impl DecodeParams {
             return bad("alternatives", "in 0..=64");
         }
         Ok(())
+    }
+
+    /// These parameters with the keys of `overrides` replaced, validated, with `max_len` at
+    /// most the model's `tokens.max_len` (`limit`). Used for the config file's `[decoding]`
+    /// table, the command line and `set` commands.
+    pub fn with_overrides(
+        &self,
+        overrides: &serde_json::Map<String, serde_json::Value>,
+        limit: usize,
+    ) -> Result<Self, ParamError> {
+        let value = serde_json::to_value(self).map_err(ParamError::Malformed)?;
+        let serde_json::Value::Object(mut obj) = value else {
+            let e = <serde_json::Error as serde::de::Error>::custom("not a table");
+            return Err(ParamError::Malformed(e));
+        };
+        for (k, v) in overrides {
+            obj.insert(k.clone(), v.clone());
+        }
+        let params: Self = serde_json::from_value(serde_json::Value::Object(obj))
+            .map_err(ParamError::Malformed)?;
+        params.validate()?;
+        if params.max_len > limit {
+            return Err(ParamError::OverModel {
+                max_len: params.max_len,
+                limit,
+            });
+        }
+        Ok(params)
     }
 }
 

@@ -73,6 +73,9 @@ pub enum BundleError {
     /// `[frontend]` is not computable by `dsp`.
     #[error("{MANIFEST}: {0}")]
     Frontend(#[from] dsp::ConfigError),
+    /// The default decoding parameters are invalid.
+    #[error("{MANIFEST}: {0}")]
+    Decoding(#[from] crate::decode::ParamError),
     /// A field's value is invalid.
     #[error("{MANIFEST}: {field}: {message}")]
     Field {
@@ -297,6 +300,41 @@ fn read(path: &Path) -> Result<Vec<u8>, BundleError> {
     })
 }
 
+/// Why a phrase (a trigger's or `--trigger`'s) cannot be scored by this model.
+#[derive(Debug, thiserror::Error)]
+pub enum PhraseError {
+    /// Nothing left after normalisation.
+    #[error("phrase {phrase:?} has no words")]
+    Empty {
+        /// The phrase as given.
+        phrase: String,
+    },
+    /// Longer than any caption the model writes.
+    #[error("phrase {phrase:?} has {words} words; the model's captions have at most {max}")]
+    TooLong {
+        /// The phrase as given.
+        phrase: String,
+        /// Its word count.
+        words: usize,
+        /// The most a caption has (`tokens.max_len` less the end token).
+        max: usize,
+    },
+    /// A word outside the vocabulary.
+    #[error(
+        "phrase {phrase:?}: the model does not know the word {word:?} (its {known} words are in {vocab_file})"
+    )]
+    UnknownWord {
+        /// The phrase as given.
+        phrase: String,
+        /// The unknown word.
+        word: String,
+        /// Vocabulary size.
+        known: usize,
+        /// The bundle's vocabulary file.
+        vocab_file: String,
+    },
+}
+
 fn field(field: &str, message: impl Into<String>) -> BundleError {
     BundleError::Field {
         field: field.into(),
@@ -421,9 +459,9 @@ fn check_tokens(m: &Manifest, vocab: &[String]) -> Result<(), BundleError> {
     if m.tokens.max_len == 0 {
         return Err(field("tokens.max_len", "must be at least 1"));
     }
-    m.decoding.validate().map_err(|e| field("decoding", e))?;
+    m.decoding.validate()?;
     // Decoding may not run past tokens.max_len: fixed-size caches (e.g. a transformer's KV
-    // cache) have no room beyond it. Overrides are held to it by commands::merge.
+    // cache) have no room beyond it. Overrides are held to it by DecodeParams::with_overrides.
     if m.decoding.max_len > m.tokens.max_len {
         return Err(field(
             "decoding.max_len",
@@ -553,7 +591,7 @@ impl Bundle {
 
     /// A phrase as token ids, normalised as the trainer normalises captions (lower case,
     /// punctuation dropped); a word the model never learnt is an error naming it.
-    pub fn phrase_tokens(&self, phrase: &str) -> Result<Vec<u32>, String> {
+    pub fn phrase_tokens(&self, phrase: &str) -> Result<Vec<u32>, PhraseError> {
         let lower = phrase.to_lowercase();
         let cleaned: String = lower
             .chars()
@@ -571,14 +609,17 @@ impl Bundle {
             .filter(|w| !w.is_empty())
             .collect();
         if words.is_empty() {
-            return Err(format!("phrase {phrase:?} has no words"));
+            return Err(PhraseError::Empty {
+                phrase: phrase.into(),
+            });
         }
         let max = self.manifest.tokens.max_len.saturating_sub(1).max(1);
         if words.len() > max {
-            return Err(format!(
-                "phrase {phrase:?} has {} words; the model's captions have at most {max}",
-                words.len()
-            ));
+            return Err(PhraseError::TooLong {
+                phrase: phrase.into(),
+                words: words.len(),
+                max,
+            });
         }
         words
             .iter()
@@ -587,13 +628,11 @@ impl Bundle {
                     .iter()
                     .position(|v| v == w)
                     .map(|i| i as u32)
-                    .ok_or_else(|| {
-                        format!(
-                            "phrase {phrase:?}: the model does not know the word {w:?} \
-                             (its {} words are in {})",
-                            self.vocab.len(),
-                            self.manifest.tokens.vocab
-                        )
+                    .ok_or_else(|| PhraseError::UnknownWord {
+                        phrase: phrase.into(),
+                        word: w.to_string(),
+                        known: self.vocab.len(),
+                        vocab_file: self.manifest.tokens.vocab.clone(),
                     })
             })
             .collect()

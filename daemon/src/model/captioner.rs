@@ -81,9 +81,30 @@ pub struct Tag {
     pub source: String,
 }
 
+/// Why a `[tags]` threshold was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TagError {
+    /// A threshold for a tag head the bundle does not have.
+    #[error("tags.thresholds.{head}: the model has no tag head \"{head}\" (it has: {heads})")]
+    NoHead {
+        /// The head named in the config.
+        head: String,
+        /// The bundle's heads, comma-separated, or "none".
+        heads: String,
+    },
+    /// A threshold outside (0, 1].
+    #[error("tags.thresholds.{head} = {value}: must be in (0, 1]")]
+    Threshold {
+        /// The head.
+        head: String,
+        /// The value given.
+        value: f32,
+    },
+}
+
 impl TagConfig {
     /// Checks thresholds against the bundle's heads and ranges; the error names the key.
-    pub fn validate(&self, bundle: &Bundle) -> std::result::Result<(), String> {
+    pub fn validate(&self, bundle: &Bundle) -> std::result::Result<(), TagError> {
         for (name, t) in &self.thresholds {
             if !bundle.manifest.tags.iter().any(|h| &h.name == name) {
                 let heads: Vec<&str> = bundle
@@ -92,17 +113,20 @@ impl TagConfig {
                     .iter()
                     .map(|h| h.name.as_str())
                     .collect();
-                return Err(format!(
-                    "tags.thresholds.{name}: the model has no tag head \"{name}\" (it has: {})",
-                    if heads.is_empty() {
+                return Err(TagError::NoHead {
+                    head: name.clone(),
+                    heads: if heads.is_empty() {
                         "none".to_string()
                     } else {
                         heads.join(", ")
-                    }
-                ));
+                    },
+                });
             }
             if !(*t > 0.0 && *t <= 1.0) {
-                return Err(format!("tags.thresholds.{name} = {t}: must be in (0, 1]"));
+                return Err(TagError::Threshold {
+                    head: name.clone(),
+                    value: *t,
+                });
             }
         }
         Ok(())
@@ -263,7 +287,7 @@ mod tests {
             thresholds: [("birds".to_string(), 0.5)].into(),
             ..TagConfig::default()
         };
-        let err = cfg.validate(&bundle()).unwrap_err();
+        let err = cfg.validate(&bundle()).unwrap_err().to_string();
         assert!(
             err.contains("tags.thresholds.birds") && err.contains("hark, audioset"),
             "{err}"

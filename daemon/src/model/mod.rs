@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 pub use bundle::{Bundle, resolve_bundle};
-pub use captioner::{Alternative, Captioner, Tag};
+pub use captioner::{Alternative, Captioner, Tag, TagError};
 
 use crate::config::Backend;
 

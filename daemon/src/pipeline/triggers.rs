@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::config::TriggerConfig;
 use crate::decode::DecodeParams;
 use crate::model::Captioner;
-use crate::model::bundle::Bundle;
+use crate::model::bundle::{Bundle, PhraseError};
 
 /// The score at or above which a trigger fires unless it sets its own: the one threshold
 /// that maximised the mean F1 of the category names on the default model's validation
@@ -60,13 +60,57 @@ pub struct Fired {
     pub end: String,
 }
 
+/// Why a `[[triggers]]` table (or a `triggers` command's list) was refused; the message
+/// names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    /// Not usable as an MQTT topic level.
+    #[error(
+        "triggers[{index}].name = {name:?}: use 1 to 64 of a-z, 0-9, _ and - (it is an MQTT topic level)"
+    )]
+    Name {
+        /// Position in the list.
+        index: usize,
+        /// The name given.
+        name: String,
+    },
+    /// Two triggers with one name (they would share a topic).
+    #[error("triggers[{index}].name = {name:?}: another trigger has that name")]
+    Duplicate {
+        /// Position of the second one.
+        index: usize,
+        /// The name.
+        name: String,
+    },
+    /// A trigger with nothing to listen for.
+    #[error("triggers[{index}].phrases: give at least one phrase")]
+    NoPhrases {
+        /// Position in the list.
+        index: usize,
+    },
+    /// A phrase the model cannot score.
+    #[error("triggers[{index}].phrases: {error}")]
+    Phrase {
+        /// Position in the list.
+        index: usize,
+        /// What is wrong with the phrase.
+        error: PhraseError,
+    },
+    /// A threshold that is not a number.
+    #[error("triggers[{index}].threshold: must be a number")]
+    Threshold {
+        /// Position in the list.
+        index: usize,
+    },
+}
+
 impl Triggers {
     /// Checks the tables against the model: names usable as topic levels and unique, at
     /// least one phrase each, every word known to the model; errors name the key.
-    pub fn build(configs: &[TriggerConfig], bundle: &Bundle) -> Result<Self, String> {
+    pub fn build(configs: &[TriggerConfig], bundle: &Bundle) -> Result<Self, TriggerError> {
         let mut list = Vec::new();
-        for (i, c) in configs.iter().enumerate() {
-            let at = format!("triggers[{i}]");
+        for (index, c) in configs.iter().enumerate() {
+            let name = || c.name.clone();
             if c.name.is_empty()
                 || c.name.len() > 64
                 || !c
@@ -74,29 +118,29 @@ impl Triggers {
                     .chars()
                     .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "_-".contains(ch))
             {
-                return Err(format!(
-                    "{at}.name = {:?}: use 1 to 64 of a-z, 0-9, _ and - (it is an MQTT topic level)",
-                    c.name
-                ));
+                return Err(TriggerError::Name {
+                    index,
+                    name: name(),
+                });
             }
-            if configs[..i].iter().any(|o| o.name == c.name) {
-                return Err(format!(
-                    "{at}.name = {:?}: another trigger has that name",
-                    c.name
-                ));
+            if configs[..index].iter().any(|o| o.name == c.name) {
+                return Err(TriggerError::Duplicate {
+                    index,
+                    name: name(),
+                });
             }
             if c.phrases.is_empty() {
-                return Err(format!("{at}.phrases: give at least one phrase"));
+                return Err(TriggerError::NoPhrases { index });
             }
             let phrases = c
                 .phrases
                 .iter()
                 .map(|p| Ok((p.clone(), bundle.phrase_tokens(p)?)))
-                .collect::<Result<Vec<_>, String>>()
-                .map_err(|e| format!("{at}.phrases: {e}"))?;
+                .collect::<Result<Vec<_>, PhraseError>>()
+                .map_err(|error| TriggerError::Phrase { index, error })?;
             let threshold = c.threshold.unwrap_or(DEFAULT_THRESHOLD);
             if !threshold.is_finite() {
-                return Err(format!("{at}.threshold: must be a number"));
+                return Err(TriggerError::Threshold { index });
             }
             let labels = c.phrases.iter().map(|p| phrase_label(bundle, p)).collect();
             list.push(Trigger {
@@ -262,7 +306,7 @@ mod tests {
     #[test]
     fn bad_tables_are_refused_naming_the_key() {
         let b = bundle();
-        let err = |c: Vec<TriggerConfig>| Triggers::build(&c, &b).unwrap_err();
+        let err = |c: Vec<TriggerConfig>| Triggers::build(&c, &b).unwrap_err().to_string();
         assert!(err(vec![config("Dog Bark", &["dog"], None)]).contains("triggers[0].name"));
         assert!(
             err(vec![

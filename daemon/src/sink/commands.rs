@@ -220,7 +220,10 @@ impl Control {
             Command::Pause => counters.paused.store(true, Relaxed),
             Command::Resume => counters.paused.store(false, Relaxed),
             Command::Decoding { params } => {
-                let next = merge(&self.params(), params, self.max_len).map_err(fail)?;
+                let next = self
+                    .params()
+                    .with_overrides(params, self.max_len)
+                    .map_err(|e| fail(e.to_string()))?;
                 *self.params.write().unwrap_or_else(|e| e.into_inner()) = next;
             }
             Command::ResetDecoding => {
@@ -236,7 +239,7 @@ impl Control {
                     .collect();
                 next.extend(add.iter().cloned());
                 let checked = match &self.bundle {
-                    Some(b) => Triggers::build(&next, b).map(|_| ()),
+                    Some(b) => Triggers::build(&next, b).map_err(|e| e.to_string()),
                     None => Err("this daemon has no model to check triggers against".into()),
                 };
                 checked.map_err(fail)?;
@@ -262,45 +265,32 @@ fn refuse(counters: &Counters, raw: &[u8], error: String) -> CommandError {
 
 /// A command object: serde lets a unit variant of an internally tagged enum ignore extra keys
 /// (`{"cmd":"pause","x":1}`), so the keys are checked here, as command.schema.json does.
-fn parse(raw: &[u8]) -> Result<Command, String> {
-    let value: serde_json::Value = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
-    let obj = value.as_object().ok_or("not a JSON object")?;
+fn parse(raw: &[u8]) -> Result<Command, ParseError> {
+    let value: serde_json::Value = serde_json::from_slice(raw)?;
+    let obj = value.as_object().ok_or(ParseError::NotAnObject)?;
     let allowed: &[&str] = match obj.get("cmd").and_then(|c| c.as_str()) {
         Some("decoding") => &["cmd", "params"],
         Some("triggers") => &["cmd", "add", "remove"],
         _ => &["cmd"],
     };
     if let Some(extra) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(format!("unknown key {extra:?}"));
+        return Err(ParseError::UnknownKey(extra.clone()));
     }
-    serde_json::from_value(value).map_err(|e| e.to_string())
+    Ok(serde_json::from_value(value)?)
 }
 
-/// `base` with the keys of `overrides` replaced, validated, with `max_len` at most the
-/// model's `tokens.max_len` (`limit`). Used for the config file's `[decoding]` table, the
-/// command line and commands.
-pub fn merge(
-    base: &DecodeParams,
-    overrides: &serde_json::Map<String, serde_json::Value>,
-    limit: usize,
-) -> Result<DecodeParams, String> {
-    let mut value = serde_json::to_value(base).map_err(|e| e.to_string())?;
-    let obj = value
-        .as_object_mut()
-        .ok_or("decoding parameters are not a table")?;
-    for (k, v) in overrides {
-        obj.insert(k.clone(), v.clone());
-    }
-    let params: DecodeParams =
-        serde_json::from_value(value).map_err(|e| format!("decoding: {e}"))?;
-    params.validate()?;
-    if params.max_len > limit {
-        return Err(format!(
-            "decoding.max_len = {}: this model allows at most {limit} (its tokens.max_len)",
-            params.max_len
-        ));
-    }
-    Ok(params)
+/// Why a payload is not a command.
+#[derive(Debug, thiserror::Error)]
+enum ParseError {
+    /// Not JSON, or a command with wrong or missing fields (serde's message names them).
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// JSON, but not an object.
+    #[error("not a JSON object")]
+    NotAnObject,
+    /// A key the command does not have.
+    #[error("unknown key {0:?}")]
+    UnknownKey(String),
 }
 
 #[cfg(test)]
