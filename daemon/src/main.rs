@@ -455,7 +455,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 (None, Some(dir)) => model::Bundle::open(&dir)?.manifest.frontend,
                 (None, None) => dsp::FrontendConfig::default(),
             };
-            let frames = cli::features::run(&file, &out, &cfg)?;
+            let frames = cli::features::write(&file, &out, &cfg)?;
             println!(
                 "{}: {} frames x {} mels -> {}",
                 file.display(),

@@ -22,7 +22,7 @@ pub fn load_frontend(path: &Path) -> Result<FrontendConfig> {
 
 /// Computes the log-mel of `input` and writes it to `out` as float32 `[n_mels, frames]`.
 /// Returns the number of frames.
-pub fn run(input: &Path, out: &Path, cfg: &FrontendConfig) -> Result<usize> {
+pub fn write(input: &Path, out: &Path, cfg: &FrontendConfig) -> Result<usize> {
     let clip = crate::source::wav::read(input)?;
     let frames = dsp::features(cfg, &clip.samples, clip.sample_rate)
         .with_context(|| format!("{}: cannot compute features", input.display()))?;

@@ -63,7 +63,7 @@ impl TorchModel {
         })
     }
 
-    fn run(&self, decoder: bool, inputs: &[IValue]) -> Result<Vec<Tensor>> {
+    fn forward(&self, decoder: bool, inputs: &[IValue]) -> Result<Vec<Tensor>> {
         let graphs = self.graphs.lock().unwrap_or_else(|e| e.into_inner());
         let (module, what) = if decoder {
             (&graphs.1, "decoder")
@@ -102,7 +102,7 @@ impl Captioner for TorchModel {
             .transpose(0, 1)
             .reshape([1, n_mels as i64, frames as i64])
             .to_device(self.device);
-        let mut out = self.run(false, &[IValue::Tensor(input)])?.into_iter();
+        let mut out = self.forward(false, &[IValue::Tensor(input)])?.into_iter();
         let memory = out.next().context("encoder returned no memory")?;
         let n_states = self.bundle.manifest.decoder.states.len();
         let init: Vec<Tensor> = out.by_ref().take(n_states).collect();
@@ -165,7 +165,7 @@ impl Stepper for TorchStepper<'_> {
             IValue::Tensor(self.encoded.memory.expand([batch, -1, -1], false)),
         ];
         inputs.extend(state.drain(..).map(IValue::Tensor));
-        let mut out = self.model.run(true, &inputs)?.into_iter();
+        let mut out = self.model.forward(true, &inputs)?.into_iter();
         let logits = out.next().context("decoder returned no logits")?;
         state.extend(out);
         let flat = logits

@@ -107,7 +107,7 @@ impl Pipeline {
         threads.push(spawn("hark-source", {
             let (stop, done, failure) = (stop.clone(), source_done.clone(), failure.clone());
             move || {
-                if let Err(e) = source.run(writer, &stop) {
+                if let Err(e) = source.capture(writer, &stop) {
                     fail(&failure, e);
                 }
                 done.store(true, Relaxed);
@@ -124,7 +124,7 @@ impl Pipeline {
         threads.push(spawn("hark-dsp", {
             let (stop, queue, failure) = (stop.clone(), queue.clone(), failure.clone());
             move || {
-                if let Err(e) = dsp.run(consumer, &source_done, &stop, &queue) {
+                if let Err(e) = dsp.make_windows(consumer, &source_done, &stop, &queue) {
                     fail(&failure, e);
                 }
                 queue.close();
@@ -150,7 +150,7 @@ impl Pipeline {
         threads.push(spawn("hark-inference", {
             let (queue, stop) = (queue.clone(), stop.clone());
             move || {
-                inference.run(&queue, &outbox, &stop);
+                inference.caption_windows(&queue, &outbox, &stop);
                 outbox.close();
             }
         })?);
@@ -220,7 +220,7 @@ struct Dsp {
 }
 
 impl Dsp {
-    fn run(
+    fn make_windows(
         self,
         mut ring: HeapCons<f32>,
         source_done: &AtomicBool,
@@ -309,7 +309,7 @@ struct Inference {
 }
 
 impl Inference {
-    fn run(mut self, queue: &Queue<Job>, outbox: &Queue<Event>, stop: &AtomicBool) {
+    fn caption_windows(mut self, queue: &Queue<Job>, outbox: &Queue<Event>, stop: &AtomicBool) {
         loop {
             self.counters.inference_beats.fetch_add(1, Relaxed);
             let job = match queue.pop(Duration::from_millis(200)) {

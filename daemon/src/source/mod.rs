@@ -88,7 +88,7 @@ pub trait Source: Send {
     /// Mono sample rate delivered into the ring, Hz.
     fn sample_rate(&self) -> u32;
     /// Delivers audio until the stream ends (Ok), `stop` is raised (Ok) or it fails (Err).
-    fn run(self: Box<Self>, ring: RingWriter, stop: &AtomicBool) -> Result<()>;
+    fn capture(self: Box<Self>, ring: RingWriter, stop: &AtomicBool) -> Result<()>;
 }
 
 /// Opens the configured source. `preferred_rate` is the model's rate, asked of devices
@@ -149,7 +149,7 @@ impl Source for FileSource {
         self.stream.sample_rate()
     }
 
-    fn run(self: Box<Self>, mut ring: RingWriter, stop: &AtomicBool) -> Result<()> {
+    fn capture(self: Box<Self>, mut ring: RingWriter, stop: &AtomicBool) -> Result<()> {
         let rate = f64::from(self.stream.sample_rate());
         // 20 ms blocks: real-time pacing granularity.
         let block = (self.stream.sample_rate() as usize / 50).max(1);
@@ -192,7 +192,7 @@ impl Source for StdinSource {
         self.rate
     }
 
-    fn run(self: Box<Self>, mut ring: RingWriter, stop: &AtomicBool) -> Result<()> {
+    fn capture(self: Box<Self>, mut ring: RingWriter, stop: &AtomicBool) -> Result<()> {
         let width = match self.format {
             PcmFormat::S16le => 2,
             PcmFormat::F32le => 4,
@@ -393,7 +393,7 @@ impl Source for Microphone {
         self.config.sample_rate()
     }
 
-    fn run(self: Box<Self>, ring: RingWriter, stop: &AtomicBool) -> Result<()> {
+    fn capture(self: Box<Self>, ring: RingWriter, stop: &AtomicBool) -> Result<()> {
         let rate = self.config.sample_rate();
         let limit = self
             .max_seconds
