@@ -124,11 +124,14 @@ class TrainConfig:
     """The training recipe. `batch_size`, `lr` and `patience` of None take the
     architecture's defaults."""
 
-    data: str = ""
+    data: str = ""  # the dataset folder, or FOLDER:WEIGHT
+    more_data: list = field(default_factory=list)  # further datasets trained on with it (--data)
     out: str = "runs/run"
     arch: str = "baseline"
     layout: str = "auto"
     cache: str = ""  # feature cache folder; "" = DATA/.hark-cache
+    stream: bool = False  # compute features as batches are drawn; cache nothing
+    max_seconds: float = 0.0  # with stream: read at most this long a crop of a file; 0 = all
     model: dict = field(default_factory=dict)  # overrides of the architecture's ModelConfig
     frontend: dict = field(default_factory=dict)  # overrides of the dsp front end
     epochs: int = 30

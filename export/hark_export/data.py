@@ -1,21 +1,26 @@
 """Datasets, caption vocabulary and the log-mel feature cache.
 
-Three layouts are read into one list of `Clip`s per split:
+Four layouts are read into one list of `Clip`s per split:
   - Clotho v2.1: clotho_captions_{development,validation,evaluation}.csv (file_name,
     caption_1..caption_5) beside the audio folders development/, validation/, evaluation/;
   - AudioCaps: {train,val,test}.csv (audiocap_id, youtube_id, start_time, caption), one row per
     caption, audio in {train,val,test}/ named by youtube id (see `_audiocaps_audio`);
+  - WavCaps: its JSON files ({"data": [{"id", "caption", ...}]}) with the audio, named by id,
+    anywhere under the folder; training data only (WavCaps has no validation or test split);
   - generic manifest: {split}.jsonl ({"audio": path, "captions": [...]}) or {split}.csv (an
     `audio` column and one or more `caption*` columns); paths are relative to the manifest.
-Every caption of a clip is kept. Features are computed only by the Rust `dsp` crate (through
-its PyO3 module `hark_dsp`), unnormalised, and cached on disk keyed by audio file and
-front-end parameters; the global mean/std normalisation is applied when a sample is loaded.
+Every caption of a clip is kept; several datasets train together through `Datasets`.
+Features are computed only by the Rust `dsp` crate (through its PyO3 module `hark_dsp`),
+unnormalised, and either cached on disk keyed by audio file and front-end parameters
+(`FeatureCache`) or computed as batches are drawn (`StreamedFeatures`); the global mean/std
+normalisation is applied when a sample is loaded.
 """
 
 import argparse
 import csv
 import hashlib
 import json
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -47,6 +52,7 @@ class Clip:
     captions: list[str]
     scene: str = ""
     tags: list[str] = field(default_factory=list)  # labels.txt categories heard in the clip
+    tagged: bool = True  # False: the clip's dataset has no labels, so `tags` says nothing
 
 
 # ---- captions and vocabulary ----
@@ -164,8 +170,42 @@ def _manifest(path: Path) -> list[Clip]:
     return clips
 
 
+def _wavcaps_json(root: Path) -> list[Path]:
+    """WavCaps' metadata files: *.json in `root` or its json_files/ tree."""
+    return sorted({*root.glob("*.json"), *(root / "json_files").rglob("*.json")})
+
+
+def _wavcaps(root: Path, split: str) -> list[Clip]:
+    """WavCaps: every entry of every JSON file, its audio found by id (the file name without
+    extension: `180913.flac` for id 180913, `Yb0RFKhbpFJA.flac` for id `Yb0RFKhbpFJA.wav`)
+    anywhere under `root`, as the archives unpack. Entries without audio are skipped and
+    counted. All of it is training data."""
+    if split != "train":
+        return []
+    audio: dict[str, Path] = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in AUDIO_EXTENSIONS:
+                audio.setdefault(stem, Path(folder) / name)
+    clips, missing = [], 0
+    for path in _wavcaps_json(root):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        for entry in doc["data"] if isinstance(doc, dict) else doc:
+            key = os.path.splitext(str(entry["id"]))[0]
+            caps = entry["caption"]
+            if key not in audio:
+                missing += 1
+                continue
+            clips.append(Clip(id=f"{path.stem}/{key}", audio=audio[key],
+                              captions=[caps] if isinstance(caps, str) else list(caps)))
+    if missing:
+        print(f"wavcaps: {missing} entries without audio skipped")
+    return clips
+
+
 def detect_layout(root: Path) -> str:
-    """'clotho', 'audiocaps' or 'manifest', from the files present in `root`."""
+    """'clotho', 'audiocaps', 'manifest' or 'wavcaps', from the files present in `root`."""
     root = Path(root)
     if (root / "clotho_captions_development.csv").exists():
         return "clotho"
@@ -173,7 +213,13 @@ def detect_layout(root: Path) -> str:
         with open(root / "train.csv", newline="", encoding="utf-8") as f:
             if "youtube_id" in (csv.DictReader(f).fieldnames or []):
                 return "audiocaps"
+    if not any((root / f"train{ext}").exists() for ext in (".jsonl", ".csv")) \
+            and _wavcaps_json(root):
+        return "wavcaps"
     return "manifest"
+
+
+LAYOUTS = ("auto", "clotho", "audiocaps", "wavcaps", "manifest")
 
 
 def load_split(root: Path, split: str, layout: str = "auto") -> list[Clip]:
@@ -184,6 +230,8 @@ def load_split(root: Path, split: str, layout: str = "auto") -> list[Clip]:
         return _clotho(root, split)
     if layout == "audiocaps":
         return _audiocaps(root, split)
+    if layout == "wavcaps":
+        return _wavcaps(root, split)
     for ext in (".jsonl", ".csv"):
         if (root / f"{split}{ext}").exists():
             return _manifest(root / f"{split}{ext}")
@@ -194,6 +242,53 @@ def load_labels(root: Path) -> list[str]:
     """The dataset's tag labels (`labels.txt`, one per line), or [] when it has none."""
     path = Path(root) / "labels.txt"
     return [l for l in path.read_text().splitlines() if l] if path.exists() else []
+
+
+def parse_source(spec: str) -> tuple[Path, float]:
+    """`PATH` or `PATH:WEIGHT` (as given to `--data`) -> (folder, weight)."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and head:
+        try:
+            weight = float(tail)
+        except ValueError:
+            return Path(spec), 1.0
+        if not weight > 0:
+            raise ValueError(f"--data {spec}: the weight must be a number > 0")
+        return Path(head), weight
+    return Path(spec), 1.0
+
+
+class Datasets:
+    """Several datasets trained on together: each split is the union of theirs, labels the
+    union of their labels.txt (clips of a dataset without one are `tagged=False`, so the tag
+    head learns nothing from them), and each training clip carries its dataset's weight: a
+    clip of a weight-2 dataset is drawn twice as often as one of weight 1."""
+
+    def __init__(self, sources: list[str], layout: str = "auto"):
+        parsed = [parse_source(s) for s in sources]
+        self.roots = [root for root, _ in parsed]
+        self.labels: list[str] = []
+        for root in self.roots:
+            self.labels += [l for l in load_labels(root) if l not in self.labels]
+        self.splits: dict[str, list[Clip]] = {s: [] for s in SPLIT_NAMES}
+        self.weights: list[float] = []
+        for root, weight in parsed:
+            has_labels = bool(load_labels(root))
+            for split in SPLIT_NAMES:
+                clips = load_split(root, split, layout)
+                for clip in clips:
+                    clip.tagged = has_labels
+                self.splits[split] += clips
+                if split == "train":
+                    self.weights += [weight] * len(clips)
+        if not self.splits["val"]:
+            raise ValueError(f"none of {', '.join(map(str, self.roots))} has a validation "
+                             "split: add a dataset that has one (Clotho, AudioCaps, a manifest)")
+
+    @property
+    def weighted(self) -> bool:
+        """Whether the datasets' weights differ (otherwise plain shuffling draws them)."""
+        return len(set(self.weights)) > 1
 
 
 # ---- features ----
@@ -269,8 +364,31 @@ class FeatureCache:
             self.get(clip.audio)
 
 
-def norm_stats(cache: FeatureCache, clips: list[Clip]) -> tuple[float, float]:
-    """Global mean and standard deviation of the cached features of `clips`."""
+class StreamedFeatures:
+    """Log-mels computed when a batch needs them, nothing stored: for datasets too big to
+    cache (WavCaps' 7,500 hours would take ~700 GB of mels). With `max_seconds`, a long file
+    is read as one crop of that length (random in training, its start otherwise), so
+    soundfile seeks and decodes only that stretch of a FLAC or OGG file."""
+
+    def __init__(self, frontend: dict, max_seconds: float = 0.0, random_crop: bool = False):
+        self.frontend = unnormalised(frontend)
+        self.max_seconds, self.random_crop = max_seconds, random_crop
+
+    def get(self, audio: Path) -> np.ndarray:
+        """Unnormalised features [n_mels, T] of `audio` (or of a crop of it)."""
+        with sf.SoundFile(audio) as f:
+            frames = f.frames
+            if self.max_seconds and frames > self.max_seconds * f.samplerate:
+                want = int(self.max_seconds * f.samplerate)
+                start = int(torch.randint(frames - want + 1, ())) if self.random_crop else 0
+                f.seek(start)
+                frames = want
+            samples = f.read(frames, dtype="float32", always_2d=True).mean(axis=1)
+            return logmel(samples, f.samplerate, self.frontend)
+
+
+def norm_stats(cache: "FeatureCache | StreamedFeatures", clips: list[Clip]) -> tuple[float, float]:
+    """Global mean and standard deviation of the features of `clips`."""
     total, total_sq, count = 0.0, 0.0, 0
     for clip in clips:
         x = cache.get(clip.audio).astype(np.float64)
@@ -284,10 +402,12 @@ class CaptionDataset(torch.utils.data.Dataset):
 
     The input is the normalised mel [n_mels, T], or — with `encoded`, a cache of a frozen
     encoder's outputs — the encoder output [S, D], so a frozen encoder runs once per clip
-    for the whole training. Tag targets are 0/1 over `labels` (empty without labels).
+    for the whole training. Tag targets are 0/1 over `labels` (empty without labels), NaN
+    for a clip whose dataset has no labels (the loss leaves those out).
     """
 
-    def __init__(self, clips: list[Clip], cache: FeatureCache, vocab: Vocab, mean: float,
+    def __init__(self, clips: list[Clip], cache: "FeatureCache | StreamedFeatures",
+                 vocab: Vocab, mean: float,
                  std: float, max_len: int, labels: list[str] | None = None,
                  encoded: "EncoderCache | None" = None):
         self.clips, self.cache, self.mean, self.std = clips, cache, mean, std
@@ -297,6 +417,8 @@ class CaptionDataset(torch.utils.data.Dataset):
         index = {l: i for i, l in enumerate(labels or [])}
         self.targets = torch.zeros(len(clips), len(index))
         for i, clip in enumerate(clips):
+            if not clip.tagged:
+                self.targets[i] = float("nan")
             for t in clip.tags:
                 if t in index:
                     self.targets[i, index[t]] = 1.0
@@ -406,10 +528,10 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("features", help="compute and cache log-mels of every split")
     p.add_argument("data", type=Path)
     p.add_argument("--cache", type=Path, default=None, help="default: DATA/.hark-cache")
-    p.add_argument("--layout", default="auto", choices=["auto", "clotho", "audiocaps", "manifest"])
+    p.add_argument("--layout", default="auto", choices=LAYOUTS)
     p = sub.add_parser("info", help="clips, captions and vocabulary size of each split")
     p.add_argument("data", type=Path)
-    p.add_argument("--layout", default="auto", choices=["auto", "clotho", "audiocaps", "manifest"])
+    p.add_argument("--layout", default="auto", choices=LAYOUTS)
     p.add_argument("--min-freq", type=int, default=1)
     args = parser.parse_args(argv)
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hark_export.data import Clip, features, load_split, normalise_caption
+from hark_export.data import Clip, features, load_split, normalise_caption, parse_source
 from hark_export.decode import SPECIAL, STRATEGIES, DecodeParams, decode_mel, fluent
 from hark_export.metrics import distinct_fraction
 from hark_export.progress import progress
@@ -376,7 +376,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give at least one --run or --bundle")
     data = args.data
     if data is None and args.run:
-        data = Path(json.loads((args.run[0] / "config.json").read_text())["train"]["data"])
+        trained = json.loads((args.run[0] / "config.json").read_text())["train"]
+        data = parse_source(trained["data"])[0]
     if data is None:
         parser.error("--data is required when evaluating only bundles")
     clips = load_split(data, args.split)[: args.clips or None]

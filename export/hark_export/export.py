@@ -38,7 +38,7 @@ import torch
 from hark_export.bundle import (DEFAULT_DECODING, INT8_MODES, BundleInfo, OnnxModel,
                                 finish_bundle, quantize, training_data, validate_bundle,
                                 write_bundle)
-from hark_export.data import features, load_split
+from hark_export.data import features, load_split, parse_source
 from hark_export.decode import DecodeParams
 from hark_export.evaluate import HARK, caption_metrics
 from hark_export.gates import (agreement, check_int8, check_parity, greedy_tokens, hark_judges,
@@ -112,7 +112,7 @@ def export_run(args) -> None:
     torch.set_num_threads(args.threads)
     model, vocab, frontend, _ = load_checkpoint(args.run / "best.pt")
     config = json.loads((args.run / "config.json").read_text())
-    data = args.data or Path(config["train"]["data"])
+    data = args.data or parse_source(config["train"]["data"])[0]
     arch = model.config.arch
     name = args.name or (f"synth-{arch}" if (data / "synth.json").exists() else args.run.name)
     clips = load_split(data, "test")

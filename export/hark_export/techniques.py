@@ -11,6 +11,7 @@ and measured against the plain recipe (export/README.md, "Recipe techniques").
 """
 
 from collections import Counter
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +37,7 @@ def filter_captions(clips: list[Clip]) -> tuple[list[Clip], int]:
                 seen.add(bag)
         kept = kept or clip.captions[:1]
         dropped += len(clip.captions) - len(kept)
-        out.append(Clip(clip.id, clip.audio, kept, clip.scene, clip.tags))
+        out.append(replace(clip, captions=kept))
     return out, dropped
 
 

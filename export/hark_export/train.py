@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from hark_export.config import (MODEL_CONFIGS, RECIPES, TrainConfig, model_config)
-from hark_export.data import (PAD, SPLIT_NAMES, CaptionDataset, EncoderCache, FeatureCache,
-                              Vocab, collate, default_frontend, load_labels, load_split,
+from hark_export.data import (LAYOUTS, PAD, CaptionDataset, Datasets, EncoderCache, FeatureCache,
+                              StreamedFeatures, Vocab, collate, default_frontend,
                               normalise_caption, norm_stats, pad_mels)
 from hark_export.distributed import Processes
 from hark_export.metrics import bleu4, distinct_fraction
@@ -98,8 +98,11 @@ def caption_loss(model: Captioner, mel, tokens, clip_index, label_smoothing: flo
     memory = model.encode(mel)  # (B, S, D), one row per clip
     tag_loss = 0.0
     if tag_weight and tags is not None and tags.shape[1] and model.has_tag_head:
-        tag_loss = F.binary_cross_entropy_with_logits(
-            model.tag_logits(memory).float(), tags, reduction="sum") / tags.shape[0]
+        known = ~tags[:, 0].isnan()  # clips of a dataset without labels teach no tags
+        if known.any():
+            tag_loss = F.binary_cross_entropy_with_logits(
+                model.tag_logits(memory)[known].float(), tags[known],
+                reduction="sum") / tags.shape[0]
     if sampling > 0:
         with torch.no_grad():
             predicted = model.decode(memory, inputs, clip_index).argmax(dim=2)  # (N, L-1)
@@ -184,8 +187,10 @@ class Prepared:
     """Everything a run needs before the first step: vocabulary, model, front end, datasets."""
 
     def __init__(self, cfg: TrainConfig, quiet: bool = False):
-        data = Path(cfg.data)
-        self.clips = {s: load_split(data, s, cfg.layout) for s in SPLIT_NAMES}
+        sources = Datasets([cfg.data, *cfg.more_data], cfg.layout)
+        self.clips = sources.splits
+        self.sample_weights = (torch.tensor(sources.weights, dtype=torch.double)
+                               if sources.weighted else None)
         if cfg.filter_captions:
             self.clips["train"], dropped = filter_captions(self.clips["train"])
             if not quiet:
@@ -193,7 +198,7 @@ class Prepared:
                       f"references dropped")
         self.vocab = Vocab.build([c for clip in self.clips["train"] for c in clip.captions],
                                  cfg.min_freq)
-        self.labels = load_labels(data)
+        self.labels = sources.labels
         self.model_config = model_config(cfg.arch, {"vocab_size": len(self.vocab),
                                                     "n_tags": len(self.labels), **cfg.model})
         self.model = build_model(self.model_config)
@@ -202,26 +207,36 @@ class Prepared:
         if frontend["n_mels"] != self.model_config.n_mels:
             raise ValueError(f"the front end has {frontend['n_mels']} mel bands but the model "
                              f"expects {self.model_config.n_mels}: set both")
-        cache = FeatureCache(Path(cfg.cache) if cfg.cache else data / ".hark-cache", frontend)
-        for split, clips in self.clips.items():
-            cache.fill(clips, desc=f"features {split}", quiet=quiet)
+        if cfg.max_seconds and not cfg.stream:
+            raise ValueError("--max-seconds crops files as they are read: it needs --stream")
+        if cfg.stream:
+            cache = StreamedFeatures(frontend, cfg.max_seconds)
+            train_features = StreamedFeatures(frontend, cfg.max_seconds, random_crop=True)
+            stats_clips = self.clips["train"][:: max(1, len(self.clips["train"]) // 256)]
+        else:
+            cache = train_features = FeatureCache(
+                Path(cfg.cache) if cfg.cache else sources.roots[0] / ".hark-cache", frontend)
+            for split, clips in self.clips.items():
+                cache.fill(clips, desc=f"features {split}", quiet=quiet)
+            stats_clips = self.clips["train"]
         if "norm_mean" in self.model.frontend_overrides:  # a pretrained encoder fixes its own
             mean, std = frontend["norm_mean"], frontend["norm_std"]
-        else:
-            mean, std = norm_stats(cache, self.clips["train"])
+        else:  # streamed: estimated from 256 training clips spread over the set
+            mean, std = norm_stats(cache, stats_clips)
         self.frontend = {**frontend, "norm_mean": mean, "norm_std": std}
         max_len = self.model_config.max_len
         # A frozen encoder runs once per clip: its outputs are cached and the model trains
         # from them (model.from_encoded), the decoder's cost per step all that is left.
+        # Streamed, it runs in every step instead.
         encoded = None
-        if getattr(self.model, "frozen_encoder", False):
+        if getattr(self.model, "frozen_encoder", False) and not cfg.stream:
             encoded = EncoderCache(cache, self.model.encoder, self.model_config.encoder,
                                    mean, std)
             for split, clips in self.clips.items():
                 encoded.fill(clips, desc=f"encoder {split}", quiet=quiet)
             self.model.from_encoded = True
-        self.datasets = {s: CaptionDataset(c, cache, self.vocab, mean, std, max_len,
-                                           self.labels, encoded)
+        self.datasets = {s: CaptionDataset(c, train_features if s == "train" else cache,
+                                           self.vocab, mean, std, max_len, self.labels, encoded)
                          for s, c in self.clips.items()}
 
 
@@ -284,7 +299,10 @@ def train(cfg: TrainConfig) -> dict:
     loader_args = {"batch_size": micro, "collate_fn": collate,
                    "num_workers": cfg.workers, "pin_memory": device.type == "cuda"}
     train_clips = prep.datasets["train"].clips
-    sample_weights = balanced_weights(train_clips) if cfg.balance else None
+    sample_weights = prep.sample_weights  # datasets of different --data weights
+    if cfg.balance:
+        balanced = balanced_weights(train_clips)
+        sample_weights = balanced if sample_weights is None else balanced * sample_weights
 
     def train_loader(epoch: int):
         """This process's batches this epoch: the curriculum's subset, drawn balanced or
@@ -525,14 +543,19 @@ def _key_values(pairs: list[str]) -> dict:
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
     """One option per TrainConfig field (dict fields become repeatable KEY=VALUE options)."""
-    parser.add_argument("data", help="dataset folder (Clotho, AudioCaps or manifest layout)")
+    parser.add_argument("data", help="dataset folder (Clotho, AudioCaps, WavCaps or manifest "
+                        "layout), optionally FOLDER:WEIGHT")
+    parser.add_argument("--data", dest="more_data", action="append", default=[],
+                        metavar="FOLDER[:WEIGHT]",
+                        help="another dataset to train on as well; WEIGHT (default 1) scales "
+                        "how often its clips are drawn")
     parser.add_argument("--set", dest="model", action="append", default=[], metavar="KEY=VALUE",
                         help="model option, e.g. --set hidden=512 --set channels=[16,32,64]")
     parser.add_argument("--frontend", action="append", default=[], metavar="KEY=VALUE",
                         help="dsp front-end option, e.g. --frontend n_mels=80")
     defaults = TrainConfig()
     for f in fields(TrainConfig):
-        if f.name in ("data", "model", "frontend"):
+        if f.name in ("data", "more_data", "model", "frontend"):
             continue
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
@@ -540,6 +563,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
         elif f.name == "arch":
             parser.add_argument(flag, choices=sorted(MODEL_CONFIGS), default=default)
+        elif f.name == "layout":
+            parser.add_argument(flag, choices=LAYOUTS, default=default)
         else:
             kind = float if f.name in ("lr",) else type(default) if default is not None else int
             parser.add_argument(flag, type=kind, default=default)
