@@ -20,6 +20,7 @@ validation CIDEr-D) and keeps in best.pt the SCST epoch with the best validation
 import argparse
 import contextlib
 import csv
+import itertools
 import json
 import math
 import time
@@ -510,23 +511,69 @@ def scst_stage(cfg: TrainConfig, prep: Prepared, model: Captioner, out: Path, de
             writer.writerows(rows)
 
 
-def sweep(cfg: TrainConfig, lrs: list[float]) -> list[dict]:
-    """Train once per learning rate (in OUT/lr<lr>) and print the best validation loss of each."""
-    rows = []
-    for lr in lrs:
-        run = replace(cfg, lr=lr, out=str(Path(cfg.out) / f"lr{lr:g}"), evaluate_test=False)
+def sweep(cfg: TrainConfig, grid: dict[str, list]) -> list[dict]:
+    """Train once per point of `grid` ({"lr": [...], model option: [...]}, e.g. lora_rank and
+    lora_alpha), each in OUT/<point>; print and write the table (sweep.csv, sweep.md) of the
+    best validation loss of each point, and plot every point's validation curve (sweep.png)."""
+    keys = list(grid)
+    rows, curves = [], {}
+    for values in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, values))
+        name = "_".join(f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}"
+                        for k, v in point.items())
+        run = replace(cfg, out=str(Path(cfg.out) / name), evaluate_test=False,
+                      lr=point.get("lr", cfg.lr),
+                      model={**cfg.model, **{k: v for k, v in point.items() if k != "lr"}})
         summary = train(run)
-        rows.append({"lr": lr, "best_val_loss": summary["best_val_loss"],
+        rows.append({**point, "best_val_loss": summary["best_val_loss"],
                      "best_epoch": summary["best_epoch"], "minutes": summary["train_minutes"]})
-    print(f"\n{'lr':>10}  {'best val loss':>13}  {'epoch':>5}  {'minutes':>7}")
+        with open(Path(run.out) / "log.csv", newline="") as f:
+            curves[name] = [float(r["val_loss"]) for r in csv.DictReader(f)]
+    header = [*keys, "best val loss", "epoch", "minutes"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        print(f"{r['lr']:>10.2e}  {r['best_val_loss']:>13.4f}  {r['best_epoch']:>5}  "
-              f"{r['minutes']:>7.1f}")
-    with open(Path(cfg.out) / "sweep.csv", "w", newline="") as f:
+        cells = [f"{r[k]:.2e}" if k == "lr" else str(r[k]) for k in keys]
+        lines.append("| " + " | ".join([*cells, f"{r['best_val_loss']:.4f}",
+                                        str(r["best_epoch"]), f"{r['minutes']:.1f}"]) + " |")
+    print("\n" + "\n".join(lines))
+    out = Path(cfg.out)
+    (out / "sweep.md").write_text("\n".join(lines) + "\n")
+    with open(out / "sweep.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    plot_sweep(curves, out / "sweep.png")
     return rows
+
+
+def plot_sweep(curves: dict[str, list[float]], path: Path) -> None:
+    """Validation loss per epoch of each sweep point, one line each."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, losses in curves.items():
+        ax.plot(range(1, len(losses) + 1), losses, marker="o", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation cross-entropy per token")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _grid(lrs: str, options: list[str]) -> dict[str, list]:
+    """--lrs 1e-3,3e-3 and --grid KEY=V1,V2 options -> {"lr": [...], KEY: [...]}."""
+    grid = {"lr": [float(x) for x in lrs.split(",")]} if lrs else {}
+    for option in options:
+        key, _, values = option.partition("=")
+        if not key or not values:
+            raise ValueError(f"--grid {option}: give KEY=VALUE,VALUE (e.g. lora_rank=4,8,16)")
+        grid[key] = [json.loads(v) for v in values.split(",")]
+    if not grid:
+        raise ValueError("nothing to sweep: give --lrs and/or --grid")
+    return grid
 
 
 def _key_values(pairs: list[str]) -> dict:
@@ -575,9 +622,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="hark-train", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train_options(sub.add_parser("train", help="train one model"))
-    p = sub.add_parser("sweep", help="learning-rate sweep: best validation loss per lr")
+    p = sub.add_parser("sweep", help="a grid of learning rates and model options: the best "
+                       "validation loss of each point, a table and a plot")
     _add_train_options(p)
-    p.add_argument("--lrs", default="3e-4,1e-3,3e-3", help="comma-separated learning rates")
+    p.add_argument("--lrs", default="3e-4,1e-3,3e-3",
+                   help="comma-separated learning rates ('' keeps the recipe's)")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a model option's values, e.g. --grid lora_rank=4,8 --grid lora_alpha=8,16")
     p = sub.add_parser("params", help="parameter count of each architecture's defaults")
     p.add_argument("--vocab", type=int, default=4400)
     args = parser.parse_args(argv)
@@ -592,7 +643,7 @@ def main(argv: list[str] | None = None) -> None:
                          if f.name not in ("model", "frontend")},
                       model=_key_values(args.model), frontend=_key_values(args.frontend))
     if args.command == "sweep":
-        sweep(cfg, [float(x) for x in args.lrs.split(",")])
+        sweep(cfg, _grid(args.lrs, args.grid))
     else:
         train(cfg)
 

@@ -8,7 +8,7 @@ from hark_export.config import TrainConfig, tiny
 from hark_export.data import collate
 from hark_export.metrics import bleu4
 from hark_export.train import (Prepared, caption_loss, evaluate_loss, load_checkpoint, lr_factor,
-                               make_optimizer, spec_augment, sweep, train)
+                               make_optimizer, spec_augment, sweep, train, _grid)
 
 TINY = tiny()
 
@@ -72,12 +72,20 @@ def test_the_same_seed_trains_the_same_model(tiny_synth, tmp_path):
     assert a["best_val_loss"] == b["best_val_loss"]
 
 
-def test_sweep_prints_the_best_validation_loss_of_each_learning_rate(tiny_synth, tmp_path, capsys):
-    rows = sweep(_cfg(tiny_synth, tmp_path, epochs=1), [1e-3, 3e-3])
-    assert [r["lr"] for r in rows] == [1e-3, 3e-3]
+def test_sweep_trains_every_point_of_its_grid_and_writes_table_and_plot(tiny_synth, tmp_path,
+                                                                        capsys):
+    rows = sweep(_cfg(tiny_synth, tmp_path, epochs=1), {"lr": [1e-3, 3e-3], "hidden": [32, 48]})
+    assert [(r["lr"], r["hidden"]) for r in rows] == [(1e-3, 32), (1e-3, 48), (3e-3, 32),
+                                                      (3e-3, 48)]
+    run = tmp_path / "run"
+    assert json.loads((run / "lr0.003_hidden48" / "config.json").read_text())["model"]["hidden"] == 48
     table = capsys.readouterr().out.split("best val loss")[1]
-    assert "1.00e-03" in table and "3.00e-03" in table
-    assert (tmp_path / "run" / "sweep.csv").exists()
+    assert "1.00e-03 | 32" in table and "3.00e-03 | 48" in table
+    assert len({r["best_val_loss"] for r in rows}) == 4  # each point trained its own model
+    for name in ("sweep.csv", "sweep.md", "sweep.png"):
+        assert (run / name).exists(), name
+    assert _grid("", ["lora_rank=4,8", "lora_alpha=8"]) == {"lora_rank": [4, 8],
+                                                           "lora_alpha": [8]}
 
 
 def test_learning_rate_warms_up_linearly_then_decays_along_a_cosine():
