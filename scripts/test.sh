@@ -66,19 +66,21 @@ echo "== Rust tests"
 cargo test --workspace
 
 echo "== torch backend (--features tch) against tract"
-# tch 0.24 binds the libtorch of the venv's torch 2.11 (LIBTORCH_USE_PYTORCH). A target dir of
-# its own, so the default binary above never becomes one that needs libtorch to start.
-tch_target="$HARK_CACHE/target-tch"
-VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1 CARGO_TARGET_DIR="$tch_target" \
-  cargo build -p hark --features tch --quiet
+# tch 0.24 binds the libtorch of the venv's torch 2.11 (LIBTORCH_USE_PYTORCH). Its own profile
+# (Cargo.toml: unoptimised dependencies, built in minutes) and folder, $CARGO_TARGET_DIR/tch, so
+# the default binary above never becomes one that needs libtorch to start.
+rm -rf "$HARK_CACHE/target-tch"   # where earlier versions of this script built it
+VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" LIBTORCH_USE_PYTORCH=1 \
+  cargo build -p hark --features tch --profile tch --quiet
+tch_bin="$CARGO_TARGET_DIR/tch/hark"
 torch_lib=$("$venv/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 if [ -f "$torch_lib/libtorch_cuda.so" ]; then
   # daemon/build.rs: without it the linker drops libtorch_cuda and a Jetson would get no GPU.
-  readelf -d "$tch_target/debug/hark" | grep -q 'NEEDED.*\[libtorch_cuda.so\]' ||
+  readelf -d "$tch_bin" | grep -q 'NEEDED.*\[libtorch_cuda.so\]' ||
     { echo "the tch build does not link libtorch_cuda.so" >&2; exit 1; }
 fi
 # No LD_LIBRARY_PATH: the binary finds libtorch through its rpath.
-HARK_BIN="$tch_target/debug/hark" cargo test --workspace --test tch_parity -- --include-ignored
+HARK_BIN="$tch_bin" cargo test --workspace --test tch_parity -- --include-ignored
 
 echo "== Debian package: build, dpkg -i, check, purge"
 if [ "$(id -u)" = 0 ] && ! dpkg-query -W hark >/dev/null 2>&1; then
