@@ -102,6 +102,18 @@ impl Pipeline {
         let source_done = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
 
+        let source = setup.source;
+        let writer = RingWriter::new(producer, setup.counters.clone());
+        threads.push(spawn("hark-source", {
+            let (stop, done, failure) = (stop.clone(), source_done.clone(), failure.clone());
+            move || {
+                if let Err(e) = source.capture(writer, &stop) {
+                    fail(&failure, e);
+                }
+                done.store(true, Relaxed);
+            }
+        })?);
+
         let dsp = Dsp {
             frontend: setup.model.bundle().manifest.frontend.clone(),
             source_rate,
@@ -109,29 +121,13 @@ impl Pipeline {
             live: setup.live,
             counters: setup.counters.clone(),
         };
-        let dsp_thread = spawn("hark-dsp", {
+        threads.push(spawn("hark-dsp", {
             let (stop, queue, failure) = (stop.clone(), queue.clone(), failure.clone());
-            let source_done = source_done.clone();
             move || {
                 if let Err(e) = dsp.make_windows(consumer, &source_done, &stop, &queue) {
                     fail(&failure, e);
                 }
                 queue.close();
-            }
-        })?;
-        // The source starts after the DSP thread, so its writer can wake that thread.
-        let source = setup.source;
-        let dsp_waker = dsp_thread.thread().clone();
-        let writer = RingWriter::new(producer, setup.counters.clone()).waking(dsp_waker.clone());
-        threads.push(dsp_thread);
-        threads.push(spawn("hark-source", {
-            let (stop, failure) = (stop.clone(), failure.clone());
-            move || {
-                if let Err(e) = source.capture(writer, &stop) {
-                    fail(&failure, e);
-                }
-                source_done.store(true, Relaxed);
-                dsp_waker.unpark();
             }
         })?);
 
@@ -251,9 +247,7 @@ impl Dsp {
                 windower.finish(&mut ready);
                 finished = true;
             } else {
-                // Woken by the source's writer; the timeout bounds how late a stop or the
-                // source's end is seen.
-                std::thread::park_timeout(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
             for window in ready.drain(..) {

@@ -24,8 +24,6 @@ pub struct RingWriter {
     counters: Arc<Counters>,
     /// Samples still to accept (a timed capture); `u64::MAX` = unlimited.
     remaining: u64,
-    /// The reader, woken after each push (it parks when the ring is empty).
-    reader: Option<std::thread::Thread>,
 }
 
 impl RingWriter {
@@ -35,22 +33,6 @@ impl RingWriter {
             producer,
             counters,
             remaining: u64::MAX,
-            reader: None,
-        }
-    }
-
-    /// Wakes `reader` after every push, so it need not poll: a window's last samples reach
-    /// the DSP thread at once (it parked for up to 5 ms before, 2.5 ms of latency on average).
-    /// Unparking is an atomic swap and, only if the thread sleeps, a futex wake: no lock and
-    /// no allocation, so an audio callback may do it.
-    pub fn waking(mut self, reader: std::thread::Thread) -> Self {
-        self.reader = Some(reader);
-        self
-    }
-
-    fn wake(&self) {
-        if let Some(reader) = &self.reader {
-            reader.unpark();
         }
     }
 
@@ -73,7 +55,6 @@ impl RingWriter {
             .map(|f| f.iter().map(|&s| to_f32(s)).sum::<f32>() * scale);
         let pushed = self.producer.push_iter(mono);
         self.counters.samples_in.fetch_add(pushed as u64, Relaxed);
-        self.wake();
         if pushed < frames {
             self.counters
                 .ring_overruns
@@ -87,7 +68,6 @@ impl RingWriter {
         while !mono.is_empty() {
             let n = self.producer.push_slice(mono);
             self.counters.samples_in.fetch_add(n as u64, Relaxed);
-            self.wake();
             mono = &mono[n..];
             if !mono.is_empty() {
                 if stop.load(Relaxed) {
