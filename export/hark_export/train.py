@@ -222,7 +222,7 @@ class Prepared:
             stats_clips = self.clips["train"]
         if "norm_mean" in self.model.frontend_overrides:  # a pretrained encoder fixes its own
             mean, std = frontend["norm_mean"], frontend["norm_std"]
-        else:  # streamed: estimated from 256 training clips spread over the set
+        else:  # from the training features (streamed: 256 clips spread over the set)
             mean, std = norm_stats(cache, stats_clips)
         self.frontend = {**frontend, "norm_mean": mean, "norm_std": std}
         max_len = self.model_config.max_len
