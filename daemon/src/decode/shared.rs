@@ -179,9 +179,22 @@ impl DecodeParams {
         Ok(())
     }
 
-    /// These parameters with the keys of `overrides` replaced, validated, with `max_len` at
-    /// most the model's `tokens.max_len` (`limit`). Used for the config file's `[decoding]`
-    /// table, the command line and `set` commands.
+    /// `validate`, and `max_len` at most the model's `tokens.max_len` (`limit`): fixed-size
+    /// states (a transformer's KV cache) have no room beyond it. A bundle's own defaults and
+    /// every override are held to it.
+    pub fn validate_for(&self, limit: usize) -> Result<(), ParamError> {
+        self.validate()?;
+        if self.max_len > limit {
+            return Err(ParamError::OverModel {
+                max_len: self.max_len,
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// These parameters with the keys of `overrides` replaced, checked by `validate_for`.
+    /// Used for the config file's `[decoding]` table, the command line and `set` commands.
     pub fn with_overrides(
         &self,
         overrides: &serde_json::Map<String, serde_json::Value>,
@@ -197,13 +210,7 @@ impl DecodeParams {
         }
         let params: Self = serde_json::from_value(serde_json::Value::Object(obj))
             .map_err(ParamError::Malformed)?;
-        params.validate()?;
-        if params.max_len > limit {
-            return Err(ParamError::OverModel {
-                max_len: params.max_len,
-                limit,
-            });
-        }
+        params.validate_for(limit)?;
         Ok(params)
     }
 }

@@ -459,18 +459,7 @@ fn check_tokens(m: &Manifest, vocab: &[String]) -> Result<(), BundleError> {
     if m.tokens.max_len == 0 {
         return Err(field("tokens.max_len", "must be at least 1"));
     }
-    m.decoding.validate()?;
-    // Decoding may not run past tokens.max_len: fixed-size caches (e.g. a transformer's KV
-    // cache) have no room beyond it. Overrides are held to it by DecodeParams::with_overrides.
-    if m.decoding.max_len > m.tokens.max_len {
-        return Err(field(
-            "decoding.max_len",
-            format!(
-                "{} is more than this model's tokens.max_len = {}",
-                m.decoding.max_len, m.tokens.max_len
-            ),
-        ));
-    }
+    m.decoding.validate_for(m.tokens.max_len)?;
     if !(m.window.seconds > 0.0 && m.window.seconds <= 600.0) {
         return Err(field("window.seconds", "must be in (0, 600]"));
     }

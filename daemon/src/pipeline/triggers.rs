@@ -110,7 +110,6 @@ impl Triggers {
     pub fn build(configs: &[TriggerConfig], bundle: &Bundle) -> Result<Self, TriggerError> {
         let mut list = Vec::new();
         for (index, c) in configs.iter().enumerate() {
-            let name = || c.name.clone();
             if c.name.is_empty()
                 || c.name.len() > 64
                 || !c
@@ -120,13 +119,13 @@ impl Triggers {
             {
                 return Err(TriggerError::Name {
                     index,
-                    name: name(),
+                    name: c.name.clone(),
                 });
             }
             if configs[..index].iter().any(|o| o.name == c.name) {
                 return Err(TriggerError::Duplicate {
                     index,
-                    name: name(),
+                    name: c.name.clone(),
                 });
             }
             if c.phrases.is_empty() {
