@@ -70,12 +70,12 @@ pub enum BundleError {
         /// Hash of the file.
         actual: String,
     },
-    /// `[frontend]` is not computable by `dsp`.
+    /// `[frontend]` is not computable by `dsp` (in the message, not as a source: printed once).
     #[error("{MANIFEST}: {0}")]
-    Frontend(#[from] dsp::ConfigError),
-    /// The default decoding parameters are invalid.
+    Frontend(dsp::ConfigError),
+    /// The default decoding parameters are invalid (in the message, not as a source).
     #[error("{MANIFEST}: {0}")]
-    Decoding(#[from] crate::decode::ParamError),
+    Decoding(crate::decode::ParamError),
     /// A field's value is invalid.
     #[error("{MANIFEST}: {field}: {message}")]
     Field {
@@ -459,7 +459,9 @@ fn check_tokens(m: &Manifest, vocab: &[String]) -> Result<(), BundleError> {
     if m.tokens.max_len == 0 {
         return Err(field("tokens.max_len", "must be at least 1"));
     }
-    m.decoding.validate_for(m.tokens.max_len)?;
+    m.decoding
+        .validate_for(m.tokens.max_len)
+        .map_err(BundleError::Decoding)?;
     if !(m.window.seconds > 0.0 && m.window.seconds <= 600.0) {
         return Err(field("window.seconds", "must be in (0, 600]"));
     }
@@ -530,7 +532,7 @@ impl Bundle {
         let manifest = parse(dir)?;
         let m = &manifest;
         check_files(dir, m)?;
-        m.frontend.validate()?;
+        m.frontend.validate().map_err(BundleError::Frontend)?;
         let vocab = lines(dir, &m.tokens.vocab)?;
         check_tokens(m, &vocab)?;
         check_states(m)?;
