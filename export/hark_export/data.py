@@ -268,16 +268,15 @@ class Datasets:
         parsed = [parse_source(s) for s in sources]
         self.roots = [root for root, _ in parsed]
         self.labels: list[str] = []
-        for root in self.roots:
-            self.labels += [l for l in load_labels(root) if l not in self.labels]
         self.splits: dict[str, list[Clip]] = {s: [] for s in SPLIT_NAMES}
         self.weights: list[float] = []
         for root, weight in parsed:
-            has_labels = bool(load_labels(root))
+            labels = load_labels(root)
+            self.labels += [l for l in labels if l not in self.labels]
             for split in SPLIT_NAMES:
                 clips = load_split(root, split, layout)
                 for clip in clips:
-                    clip.tagged = has_labels
+                    clip.tagged = bool(labels)
                 self.splits[split] += clips
                 if split == "train":
                     self.weights += [weight] * len(clips)
@@ -407,9 +406,8 @@ class CaptionDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, clips: list[Clip], cache: "FeatureCache | StreamedFeatures",
-                 vocab: Vocab, mean: float,
-                 std: float, max_len: int, labels: list[str] | None = None,
-                 encoded: "EncoderCache | None" = None):
+                 vocab: Vocab, mean: float, std: float, max_len: int,
+                 labels: list[str] | None = None, encoded: "EncoderCache | None" = None):
         self.clips, self.cache, self.mean, self.std = clips, cache, mean, std
         self.encoded = encoded
         self.tokens = [[torch.tensor(vocab.encode(c, max_len)) for c in clip.captions]
