@@ -166,22 +166,27 @@ def load_checkpoint(path: Path, device: str = "cpu") -> tuple[Captioner, Vocab, 
     return model.to(device).eval(), Vocab(ckpt["vocab"]), ckpt["frontend"], ckpt
 
 
-def plot_curves(rows: list[dict], path: Path) -> None:
-    """Train and validation loss per epoch as a PNG."""
+def plot_losses(curves: dict[str, list[float]], ylabel: str, path: Path) -> None:
+    """Loss per epoch (from epoch 1), one labelled line per curve, as a PNG."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    epochs = [r["epoch"] for r in rows]
-    ax.plot(epochs, [r["train_loss"] for r in rows], label="train (smoothed targets)")
-    ax.plot(epochs, [r["val_loss"] for r in rows], label="validation")
+    for label, losses in curves.items():
+        ax.plot(range(1, len(losses) + 1), losses, label=label)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy per token")
-    ax.legend()
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_curves(rows: list[dict], path: Path) -> None:
+    """A run's train and validation loss per epoch (its log.csv rows) as a PNG."""
+    plot_losses({"train (smoothed targets)": [r["train_loss"] for r in rows],
+                 "validation": [r["val_loss"] for r in rows]}, "cross-entropy per token", path)
 
 
 class Prepared:
@@ -542,25 +547,8 @@ def sweep(cfg: TrainConfig, grid: dict[str, list]) -> list[dict]:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    plot_sweep(curves, out / "sweep.png")
+    plot_losses(curves, "validation cross-entropy per token", out / "sweep.png")
     return rows
-
-
-def plot_sweep(curves: dict[str, list[float]], path: Path) -> None:
-    """Validation loss per epoch of each sweep point, one line each."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, losses in curves.items():
-        ax.plot(range(1, len(losses) + 1), losses, marker="o", label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation cross-entropy per token")
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _grid(lrs: str, options: list[str]) -> dict[str, list]:
