@@ -8,8 +8,8 @@ import soundfile as sf
 import torch
 
 from hark_export.config import TrainConfig, tiny
-from hark_export.data import (Datasets, StreamedFeatures, default_frontend, detect_layout,
-                              load_split, logmel, parse_source)
+from hark_export.data import (Datasets, StreamedFeatures, collate, default_frontend,
+                              detect_layout, load_split, logmel, parse_source)
 from hark_export.train import Prepared, caption_loss, train
 
 
@@ -105,7 +105,6 @@ def test_clips_of_a_dataset_without_labels_teach_the_tag_head_nothing(tmp_path, 
     items = [data[i] for i in range(len(data) - 4, len(data))]  # the last 4 are WavCaps
     assert all(torch.isnan(t).all() for _, _, t in items)
     labelled = [data[i] for i in range(4)]
-    from hark_export.data import collate
     torch.manual_seed(0)
     mel, tokens, index, tags = collate(labelled + items)
     mixed = caption_loss(prep.model.eval(), mel, tokens, index, 0.0, tags=tags, tag_weight=1.0)
