@@ -2,7 +2,8 @@
 //! socket. `READY=1` once the pipeline runs, and `WATCHDOG=1` while its threads are alive —
 //! also while a stdout reader stops reading: a slow sink is not a hang, and a restart would
 //! only lose what was queued. Replayed audio waits for the sink; live audio keeps captioning
-//! and drops the oldest captions, counted. A hung process stops the pings.
+//! and drops the oldest captions, counted. A hung process stops the pings, and so does one
+//! hung pipeline thread while the rest of hark runs on.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
@@ -242,4 +243,78 @@ fn a_hung_process_stops_the_pings() {
     assert!(pings(&back) >= 3, "{back:?}");
     hark_e2e::signal(&child, "-TERM");
     assert!(wait_reading(&mut child, &sock).0.success());
+}
+
+/// One thread of a running process, stopped by ptrace (PTRACE_SEIZE + PTRACE_INTERRUPT stop
+/// that thread only): the rest of hark runs on, as it would around a deadlocked thread.
+/// Dropping it lets the thread go.
+struct Frozen(libc::pid_t);
+
+impl Frozen {
+    fn thread(child: &std::process::Child, name: &str) -> Frozen {
+        let pid = child.id();
+        let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().parse::<libc::pid_t>().unwrap())
+            .find(|tid| {
+                std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                    .is_ok_and(|comm| comm.trim() == name)
+            })
+            .unwrap_or_else(|| panic!("hark has no thread {name}"));
+        let null = std::ptr::null_mut::<libc::c_void>();
+        // SAFETY: plain ptrace/waitpid calls on a thread of our own child; no memory is shared.
+        unsafe {
+            assert_eq!(
+                libc::ptrace(libc::PTRACE_SEIZE, tid, null, null),
+                0,
+                "PTRACE_SEIZE {name}: {}",
+                std::io::Error::last_os_error()
+            );
+            assert_eq!(libc::ptrace(libc::PTRACE_INTERRUPT, tid, null, null), 0);
+            let mut status = 0;
+            assert_eq!(libc::waitpid(tid, &mut status, libc::__WALL), tid);
+        }
+        Frozen(tid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let null = std::ptr::null_mut::<libc::c_void>();
+        // SAFETY: detaches the thread `thread` stopped (it is in a ptrace stop).
+        unsafe { libc::ptrace(libc::PTRACE_DETACH, self.0, null, null) };
+    }
+}
+
+/// A process's state letter in /proc (R, S, D, t for a ptrace stop, T when stopped...).
+fn state(pid: u32, tid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..].chars().next().unwrap()
+}
+
+#[test]
+fn a_hung_pipeline_thread_stops_the_pings_while_the_rest_of_hark_runs() {
+    for thread in ["hark-inference", "hark-dsp"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (sock, path) = socket(dir.path());
+        let mut child = spawn(&path, &["--stdin", "16000"]);
+        let first = receive(&sock, Duration::from_secs(2));
+        assert!(pings(&first) >= 5, "{thread}: {first:?}");
+        {
+            let _frozen = Frozen::thread(&child, thread);
+            let _ = receive(&sock, Duration::from_millis(300)); // pings already decided
+            let hung = receive(&sock, Duration::from_secs(1));
+            assert_eq!(pings(&hung), 0, "{thread}: {hung:?}");
+            assert!(child.try_wait().unwrap().is_none());
+            assert_ne!(state(child.id(), child.id()), 't', "only {thread} is stopped");
+        }
+        let back = receive(&sock, Duration::from_secs(1));
+        assert!(pings(&back) >= 3, "{thread}: {back:?}");
+        hark_e2e::signal(&child, "-TERM");
+        assert!(wait_reading(&mut child, &sock).0.success());
+        let mut log = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+        assert!(log.contains("pipeline stalled"), "{thread}: {log}");
+        assert!(log.contains("pipeline running again"), "{thread}: {log}");
+    }
 }
