@@ -163,6 +163,7 @@ class TrainConfig:
     filter_captions: bool = False  # drop too-short and near-duplicate references
     curriculum: int = 0  # the first N epochs on simple scenes only (1 event, then up to 2...)
     rare_word_weight: float = 0.0  # token loss weighted by word frequency ** -this
+    unlikelihood: float = 0.0  # weight of the unlikelihood term against repeated words
     scst_epochs: int = 0  # self-critical fine-tuning epochs after the cross-entropy stage
     scst_lr: float = 2e-5
     scst_samples: int = 5  # sampled captions per clip, each rewarded against greedy's CIDEr-D

@@ -6,6 +6,9 @@ and measured against the plain recipe (export/README.md, "Recipe techniques").
 - `--curriculum N`: the first N epochs see simple scenes only;
 - `--rare-word-weight A`: a token's loss weighted by its word's frequency ** -A, against
   generic captions that use only the commonest words;
+- `--unlikelihood B`: plus B times token-level unlikelihood (Welleck et al. 2020): at each
+  position the words already said, other than the target, are pushed down, against the
+  repetitive captions ("a dog barks and a dog barks") that maximum likelihood favours;
 - `--scst-epochs N`: self-critical sequence training after the cross-entropy stage (sampled
   captions rewarded by CIDEr-D against the greedy caption's, Rennie et al. 2017).
 """
@@ -81,6 +84,22 @@ def weighted_token_loss(logits, targets, weights, label_smoothing: float) -> tor
                            label_smoothing=label_smoothing, reduction="none")
     mask = targets.flatten() != PAD
     return (loss * weights[targets.flatten()]).sum() / mask.sum().clamp(min=1)
+
+
+def unlikelihood_loss(logits, targets) -> torch.Tensor:
+    """Mean over target tokens of -sum log(1 - p(c)) over the candidates c: the words of the
+    same caption before that position, except the position's own target."""
+    n, length, vocab = logits.shape
+    earlier = torch.ones(length, length, dtype=torch.bool, device=targets.device).tril(-1)
+    candidates = targets[:, None, :].expand(n, length, length)  # [n, t, j] = targets[n, j]
+    drop = ~earlier | (candidates == targets[:, :, None]) | (candidates < len(SPECIALS))
+    candidates = candidates.masked_fill(drop, PAD)
+    negative = torch.zeros(n, length, vocab, device=logits.device).scatter_(2, candidates, 1.0)
+    negative[..., PAD] = 0.0
+    probs = F.softmax(logits.float(), dim=2)
+    per_token = -(torch.log1p(-probs.clamp(max=1 - 1e-5)) * negative).sum(2)
+    mask = targets != PAD
+    return (per_token * mask).sum() / mask.sum().clamp(min=1)
 
 
 def decode_batch(model, memory: torch.Tensor, max_len: int, sample: bool):

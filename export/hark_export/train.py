@@ -12,7 +12,8 @@ A run folder holds everything needed to rebuild and judge the model:
 Recipe: AdamW (weight decay on matrices only), per-architecture learning rate, linear warmup
 then cosine decay, gradient clipping, label smoothing, scheduled sampling, SpecAugment,
 dropout, early stopping on validation loss with per-architecture patience; optional techniques
-(balanced sampling, caption filtering, curriculum, rare-word weighting, SCST) in techniques.py.
+(balanced sampling, caption filtering, curriculum, rare-word weighting, unlikelihood,
+SCST) in techniques.py.
 A run with --scst-epochs also writes scst.csv (per epoch: mean sampled and greedy reward,
 validation CIDEr-D) and keeps in best.pt the SCST epoch with the best validation CIDEr-D.
 """
@@ -40,7 +41,8 @@ from hark_export.model import Captioner, build_model, count_parameters, greedy_d
 from hark_export.progress import progress
 from hark_export.techniques import (SCST, ClipsWithReferences, balanced_weights,
                                     curriculum_indices, filter_captions, greedy_cider,
-                                    scst_collate, token_weights, weighted_token_loss)
+                                    scst_collate, token_weights, unlikelihood_loss,
+                                    weighted_token_loss)
 
 NORMALISATION = "front end applies (logmel - norm_mean) / norm_std; the cache holds raw logmel"
 
@@ -89,12 +91,14 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float):
 
 def caption_loss(model: Captioner, mel, tokens, clip_index, label_smoothing: float,
                  sampling: float = 0.0, tags: torch.Tensor | None = None,
-                 tag_weight: float = 0.0, weights: torch.Tensor | None = None) -> torch.Tensor:
+                 tag_weight: float = 0.0, weights: torch.Tensor | None = None,
+                 unlikelihood: float = 0.0) -> torch.Tensor:
     """Token cross-entropy of a batch; with probability `sampling` each input token after
     <bos> is replaced by the model's own previous prediction (scheduled sampling, done as a
     no-grad teacher-forced pass followed by the real pass). With a tag head and `tags`
     [B, n_labels] targets, plus `tag_weight` times the tags' binary cross-entropy (summed over
-    labels, averaged over clips). `weights` [V] weigh each target token's loss by its word."""
+    labels, averaged over clips). `weights` [V] weigh each target token's loss by its word;
+    `unlikelihood` adds that times `unlikelihood_loss`."""
     inputs, targets = tokens[:, :-1], tokens[:, 1:]  # (N, L-1) each
     memory = model.encode(mel)  # (B, S, D), one row per clip
     tag_loss = 0.0
@@ -113,10 +117,13 @@ def caption_loss(model: Captioner, mel, tokens, clip_index, label_smoothing: flo
         inputs = torch.where(swap, fed_back, inputs)
     logits = model.decode(memory, inputs, clip_index)  # (N, L-1, V)
     if weights is not None:
-        return weighted_token_loss(logits, targets, weights, label_smoothing) \
-            + tag_weight * tag_loss
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=PAD,
-                           label_smoothing=label_smoothing) + tag_weight * tag_loss
+        loss = weighted_token_loss(logits, targets, weights, label_smoothing)
+    else:
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
+                               ignore_index=PAD, label_smoothing=label_smoothing)
+    if unlikelihood:
+        loss = loss + unlikelihood * unlikelihood_loss(logits, targets)
+    return loss + tag_weight * tag_loss
 
 
 @torch.no_grad()
@@ -390,7 +397,8 @@ def train(cfg: TrainConfig) -> dict:
                 with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                     loss = step_loss(spec_augment(mel, augment), tokens, clip_index,
                                      cfg.label_smoothing, sampling, tags.to(device),
-                                     cfg.tag_weight, weights) / cfg.accumulate
+                                     cfg.tag_weight, weights,
+                                     cfg.unlikelihood) / cfg.accumulate
                 scaler.scale(loss).backward()
             sums["loss"] += loss.item()
             if not stepping:

@@ -7,7 +7,7 @@ from hark_export.config import TrainConfig, tiny
 from hark_export.data import EOS, PAD, Clip, Vocab
 from hark_export.metrics import CiderD
 from hark_export.techniques import (balanced_weights, curriculum_indices, filter_captions,
-                                    token_weights)
+                                    token_weights, unlikelihood_loss)
 from hark_export.train import load_checkpoint, train
 
 REFS = [["a dog barks", "a dog is barking loudly", "dog barking"],
@@ -66,11 +66,30 @@ def test_rare_words_weigh_more_and_the_mean_training_token_weighs_one():
     assert abs(float(w[tokens].mean()) - 1) < 1e-5
 
 
+def test_unlikelihood_pushes_down_only_words_already_said():
+    # Targets "dog barks dog <eos>" (ids 5 6 5 2); at every position the model puts 0.9 on
+    # word 5 ("dog"), so after the first "dog" it wants to repeat it where it is not the target.
+    targets = torch.tensor([[5, 6, 5, EOS, PAD]])
+    logits = torch.full((1, 5, 8), 0.0)
+    logits[..., 5] = 5.0
+    logits.requires_grad_(True)
+    loss = unlikelihood_loss(logits, targets)
+    loss.backward()
+    p = torch.softmax(logits.detach(), 2)[0, 0, 5]
+    # Candidates: position 1 {5}, position 2 {6}, position 3 {5, 6}; specials never count.
+    p6 = torch.softmax(logits.detach(), 2)[0, 0, 6]
+    expected = -(2 * torch.log1p(-p) + 2 * torch.log1p(-p6)) / 4
+    assert abs(loss.item() - float(expected)) < 1e-5
+    assert logits.grad[0, 1, 5] > 0 and logits.grad[0, 2, 5] < 0  # down where repeated only
+    assert logits.grad[0, 0].abs().sum() == 0 and logits.grad[0, 4].abs().sum() == 0
+
+
 def test_every_technique_trains_and_scst_keeps_the_best_validation_cider(tiny_synth, tmp_path):
     cfg = TrainConfig(data=str(tiny_synth), out=str(tmp_path / "run"), arch="attention",
                       cache=str(tmp_path.parent / "cache"), model=tiny()["attention"],
                       batch_size=8, epochs=3, lr=3e-3, balance=True, filter_captions=True,
-                      curriculum=1, rare_word_weight=0.5, scst_epochs=2, scst_samples=3)
+                      curriculum=1, rare_word_weight=0.5, unlikelihood=0.5,
+                      scst_epochs=2, scst_samples=3)
     summary = train(cfg)
     rows = list(csv.DictReader(open(tmp_path / "run" / "scst.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
