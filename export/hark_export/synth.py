@@ -9,7 +9,9 @@ one another while the content words (order, count, pitch, overlap) are shared. A
 does not listen cannot caption these scenes: the benchmark is built to expose mode collapse.
 
 The output is the generic manifest format (`train.jsonl`, `val.jsonl`, `test.jsonl` next to an
-`audio/` folder), readable by `hark_export.data.load_split`.
+`audio/` folder), readable by `hark_export.data.load_split`. Each scene also lists its
+primitives as `tags` (what `--balance` and `--curriculum` count); no `labels.txt` is written,
+so models trained on it have no tag head.
 """
 
 import json
@@ -279,7 +281,8 @@ def render_scene(rng: np.random.Generator, catalogue: list[Primitive]) -> tuple[
     overlap = kind == "overlap"
     key = (" + " if overlap else " > ").join(e.name for e in events)
     return np.clip(scene, -1, 1).astype(np.float32), {
-        "captions": [caption(s, events, overlap) for s in styles], "scene": key}
+        "captions": [caption(s, events, overlap) for s in styles], "scene": key,
+        "tags": sorted({e.name for e in events})}
 
 
 def generate(n: int, seed: int, out: Path, speech: bool | None = None) -> dict:

@@ -42,6 +42,7 @@ def test_scenes_are_split_80_10_10_with_five_distinct_captions_each(tmp_path):
         assert len(rows) == n
         for row in rows:
             assert len(row["captions"]) == 5 and len(set(row["captions"])) == 5
+            assert row["tags"] == sorted(set(row["scene"].replace("+", ">").split(" > ")))
             audio, sr = sf.read(tmp_path / row["audio"])
             assert sr == SAMPLE_RATE and audio.ndim == 1 and np.abs(audio).max() > 0.05
 
