@@ -112,6 +112,22 @@ def test_a_whole_clip_gives_one_embedding_per_32_frames(yamnet):
         assert yamnet(torch.zeros(1, 64, 100)).shape == (1, 3, 1024)
 
 
+def test_yamnet_mid_gives_the_layer_before_the_embeddings_too_and_the_same_audioset_scores(
+        weights):
+    plain, dim, _, _ = load_pretrained_encoder("yamnet")
+    mid, mid_dim, _, _ = load_pretrained_encoder("yamnet-mid")
+    mel = torch.from_numpy(hark_dsp.Frontend(YAMNET_FRONTEND).logmel(signal(), RATE))[None]
+    with torch.no_grad():
+        embeddings, both = plain(mel), mid(mel)
+        x = torch.cat([mel, torch.full_like(mel[:, :, :31], mid.SILENCE)], 2).unsqueeze(1)
+        for layer in mid.yamnet.layers[:13]:
+            x = layer(x)
+        assert (dim, mid_dim) == (1024, 2048) and both.shape[:2] == embeddings.shape[:2]
+        assert torch.equal(both[..., 1024:], embeddings)
+        assert torch.allclose(both[..., :1024], x.mean(dim=2).transpose(1, 2))
+        assert torch.equal(mid.audioset_logits(both), plain.audioset_logits(embeddings))
+
+
 def test_the_port_exports_to_onnx_with_dynamic_frames(yamnet, tmp_path):
     import onnxruntime as ort
     path = tmp_path / "yamnet.onnx"
