@@ -294,6 +294,8 @@ impl Subscriber {
         let mut opts = MqttOptions::new(format!("test-{}", free_port()), "127.0.0.1", port);
         opts.set_keep_alive(std::time::Duration::from_secs(30));
         opts.set_clean_session(false);
+        // Room for the oversized `set` command a test sends (hark's own limit is 256 KB).
+        opts.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut connection) = rumqttc::Client::new(opts, 64);
         let messages: std::sync::Arc<std::sync::Mutex<Vec<Message>>> = Default::default();
         let (subscribed_tx, subscribed_rx) = std::sync::mpsc::channel();

@@ -337,6 +337,33 @@ fn a_retained_command_is_refused_not_replayed_at_every_start() {
 }
 
 #[test]
+fn a_retained_command_over_the_packet_limit_costs_one_connection_not_every_one() {
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/#"]);
+    // 300 KB: the broker hands it to every new subscription to `set`, and each one is more
+    // than hark takes (rumqttc then drops the connection).
+    let big = format!(r#"{{"cmd":"pause","pad":"{}"}}"#, "x".repeat(300 * 1024));
+    sub.publish_with("hark/big/set", &big, true);
+    sub.wait_until(10, "the big command back", |m| {
+        m.iter().any(|m| m.topic == "hark/big/set")
+    });
+    let mut child = spawn_stdin(&broker, "big", "");
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_secs(8)); // before the fix: 5 connections by now
+    stdin.write_all(&segment()).unwrap();
+    sub.wait_until(20, "a caption: connected, not paused", |m| {
+        m.iter().any(|m| m.topic == "hark/big/caption")
+    });
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(log.matches("MQTT connected").count(), 2, "{log}");
+    assert!(log.contains("mosquitto_pub -r -n -t hark/big/set"), "{log}");
+    wait_offline(&sub, "big");
+}
+
+#[test]
 fn a_broker_restart_loses_no_caption_and_commands_work_after_it() {
     let mut broker = Broker::start("");
     let sub = Subscriber::connect(broker.port, &["hark/#"]);

@@ -173,6 +173,13 @@ fn discovery_texts(
 /// Seconds a tag's or trigger's binary sensor stays on after the last message for it.
 const TAG_OFF_DELAY: u32 = 30;
 
+/// The largest packet hark takes from the broker (or sends): rumqttc drops the connection on a
+/// bigger one, and MQTT 3.1.1 cannot ask the broker to keep such messages back.
+const MAX_PACKET: usize = 256 * 1024;
+/// How long `set` stays unsubscribed after a message over MAX_PACKET arrived (it is hark's one
+/// subscription): a retained one would come back and cut every new connection.
+const SET_OFF_AFTER_OVERSIZE: Duration = Duration::from_secs(600);
+
 fn qos(level: u8) -> QoS {
     match level {
         0 => QoS::AtMostOnce,
@@ -243,7 +250,7 @@ impl Mqtt {
         opts.set_keep_alive(Duration::from_secs(cfg.keep_alive_seconds));
         opts.set_clean_session(true);
         opts.set_last_will(LastWill::new(&topics.status, "offline", qos(cfg.qos), true));
-        opts.set_max_packet_size(256 * 1024, 256 * 1024);
+        opts.set_max_packet_size(MAX_PACKET, MAX_PACKET);
         if let Some(user) = &cfg.username {
             opts.set_credentials(user.clone(), password(cfg)?.unwrap_or_default());
         }
@@ -286,6 +293,7 @@ impl Mqtt {
                 triggers,
             )),
             acks: acks.clone(),
+            set_off_until: std::sync::Mutex::new(None),
         });
         let task = tokio::spawn(drive(
             eventloop,
@@ -428,6 +436,8 @@ struct OnConnect {
     /// Discovery configs: (topic, payload).
     discovery: std::sync::Mutex<Vec<(String, String)>>,
     acks: Arc<Acks>,
+    /// Until when `set` stays unsubscribed (`set_off`).
+    set_off_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl OnConnect {
@@ -436,9 +446,12 @@ impl OnConnect {
     /// these requests must wait for room (which only the polling event loop makes) rather
     /// than fail and leave hark deaf and invisible until the next reconnect.
     async fn announce(self: Arc<Self>) -> Result<(), ClientError> {
-        self.client
-            .subscribe(&self.topics.set, QoS::AtLeastOnce)
-            .await?;
+        let set_off = *self.set_off_until.lock().unwrap_or_else(|e| e.into_inner());
+        if set_off.is_none_or(|until| until <= tokio::time::Instant::now()) {
+            self.client
+                .subscribe(&self.topics.set, QoS::AtLeastOnce)
+                .await?;
+        }
         let discovery = self
             .discovery
             .lock()
@@ -455,6 +468,31 @@ impl OnConnect {
                 .await?;
         }
         Ok(())
+    }
+
+    /// A message over MAX_PACKET arrived: `set` is left unsubscribed for `time` (then
+    /// subscribed again), so that a retained one cannot cut every connection.
+    fn set_off(self: &Arc<Self>, time: Duration) {
+        let set = &self.topics.set;
+        log::error!(
+            "MQTT: the broker sent a message over {} KB, so rumqttc dropped the connection. \
+             hark subscribes only to {set}: a command that big is probably retained there \
+             (clear it: mosquitto_pub -r -n -t {set}). `set` commands are off for {} minutes \
+             so that it cannot cut every connection; limit the broker's max_packet_size to \
+             {MAX_PACKET} if untrusted clients can publish",
+            MAX_PACKET / 1024,
+            time.as_secs() / 60
+        );
+        *self.set_off_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(tokio::time::Instant::now() + time);
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(time).await;
+            log::info!("MQTT: `set` commands are on again");
+            if let Err(e) = me.client.subscribe(&me.topics.set, QoS::AtLeastOnce).await {
+                log::warn!("MQTT: cannot subscribe to {}: {e}", me.topics.set);
+            }
+        });
     }
 }
 
@@ -518,6 +556,9 @@ async fn drive(
             Ok(_) => {}
             Err(e) => {
                 unsent.keep(&mut eventloop.pending);
+                if e.to_string().contains("payload size limit exceeded") {
+                    on_connect.set_off(SET_OFF_AFTER_OVERSIZE);
+                }
                 // The backoff restarts only after a connection that lasted: connections the
                 // broker keeps closing at once (a client id taken over) are retried ever slower.
                 if let Some(lasted) = connected_at.take().map(|t| t.elapsed()) {
