@@ -255,7 +255,13 @@ impl Frozen {
         let pid = child.id();
         let tid = std::fs::read_dir(format!("/proc/{pid}/task"))
             .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().parse::<libc::pid_t>().unwrap())
+            .map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .parse::<libc::pid_t>()
+                    .unwrap()
+            })
             .find(|tid| {
                 std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
                     .is_ok_and(|comm| comm.trim() == name)
@@ -306,14 +312,23 @@ fn a_hung_pipeline_thread_stops_the_pings_while_the_rest_of_hark_runs() {
             let hung = receive(&sock, Duration::from_secs(1));
             assert_eq!(pings(&hung), 0, "{thread}: {hung:?}");
             assert!(child.try_wait().unwrap().is_none());
-            assert_ne!(state(child.id(), child.id()), 't', "only {thread} is stopped");
+            assert_ne!(
+                state(child.id(), child.id()),
+                't',
+                "only {thread} is stopped"
+            );
         }
         let back = receive(&sock, Duration::from_secs(1));
         assert!(pings(&back) >= 3, "{thread}: {back:?}");
         hark_e2e::signal(&child, "-TERM");
         assert!(wait_reading(&mut child, &sock).0.success());
         let mut log = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
         assert!(log.contains("pipeline stalled"), "{thread}: {log}");
         assert!(log.contains("pipeline running again"), "{thread}: {log}");
     }
