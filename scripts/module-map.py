@@ -26,14 +26,16 @@ def rust_modules(src: Path) -> dict[str, set[str]]:
         # unit tests (`#[cfg(test)] mod tests`, at the end of a file) may use anything
         text = re.split(r"#\[cfg\(test\)\]\s*mod tests\b", f.read_text())[0]
         uses = set()
-        # `crate::a::b::Item`, and `use crate::a::{b, c}` groups one level deep
-        for path in re.findall(r"crate::((?:[a-z_][a-z0-9_]*::)*[a-z_][a-z0-9_]*)", text):
+        # `crate::a::b::Item` (`hark::` in main.rs, the binary over the library), and
+        # `use crate::a::{b, c}` groups one level deep
+        root = "hark" if name == "main" else "crate"
+        for path in re.findall(rf"{root}::((?:[a-z_][a-z0-9_]*::)*[a-z_][a-z0-9_]*)", text):
             parts = path.split("::")
             for k in range(len(parts), 0, -1):
                 if "/".join(parts[:k]) in files:
                     uses.add("/".join(parts[:k]))
                     break
-        for head, group in re.findall(r"crate::((?:[a-z_][a-z0-9_]*::)*)\{([^}]*)\}", text):
+        for head, group in re.findall(rf"{root}::((?:[a-z_][a-z0-9_]*::)*)\{{([^}}]*)\}}", text):
             for item in group.split(","):
                 cand = (head.replace("::", "/") + item.strip().split("::")[0]).strip("/")
                 if cand in files:
@@ -49,7 +51,7 @@ def rust_modules(src: Path) -> dict[str, set[str]]:
             elif parent in files:
                 uses.add(parent)
         # the crate root and folder modules name their children without `crate::`
-        if f.name in ("main.rs", "mod.rs"):
+        if f.name in ("lib.rs", "mod.rs"):
             for child in re.findall(r"^\s*(?:pub )?mod ([a-z_][a-z0-9_]*);", text, re.M):
                 full = f"{name}/{child}" if f.name == "mod.rs" else child
                 if full in files and re.search(rf"\b{child}::", text):

@@ -96,7 +96,7 @@ echo "== aarch64 cross build, run under qemu"
 # The long mode (HARK_LONG=1): a 30-minute soak and ten minutes per fuzz target.
 if [ -n "${HARK_LONG:-}" ]; then
   echo "== long: fuzzing, 10 minutes per target"
-  HARK_FUZZ_SECONDS=600 cargo test -q -p hark --bin hark fuzz_ -- --nocapture --test-threads 1
+  HARK_FUZZ_SECONDS=600 cargo test -q -p hark --lib fuzz_ -- --nocapture --test-threads 1
   echo "== long: a broker down for minutes"
   cargo test -q -p hark-e2e --test run_mqtt -- --ignored long_ --nocapture
   echo "== long: 30-minute soak"

@@ -1,15 +1,5 @@
-//! `hark`: captions what a microphone hears and publishes it over MQTT.
-
-mod cli;
-mod config;
-mod decode;
-#[cfg(test)]
-mod fuzz;
-mod model;
-mod pipeline;
-mod service;
-mod sink;
-mod source;
+//! `hark`: captions what a microphone hears and publishes it over MQTT. The command line;
+//! the daemon itself is the library (lib.rs).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use decode::Strategy;
+use hark::decode::Strategy;
+use hark::{cli, config, model, pipeline, service, source};
 
 #[derive(Parser)]
 #[command(

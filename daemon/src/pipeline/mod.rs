@@ -275,7 +275,9 @@ impl Dsp {
                     }
                     Pushed::Refused => return Ok(()),
                 }
-                self.counters.queue_depth.store(queue.len() as u64, Relaxed);
+                self.counters
+                    .queue_depth
+                    .store(queue.depth() as u64, Relaxed);
             }
         }
         let sanitized = windower.sanitized_samples();
@@ -317,7 +319,9 @@ impl Inference {
                 Popped::TimedOut => continue,
                 Popped::Closed => return,
             };
-            self.counters.queue_depth.store(queue.len() as u64, Relaxed);
+            self.counters
+                .queue_depth
+                .store(queue.depth() as u64, Relaxed);
             for event in self.caption(job) {
                 let is_caption = matches!(event, Event::Caption(_));
                 match outbox.push(event, stop, &self.counters.inference_beats) {

@@ -141,7 +141,7 @@ impl<T> Queue<T> {
     }
 
     /// Items queued now.
-    pub fn len(&self) -> usize {
+    pub fn depth(&self) -> usize {
         self.lock().items.len()
     }
 }
@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(q.push(1, &stop, &beat), Pushed::Queued);
         assert_eq!(q.push(2, &stop, &beat), Pushed::Queued);
         assert_eq!(q.push(3, &stop, &beat), Pushed::DroppedOldest);
-        assert_eq!(q.len(), 2);
+        assert_eq!(q.depth(), 2);
         assert_eq!(q.pop(Duration::ZERO), Popped::Item(2));
         assert_eq!(q.pop(Duration::ZERO), Popped::Item(3));
         assert_eq!(q.pop(Duration::ZERO), Popped::TimedOut);

@@ -1,9 +1,8 @@
-//! Fuzzing of every parser that reads outside input: the configuration file, a bundle's
-//! manifest, WAV/FLAC audio and `set` commands. A mutation fuzzer on stable Rust (not
-//! coverage-guided: cargo-fuzz needs nightly and a library crate): it starts from the seeds in
-//! `daemon/fuzz/corpus/<target>/`, applies byte and token mutations, and fails on the first
-//! input that makes a parser panic — every bad input must be an error. The input is saved
-//! under `$CARGO_TARGET_DIR/fuzz-crashes/` for a regression seed.
+//! The targets under a mutation fuzzer on stable Rust, part of the test command: it starts
+//! from the seeds in `daemon/fuzz/corpus/<target>/`, applies byte and token mutations, and
+//! fails on the first input that makes a parser panic. The input is saved under
+//! `$CARGO_TARGET_DIR/fuzz-crashes/` for a regression seed. Not coverage-guided: that is
+//! cargo-fuzz's job (daemon/fuzz/, nightly).
 //!
 //! `HARK_FUZZ_SECONDS` sets the time per target (default 2; docs/RELIABILITY.md has the
 //! ten-minute command).
@@ -135,15 +134,10 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
     seeds
 }
 
-fn scratch(target: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hark-fuzz-{target}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Runs `parse` on mutations of the target's seeds for the time budget; panics (with the
-/// input saved) if it ever panics. Returns the number of inputs tried.
-fn fuzz(target: &str, mut parse: impl FnMut(&[u8])) -> u64 {
+/// Runs the target on mutations of its seeds for the time budget; panics (with the input
+/// saved) if it ever panics. Returns the number of inputs tried.
+fn fuzz(target: &str) -> u64 {
+    let mut parse = super::target(target);
     let seconds: f64 = std::env::var("HARK_FUZZ_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -194,66 +188,20 @@ fn fuzz(target: &str, mut parse: impl FnMut(&[u8])) -> u64 {
 
 #[test]
 fn fuzz_set_commands() {
-    let control = crate::sink::commands::Control::new(Default::default(), 30);
-    let counters = crate::sink::stats::Counters::default();
-    fuzz("command", |input| {
-        let msg = crate::sink::commands::Received {
-            payload: input.to_vec(),
-            retained: false,
-        };
-        let _ = control.handle(&msg, &counters);
-    });
+    fuzz("command");
 }
 
 #[test]
 fn fuzz_config_files() {
-    let dir = scratch("config");
-    let path = dir.join("hark.toml");
-    fuzz("config", |input| {
-        std::fs::write(&path, input).unwrap();
-        if let Ok(cfg) = crate::config::Config::load(Some(&path), |_| Ok(())) {
-            let _ = (cfg.device_id(), cfg.overflow());
-        }
-    });
-    let _ = std::fs::remove_dir_all(dir);
+    fuzz("config");
 }
 
 #[test]
 fn fuzz_bundle_manifests() {
-    let dir = scratch("manifest");
-    let files = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/manifest/bundle");
-    for f in std::fs::read_dir(&files).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
-    }
-    let manifest = dir.join(crate::model::bundle::MANIFEST);
-    fuzz("manifest", |input| {
-        std::fs::write(&manifest, input).unwrap();
-        if let Ok(b) = crate::model::bundle::Bundle::open(&dir) {
-            let m = &b.manifest;
-            let _ = (b.describe(), m.window_frames(), m.frames(1.0));
-            let _ = b.phrase_tokens("a dog barks");
-            let _ = b.text(&[0, 1, 2, 3, 4, 5, 1000]);
-        }
-    });
-    let _ = std::fs::remove_dir_all(dir);
+    fuzz("manifest");
 }
 
 #[test]
 fn fuzz_audio_files() {
-    let dir = scratch("audio");
-    fuzz("audio", |input| {
-        // The same bytes as both formats: each reader sees the other's headers too.
-        for name in ["in.wav", "in.flac"] {
-            let path = dir.join(name);
-            std::fs::write(&path, input).unwrap();
-            if let Ok(stream) = crate::source::wav::Stream::open(&path) {
-                let _ = (stream.sample_rate(), stream.seconds());
-                // Non-finite float samples are the windower's to replace, not the reader's.
-                let _ = stream.for_each(|_| true);
-            }
-            let _ = crate::source::wav::read(&path);
-        }
-    });
-    let _ = std::fs::remove_dir_all(dir);
+    fuzz("audio");
 }
