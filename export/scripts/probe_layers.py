@@ -1,0 +1,100 @@
+"""Which of YAMNet's layers hears hark's categories best: a linear probe per layer.
+
+    python export/scripts/probe_layers.py data/real [--out reports/probe-layers.md]
+
+For every clip of a `hark-data real` corpus, YAMNet (frozen, with the silence tail hark's
+encoder adds) runs once; the outputs of layers 6-13 are averaged over frequency and time (and,
+as a second form, their standard deviation over time appended). A class-balanced linear
+classifier (AdamW, dropout 0.3 on the inputs, 300 full-batch steps, seed 0) is trained on the
+train split's clips and scored on the val and test splits: the share of clips whose category
+it names, and the mean of the per-category shares. Chose the `yamnet-mid` encoder: layer 12
+(the last before the embeddings) names ~10 points more held-out clips than the embeddings.
+About 5 minutes on one core for 2,200 clips.
+"""
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hark_export import data
+from hark_export.yamnet import load_yamnet
+
+FIRST = 6  # layers 6-11 are 512 wide at 1/16 of the frame rate, 12-13 1024 at 1/32
+
+
+def layer_features(corpus: Path, rows: list[dict]) -> dict[str, list[np.ndarray]]:
+    """Per clip id, per layer FIRST..13: [mean over time (C), std over time (C)]."""
+    enc, _, frontend, _ = load_yamnet()
+    out = {}
+    with torch.no_grad():
+        for r in rows:
+            mel = torch.from_numpy(np.asarray(data.features(corpus / r["path_16000"], frontend),
+                                              dtype=np.float32))[None]
+            tail = torch.full_like(mel[:, :, :1], enc.SILENCE).expand(-1, -1, enc.TAIL)
+            x, feats = torch.cat([mel, tail], 2).unsqueeze(1), []
+            for i, layer in enumerate(enc.yamnet.layers):
+                x = layer(x)
+                if i >= FIRST:
+                    f = x.mean(2)[0]  # (C, T')
+                    feats.append(np.concatenate([f.mean(1).numpy(),
+                                                 f.std(1, unbiased=False).numpy()]))
+            out[r["id"]] = feats
+    return out
+
+
+def probe(x: dict[str, np.ndarray], y: dict[str, np.ndarray], n_classes: int) -> dict:
+    """Train on x["train"], return {split: (hit rate, mean per-category hit rate)}."""
+    mu, sd = x["train"].mean(0), x["train"].std(0) + 1e-6
+    norm = lambda a: torch.tensor((a - mu) / sd, dtype=torch.float32)  # noqa: E731
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(x["train"].shape[1], n_classes)
+    counts = np.bincount(y["train"], minlength=n_classes)
+    weight = torch.tensor(len(y["train"]) / n_classes / np.maximum(counts, 1), dtype=torch.float32)
+    optimizer = torch.optim.AdamW(linear.parameters(), 1e-3, weight_decay=0.01)
+    inputs, targets = norm(x["train"]), torch.tensor(y["train"])
+    for _ in range(300):
+        optimizer.zero_grad()
+        F.cross_entropy(linear(F.dropout(inputs, 0.3)), targets, weight=weight).backward()
+        optimizer.step()
+    scores = {}
+    with torch.no_grad():
+        for split in ("val", "test"):
+            p, t = linear(norm(x[split])).argmax(1).numpy(), y[split]
+            scores[split] = ((p == t).mean(),
+                             np.mean([(p[t == c] == c).mean() for c in np.unique(t)]))
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("corpus", type=Path, help="a hark-data real corpus (clips.csv)")
+    parser.add_argument("--out", type=Path, help="also write the table to this Markdown file")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = list(csv.DictReader(open(args.corpus / "clips.csv", encoding="utf-8")))
+    categories = sorted({r["category"] for r in rows})
+    feats = layer_features(args.corpus, rows)
+    splits = {s: [r for r in rows if r["split"] == s] for s in ("train", "val", "test")}
+    y = {s: np.array([categories.index(r["category"]) for r in rs]) for s, rs in splits.items()}
+    lines = ["| layer | width | pooling | named (val) | per category (val) | named (test) | "
+             "per category (test) |", "|---|---:|---|---:|---:|---:|---:|"]
+    for j in range(len(feats[rows[0]["id"]])):
+        width = len(feats[rows[0]["id"]][j]) // 2
+        for pooling, cut in (("mean", width), ("mean + std", 2 * width)):
+            x = {s: np.stack([feats[r["id"]][j][:cut] for r in rs]) for s, rs in splits.items()}
+            s = probe(x, y, len(categories))
+            lines.append(f"| {FIRST + j}{' (embeddings)' if FIRST + j == 13 else ''} | {width} "
+                         f"| {pooling} | {100 * s['val'][0]:.1f} % | {100 * s['val'][1]:.1f} % "
+                         f"| {100 * s['test'][0]:.1f} % | {100 * s['test'][1]:.1f} % |")
+            print(lines[-1], flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
