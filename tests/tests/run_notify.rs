@@ -333,3 +333,32 @@ fn a_hung_pipeline_thread_stops_the_pings_while_the_rest_of_hark_runs() {
         assert!(log.contains("pipeline running again"), "{thread}: {log}");
     }
 }
+
+#[test]
+fn a_stalled_stdin_producer_is_reported_not_taken_for_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sock, path) = socket(dir.path());
+    let mut child = spawn(&path, &["--stdin", "16000"]);
+    let mut stdin = child.stdin.take().unwrap();
+    let second: Vec<u8> = demo_samples()[..16_000]
+        .iter()
+        .flat_map(|s| s.to_le_bytes())
+        .collect();
+    stdin.write_all(&second).unwrap();
+    // The producer stops writing but keeps stdin open: hark is healthy, the source is not.
+    let stalled = receive(&sock, Duration::from_secs(7));
+    assert!(pings(&stalled) >= 20, "{stalled:?}");
+    stdin.write_all(&second).unwrap();
+    let _ = receive(&sock, Duration::from_millis(500));
+    drop(stdin);
+    assert!(wait_reading(&mut child, &sock).0.success());
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert_eq!(log.matches("no audio on stdin for 5 s").count(), 1, "{log}");
+    assert!(log.contains("audio on stdin again"), "{log}");
+}
