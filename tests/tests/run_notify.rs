@@ -292,6 +292,18 @@ impl Drop for Frozen {
     }
 }
 
+/// Everything an exited `child` wrote to its stderr.
+fn stderr(child: &mut std::process::Child) -> String {
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    log
+}
+
 /// A process's state letter in /proc (R, S, D, t for a ptrace stop, T when stopped...).
 fn state(pid: u32, tid: u32) -> char {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
@@ -322,13 +334,7 @@ fn a_hung_pipeline_thread_stops_the_pings_while_the_rest_of_hark_runs() {
         assert!(pings(&back) >= 3, "{thread}: {back:?}");
         hark_e2e::signal(&child, "-TERM");
         assert!(wait_reading(&mut child, &sock).0.success());
-        let mut log = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut log)
-            .unwrap();
+        let log = stderr(&mut child);
         assert!(log.contains("pipeline stalled"), "{thread}: {log}");
         assert!(log.contains("pipeline running again"), "{thread}: {log}");
     }
@@ -352,13 +358,7 @@ fn a_stalled_stdin_producer_is_reported_not_taken_for_a_hang() {
     let _ = receive(&sock, Duration::from_millis(500));
     drop(stdin);
     assert!(wait_reading(&mut child, &sock).0.success());
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let log = stderr(&mut child);
     assert_eq!(log.matches("no audio on stdin for 5 s").count(), 1, "{log}");
     assert!(log.contains("audio on stdin again"), "{log}");
 }
