@@ -291,8 +291,8 @@ impl StdinWatch {
         while !self.done.load(Relaxed) && !stop.load(Relaxed) {
             std::thread::sleep(Duration::from_millis(100));
             let since = self.reading_since.load(Relaxed);
-            let waited = self.t0.elapsed().as_millis() as u64 + 1 - since.max(1);
-            let stalled = since != 0 && waited > STALL.as_millis() as u64;
+            let stalled = since != 0
+                && self.t0.elapsed().as_millis() as u64 + 1 - since > STALL.as_millis() as u64;
             if stalled && !lost {
                 self.counters.source_lost.store(true, Relaxed);
                 self.counters.source_losses.fetch_add(1, Relaxed);
