@@ -357,9 +357,13 @@ class YAMNetEncoder(nn.Module):
             raise ValueError(f"YAMNet taps {taps}: layers 12 and/or 13, ending with 13")
         self.yamnet, self.taps = yamnet, tuple(taps)
 
-    def forward(self, mel):
+    def with_tail(self, mel):
+        """mel [B, 64, T] with the silence tail: [B, 64, T + TAIL]."""
         tail = torch.full_like(mel[:, :, :1], self.SILENCE).expand(-1, -1, self.TAIL)
-        return self.yamnet(torch.cat([mel, tail], dim=2), self.taps)  # (B, (T + TAIL) // 32, D)
+        return torch.cat([mel, tail], dim=2)
+
+    def forward(self, mel):
+        return self.yamnet(self.with_tail(mel), self.taps)  # (B, (T + TAIL) // 32, D)
 
     def audioset_logits(self, features):
         """YAMNet's AudioSet head (see `YAMNet.audioset_logits`) on the embeddings, the last

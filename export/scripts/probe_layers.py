@@ -34,8 +34,7 @@ def layer_features(corpus: Path, rows: list[dict]) -> dict[str, list[np.ndarray]
         for r in rows:
             mel = torch.from_numpy(np.asarray(data.features(corpus / r["path_16000"], frontend),
                                               dtype=np.float32))[None]
-            tail = torch.full_like(mel[:, :, :1], enc.SILENCE).expand(-1, -1, enc.TAIL)
-            x, feats = torch.cat([mel, tail], 2).unsqueeze(1), []
+            x, feats = enc.with_tail(mel).unsqueeze(1), []
             for i, layer in enumerate(enc.yamnet.layers):
                 x = layer(x)
                 if i >= FIRST:
