@@ -591,6 +591,7 @@ class Pretrained(Attention):
         self.frontend_overrides = frontend
         self.frozen_encoder = cfg.lora_rank == 0
         self.from_encoded = False
+        self.feature_drop = nn.Dropout(cfg.feature_dropout)
 
     def audioset(self, features):
         """YAMNet's AudioSet probabilities of each 0.96 s patch (3 frames, as YAMNet scores
@@ -603,7 +604,7 @@ class Pretrained(Attention):
         if self.config.audioset_features:
             audioset = self.audioset(features) if audioset is None else audioset
             features = torch.cat([features, audioset], dim=2)
-        return self.adapt(features)
+        return self.adapt(self.feature_drop(features))
 
     def encode(self, mel):
         if self.from_encoded:

@@ -56,6 +56,14 @@ def balanced_weights(clips: list[Clip]) -> torch.Tensor:
     return torch.tensor([w or mean for w in weights], dtype=torch.double)
 
 
+def single_tag_balance(clips: list[Clip], labels: list[str]) -> torch.Tensor:
+    """Per label [n_labels]: the mean count of the one-category clips over this label's count
+    (1 for labels with none), so each category weighs the same in `--single-tag-weight`."""
+    counts = Counter(c.tags[0] for c in clips if len(set(c.tags)) == 1)
+    mean = sum(counts.values()) / max(1, len(counts))
+    return torch.tensor([mean / counts[t] if counts[t] else 1.0 for t in labels])
+
+
 def curriculum_indices(clips: list[Clip], epoch: int, epochs: int) -> list[int]:
     """The clips epoch `epoch` trains on while the curriculum lasts (`epoch` < `epochs`):
     scenes with at most epoch + 1 categories (silent scenes count as simple)."""

@@ -41,8 +41,8 @@ from hark_export.model import Captioner, build_model, count_parameters, greedy_d
 from hark_export.progress import progress
 from hark_export.techniques import (SCST, ClipsWithReferences, balanced_weights,
                                     curriculum_indices, filter_captions, greedy_cider,
-                                    scst_collate, token_weights, unlikelihood_loss,
-                                    weighted_token_loss)
+                                    scst_collate, single_tag_balance, token_weights,
+                                    unlikelihood_loss, weighted_token_loss)
 
 NORMALISATION = "front end applies (logmel - norm_mean) / norm_std; the cache holds raw logmel"
 
@@ -92,22 +92,30 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float):
 def caption_loss(model: Captioner, mel, tokens, clip_index, label_smoothing: float,
                  sampling: float = 0.0, tags: torch.Tensor | None = None,
                  tag_weight: float = 0.0, weights: torch.Tensor | None = None,
-                 unlikelihood: float = 0.0) -> torch.Tensor:
+                 unlikelihood: float = 0.0, single_tag_weight: float = 0.0,
+                 tag_balance: torch.Tensor | None = None) -> torch.Tensor:
     """Token cross-entropy of a batch; with probability `sampling` each input token after
     <bos> is replaced by the model's own previous prediction (scheduled sampling, done as a
     no-grad teacher-forced pass followed by the real pass). With a tag head and `tags`
     [B, n_labels] targets, plus `tag_weight` times the tags' binary cross-entropy (summed over
     labels, averaged over clips). `weights` [V] weigh each target token's loss by its word;
-    `unlikelihood` adds that times `unlikelihood_loss`."""
+    `unlikelihood` adds that times `unlikelihood_loss`; `single_tag_weight` that times the tag
+    logits' softmax cross-entropy over the clips with exactly one tag, each label weighted by
+    `tag_balance` [n_labels]."""
     inputs, targets = tokens[:, :-1], tokens[:, 1:]  # (N, L-1) each
     memory = model.encode(mel)  # (B, S, D), one row per clip
     tag_loss = 0.0
-    if tag_weight and tags is not None and tags.shape[1] and model.has_tag_head:
+    if (tag_weight or single_tag_weight) and tags is not None and tags.shape[1] \
+            and model.has_tag_head:
         known = ~tags[:, 0].isnan()  # clips of a dataset without labels teach no tags
+        tag_logits = model.tag_logits(memory).float()
         if known.any():
-            tag_loss = F.binary_cross_entropy_with_logits(
-                model.tag_logits(memory)[known].float(), tags[known],
-                reduction="sum") / tags.shape[0]
+            tag_loss = tag_weight * F.binary_cross_entropy_with_logits(
+                tag_logits[known], tags[known], reduction="sum") / tags.shape[0]
+        single = known & (tags.nan_to_num().sum(dim=1) == 1)
+        if single_tag_weight and single.any():
+            tag_loss = tag_loss + single_tag_weight * F.cross_entropy(
+                tag_logits[single], tags[single].argmax(dim=1), weight=tag_balance)
     if sampling > 0:
         with torch.no_grad():
             predicted = model.decode(memory, inputs, clip_index).argmax(dim=2)  # (N, L-1)
@@ -123,7 +131,7 @@ def caption_loss(model: Captioner, mel, tokens, clip_index, label_smoothing: flo
                                ignore_index=PAD, label_smoothing=label_smoothing)
     if unlikelihood:
         loss = loss + unlikelihood * unlikelihood_loss(logits, targets)
-    return loss + tag_weight * tag_loss
+    return loss + tag_loss
 
 
 @torch.no_grad()
@@ -357,7 +365,9 @@ def train(cfg: TrainConfig) -> dict:
                              cfg.rare_word_weight).to(device)
                if cfg.rare_word_weight else None)
     step_loss = procs.wrap(StepLoss(model), unused_parameters=model.has_tag_head
-                           and not (cfg.tag_weight and prep.labels))
+                           and not ((cfg.tag_weight or cfg.single_tag_weight) and prep.labels))
+    tag_balance = (single_tag_balance(train_clips, prep.labels).to(device)
+                   if cfg.single_tag_weight and prep.labels else None)
 
     history, best_val, bad_epochs, start_epoch, elapsed = [], math.inf, 0, 0, 0.0
     if cfg.resume and (out / "last.pt").exists():
@@ -398,7 +408,8 @@ def train(cfg: TrainConfig) -> dict:
                     loss = step_loss(spec_augment(mel, augment), tokens, clip_index,
                                      cfg.label_smoothing, sampling, tags.to(device),
                                      cfg.tag_weight, weights,
-                                     cfg.unlikelihood) / cfg.accumulate
+                                     cfg.unlikelihood, cfg.single_tag_weight,
+                                     tag_balance) / cfg.accumulate
                 scaler.scale(loss).backward()
             sums["loss"] += loss.item()
             if not stepping:

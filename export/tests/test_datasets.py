@@ -117,6 +117,23 @@ def test_clips_of_a_dataset_without_labels_teach_the_tag_head_nothing(tmp_path, 
     assert torch.isclose(mixed - plain, tag_only, atol=1e-4)
 
 
+def test_the_single_tag_loss_is_a_balanced_softmax_over_one_category_clips(tmp_path, tiny_synth):
+    cfg = TrainConfig(data=str(_labelled(tmp_path / "labelled", tiny_synth)), out=str(tmp_path / "run"),
+                      arch="baseline", cache=str(tmp_path / "cache"), model=tiny()["baseline"])
+    prep = Prepared(cfg)
+    data = prep.datasets["train"]
+    mel, tokens, index, tags = collate([data[i] for i in range(8)])
+    lone = tags.sum(dim=1) == 1
+    assert 0 < lone.sum() < 8  # the tiny set has scenes of one sound and of several
+    model, balance = prep.model.eval(), torch.rand(tags.shape[1]) + 0.5
+    plain = caption_loss(model, mel, tokens, index, 0.0)
+    single = caption_loss(model, mel, tokens, index, 0.0, tags=tags, single_tag_weight=2.0,
+                          tag_balance=balance)
+    logits = model.tag_logits(model.encode(mel))[lone]
+    expected = torch.nn.functional.cross_entropy(logits, tags[lone].argmax(dim=1), weight=balance)
+    assert torch.isclose(single - plain, 2.0 * expected, atol=1e-4)
+
+
 def test_streamed_features_read_only_a_crop_of_a_long_file(tmp_path):
     rate = 16000
     t = np.arange(rate * 60) / rate

@@ -77,6 +77,16 @@ def test_the_pretrained_encoder_is_frozen_and_only_its_lora_adapters_train():
     assert count_parameters(model, trainable_only=True) == count_parameters(model) - frozen
 
 
+def test_feature_dropout_varies_training_memory_and_leaves_inference_alone():
+    model = _model("pretrained", feature_dropout=0.5)
+    mel = _mel(model, frames=96, batch=1)
+    with torch.no_grad():
+        served = model.encode(mel)
+        assert torch.equal(served, model.encode(mel))
+        model.train()
+        assert not torch.allclose(model.encode(mel), served)
+
+
 def test_greedy_decoding_stops_at_eos_and_strips_it():
     model = _model("baseline")
     with torch.no_grad():

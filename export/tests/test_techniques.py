@@ -7,7 +7,7 @@ from hark_export.config import TrainConfig, tiny
 from hark_export.data import EOS, PAD, Clip, Vocab
 from hark_export.metrics import CiderD
 from hark_export.techniques import (balanced_weights, curriculum_indices, filter_captions,
-                                    token_weights, unlikelihood_loss)
+                                    single_tag_balance, token_weights, unlikelihood_loss)
 from hark_export.train import load_checkpoint, train
 
 REFS = [["a dog barks", "a dog is barking loudly", "dog barking"],
@@ -46,6 +46,13 @@ def test_balanced_weights_draw_each_category_about_equally():
     cats = [clips[i].tags[0] if clips[i].tags else "" for i in draws.tolist()]
     assert abs(cats.count("dog") / cats.count("cat") - 1) < 0.1
     assert w[100] > 0
+
+
+def test_single_tag_balance_weighs_each_lone_category_the_same():
+    clips = [_clip(i, [], ["dog"]) for i in range(6)] + [_clip(6, [], ["cat"]),
+             _clip(7, [], ["dog", "cat"]), _clip(8, [], [])]
+    w = single_tag_balance(clips, ["cat", "dog", "frog"])
+    assert torch.allclose(w, torch.tensor([3.5, 3.5 / 6, 1.0]))  # mean lone count 3.5
 
 
 def test_curriculum_grows_from_single_sounds_to_everything():
