@@ -82,7 +82,7 @@ class TransformerConfig(ModelConfig):
 class PretrainedConfig(AttentionConfig):
     """A frozen pretrained audio encoder (optionally with LoRA adapters) + the attention decoder.
 
-    `encoder` is "aisfx", "yamnet", "yamnet-mid" or "package.module:function" (see
+    `encoder` is "aisfx", "yamnet", "yamnet-mid", "yamnet-deep" or "package.module:function" (see
     `model.load_pretrained_encoder`).
     """
 

@@ -556,13 +556,13 @@ AISFX_FRONTEND = {"sample_rate": 44100, "n_fft": 2048, "win_length": 2048, "hop_
 def load_pretrained_encoder(spec: str) -> tuple[nn.Module, int, dict, list[str]]:
     """(module mel -> [B, S, D], D, front-end overrides, LoRA target module names).
 
-    `spec` is "aisfx", "yamnet" or "yamnet-mid" (hark_export/yamnet.py, YAMNET_TAPS) or
+    `spec` is "aisfx", a YAMNET_TAPS key ("yamnet", "yamnet-mid", "yamnet-deep") or
     "package.module:function", where the function returns the same 4-tuple, so any torch
     audio encoder can be plugged in.
     """
     if spec == "aisfx":
         return AisfxNet(), 512, dict(AISFX_FRONTEND), ["conv1", "conv2"]
-    if spec in ("yamnet", "yamnet-mid"):
+    if spec.startswith("yamnet"):
         from hark_export.yamnet import load_yamnet
         return load_yamnet(spec)
     import importlib

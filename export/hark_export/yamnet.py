@@ -279,14 +279,19 @@ class YAMNet(nn.Module):
         self.classifier = nn.Linear(EMBEDDING_DIM, N_CLASSES)
 
     def forward(self, mel, taps: tuple[int, ...] = (len(BLOCKS),)):
-        """The frequency-averaged outputs of `layers[i]` for each i in `taps` (all at the
-        final frame rate: 12 or 13), concatenated: [B, T // 32, sum of their widths]."""
+        """The frequency-averaged outputs of `layers[i]` for each i in `taps` (6-13),
+        concatenated at the final frame rate: [B, T // 32, sum of their widths]. Layers 6-11
+        run at twice that rate; each pair of their frames is averaged, which gives layer 12's
+        frame count, T' // 2 (its stride-2 convolution leaves an odd last frame out too)."""
         # (B, 1, F, T): TF's (batch, frames, bands, 1) with frames innermost (`_bands_first`).
         x, out = mel.unsqueeze(1), []
         for i, layer in enumerate(self.layers[:max(taps) + 1]):
             x = layer(x)
             if i in taps:
-                out.append(x.mean(dim=2).transpose(1, 2))
+                f = x.mean(dim=2)  # (B, C, T')
+                if i < len(BLOCKS) - 1:
+                    f = F.avg_pool1d(f, 2, 2)
+                out.append(f.transpose(1, 2))
         return torch.cat(out, dim=2) if len(out) > 1 else out[0]
 
     def audioset_logits(self, embeddings):
@@ -353,8 +358,8 @@ class YAMNetEncoder(nn.Module):
 
     def __init__(self, yamnet: YAMNet, taps: tuple[int, ...] = (len(BLOCKS),)):
         super().__init__()
-        if taps[-1] != len(BLOCKS) or any(t < len(BLOCKS) - 1 for t in taps):
-            raise ValueError(f"YAMNet taps {taps}: layers 12 and/or 13, ending with 13")
+        if taps[-1] != len(BLOCKS) or any(t < FIRST_TAP for t in taps):
+            raise ValueError(f"YAMNet taps {taps}: layers {FIRST_TAP}-13, ending with 13")
         self.yamnet, self.taps = yamnet, tuple(taps)
 
     def with_tail(self, mel):
@@ -373,8 +378,11 @@ class YAMNetEncoder(nn.Module):
 
 # "yamnet": YAMNet's embeddings (its last layer, made for its AudioSet head). "yamnet-mid":
 # the layer before them as well — on the real-sound corpus a linear probe on that layer names
-# the category of ~10 points more held-out clips than one on the embeddings.
-YAMNET_TAPS = {"yamnet": (len(BLOCKS),), "yamnet-mid": (len(BLOCKS) - 1, len(BLOCKS))}
+# the category of ~10 points more held-out clips than one on the embeddings. "yamnet-deep":
+# layer 9 too (a probe on layers 9, 12 and 13 names ~3 points more than on 12 and 13).
+YAMNET_TAPS = {"yamnet": (len(BLOCKS),), "yamnet-mid": (len(BLOCKS) - 1, len(BLOCKS)),
+               "yamnet-deep": (9, len(BLOCKS) - 1, len(BLOCKS))}
+FIRST_TAP = 6  # layers below run at other frame rates
 
 
 def load_yamnet(spec: str = "yamnet") -> tuple[YAMNetEncoder, int, dict, list[str]]:

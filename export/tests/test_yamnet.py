@@ -128,6 +128,24 @@ def test_yamnet_mid_gives_the_layer_before_the_embeddings_too_and_the_same_audio
         assert torch.equal(mid.audioset_logits(both), plain.audioset_logits(embeddings))
 
 
+@pytest.mark.parametrize("frames", [192, 161])
+def test_yamnet_deep_adds_layer_9_with_each_pair_of_frames_averaged(weights, frames):
+    mid, _, _, _ = load_pretrained_encoder("yamnet-mid")
+    deep, dim, _, _ = load_pretrained_encoder("yamnet-deep")
+    mel = torch.from_numpy(hark_dsp.Frontend(YAMNET_FRONTEND).logmel(signal(), RATE))[None]
+    mel = mel[:, :, :frames]
+    with torch.no_grad():
+        x = torch.cat([mel, torch.full_like(mel[:, :, :31], deep.SILENCE)], 2).unsqueeze(1)
+        for layer in deep.yamnet.layers[:10]:
+            x = layer(x)
+        f = x.mean(dim=2)[0].T  # (T', 512)
+        out = deep(mel)[0]
+        assert dim == 512 + 2048 and torch.equal(out[:, 512:], mid(mel)[0])
+        assert len(out) == len(f) // 2  # layer 12's frames
+        for j in range(len(out)):
+            assert torch.allclose(out[j, :512], f[2 * j:2 * j + 2].mean(dim=0), atol=1e-6)
+
+
 def test_the_port_exports_to_onnx_with_dynamic_frames(yamnet, tmp_path):
     import onnxruntime as ort
     path = tmp_path / "yamnet.onnx"
