@@ -168,17 +168,20 @@ fn an_unplugged_microphone_is_reported_and_captured_again_when_it_returns() {
         .iter()
         .flat_map(|s| s.to_le_bytes())
         .collect();
-    let mut child = Command::new(hark_bin())
-        .env("HARK__MODEL__BUNDLE", synth_bundle())
-        .env("ALSA_CONFIG_PATH", dir.path().join("asound.conf"))
-        .env("HARK__PIPELINE__RING_SECONDS", "20")
-        .env("HARK__EVENTS__DEDUP_HOLD_SECONDS", "0")
-        .args(["run", "--microphone", "default", "--device-id", "plug"])
-        .args(["--broker", &format!("127.0.0.1:{}", broker.port)])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
+    // Killed if the test fails: a capture never ends on its own.
+    let mut child = KillOnDrop(
+        Command::new(hark_bin())
+            .env("HARK__MODEL__BUNDLE", synth_bundle())
+            .env("ALSA_CONFIG_PATH", dir.path().join("asound.conf"))
+            .env("HARK__PIPELINE__RING_SECONDS", "20")
+            .env("HARK__EVENTS__DEDUP_HOLD_SECONDS", "0")
+            .args(["run", "--microphone", "default", "--device-id", "plug"])
+            .args(["--broker", &format!("127.0.0.1:{}", broker.port)])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
     let log = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut text);
@@ -227,8 +230,8 @@ fn an_unplugged_microphone_is_reported_and_captured_again_when_it_returns() {
             .find(|m| m.topic == "hark/plug/stats")
             .is_some_and(|m| m.json()["source_lost"] == false && m.json()["source_losses"] == 1)
     });
-    hark_e2e::signal(&child, "-TERM");
-    let status = child.wait().unwrap();
+    hark_e2e::signal(&child.0, "-TERM");
+    let status = child.0.wait().unwrap();
     let log = log.join().unwrap();
     assert!(status.success(), "{log}");
     assert!(log.contains("delivered no audio for 5 s"), "{log}");
@@ -597,4 +600,16 @@ fn a_closed_stdout_ends_the_run_with_a_clear_error_not_a_signal() {
         "an exit status, not SIGPIPE: {log}"
     );
     assert!(log.contains("cannot write captions to stdout"), "{log}");
+}
+
+/// A child process killed and reaped when dropped, unless it has already exited.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
