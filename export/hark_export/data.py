@@ -352,9 +352,11 @@ class FeatureCache:
         if path.exists():
             return np.load(path)
         feats = logmel(*read_audio(audio), self.frontend)
-        tmp = path.with_suffix(".tmp.npy")
+        # Atomic, so concurrent readers never see half a file; one temporary name per process,
+        # so processes filling the same cache do not take each other's.
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(tmp, feats)
-        tmp.replace(path)  # atomic, so concurrent DataLoader workers never read half a file
+        tmp.replace(path)
         return feats
 
     def fill(self, clips: list[Clip], desc: str = "features", quiet: bool = False) -> None:
@@ -455,7 +457,7 @@ class EncoderCache:
         with torch.no_grad():
             out = self.encoder(torch.from_numpy(mel.astype(np.float32))[None])[0]  # (S, D)
         out = out.numpy().astype(np.float16)
-        tmp = path.with_suffix(".tmp.npy")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # as in FeatureCache.get
         np.save(tmp, out)
         tmp.replace(path)
         return out
