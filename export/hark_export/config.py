@@ -94,9 +94,8 @@ class PretrainedConfig(AttentionConfig):
     # Feed the decoder the encoder's own AudioSet probabilities (YAMNet's 521-class head, per
     # 0.96 s patch) beside its embeddings: labels learnt from 2 million clips.
     audioset_features: bool = False
-    # Dropout on the encoder's features before the decoder's projection, in training only: a
-    # frozen encoder's cached outputs are the same every epoch, and the decoder learns the
-    # training clips' exact features instead of what their category shares.
+    # Dropout on the encoder's features before the decoder's projection, in training only (a
+    # frozen encoder's cached outputs are the same every epoch). Measured in export/README.
     feature_dropout: float = 0.0
 
 
@@ -148,8 +147,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     label_smoothing: float = 0.1
     tag_weight: float = 1.0  # weight of the tag head's loss (datasets with labels.txt)
-    # Weight of a class-balanced softmax loss on the tag head for clips of one category: it
-    # names a lone sound, as the daemon must, where the multi-label loss only scores each tag.
+    # Weight of a class-balanced softmax loss on the tag head for clips of one category, beside
+    # the multi-label one. Measured in export/README.
     single_tag_weight: float = 0.0
     scheduled_sampling: float = 0.2  # probability of feeding back a prediction, ramped up
     spec_time_masks: int = 2
