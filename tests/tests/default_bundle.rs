@@ -60,7 +60,7 @@ fn the_default_model_hears_the_rain_of_the_demo_clip_and_tags_it_with_scores() {
         "a 10 s clip fits one window: {windows:#?}"
     );
     let w = &windows[0];
-    assert_eq!(w["model"], "hark-real-yamnet-mid-int8");
+    assert_eq!(w["model"], "hark-real-yamnet-deep-int8");
     assert!((w["end"].as_f64().unwrap() - 10.0).abs() < 0.05);
     let text = w["text"].as_str().unwrap();
     assert!(text.contains("rain"), "caption {text:?} misses the rain");
