@@ -326,6 +326,15 @@ def features(audio: Path, frontend: dict) -> np.ndarray:
     return logmel(*read_audio(audio), frontend)
 
 
+def save_atomic(path: Path, array: np.ndarray) -> None:
+    """Writes a cache file atomically, so concurrent readers never see half of it; through a
+    temporary name of this process's own, so processes filling one cache do not rename each
+    other's temporary file away."""
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, array)
+    tmp.replace(path)
+
+
 class FeatureCache:
     """Unnormalised log-mels on disk, one .npy per audio file, under a folder per front end.
 
@@ -352,11 +361,7 @@ class FeatureCache:
         if path.exists():
             return np.load(path)
         feats = logmel(*read_audio(audio), self.frontend)
-        # Atomic, so concurrent readers never see half a file; one temporary name per process,
-        # so processes filling the same cache do not take each other's.
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, feats)
-        tmp.replace(path)
+        save_atomic(path, feats)
         return feats
 
     def fill(self, clips: list[Clip], desc: str = "features", quiet: bool = False) -> None:
@@ -457,9 +462,7 @@ class EncoderCache:
         with torch.no_grad():
             out = self.encoder(torch.from_numpy(mel.astype(np.float32))[None])[0]  # (S, D)
         out = out.numpy().astype(np.float16)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # as in FeatureCache.get
-        np.save(tmp, out)
-        tmp.replace(path)
+        save_atomic(path, out)
         return out
 
     def fill(self, clips: list[Clip], desc: str = "encoder", quiet: bool = False) -> None:

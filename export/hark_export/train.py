@@ -109,13 +109,14 @@ def caption_loss(model: Captioner, mel, tokens, clip_index, label_smoothing: flo
             and model.has_tag_head:
         known = ~tags[:, 0].isnan()  # clips of a dataset without labels teach no tags
         tag_logits = model.tag_logits(memory).float()
-        if known.any():
+        if tag_weight and known.any():
             tag_loss = tag_weight * F.binary_cross_entropy_with_logits(
                 tag_logits[known], tags[known], reduction="sum") / tags.shape[0]
-        single = known & (tags.nan_to_num().sum(dim=1) == 1)
-        if single_tag_weight and single.any():
-            tag_loss = tag_loss + single_tag_weight * F.cross_entropy(
-                tag_logits[single], tags[single].argmax(dim=1), weight=tag_balance)
+        if single_tag_weight:
+            single = known & (tags.nan_to_num().sum(dim=1) == 1)
+            if single.any():
+                tag_loss = tag_loss + single_tag_weight * F.cross_entropy(
+                    tag_logits[single], tags[single].argmax(dim=1), weight=tag_balance)
     if sampling > 0:
         with torch.no_grad():
             predicted = model.decode(memory, inputs, clip_index).argmax(dim=2)  # (N, L-1)

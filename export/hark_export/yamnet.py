@@ -389,6 +389,8 @@ def load_yamnet(spec: str = "yamnet") -> tuple[YAMNetEncoder, int, dict, list[st
     """`model.load_pretrained_encoder(spec)` for a YAMNET_TAPS spec: (YAMNet with Google's
     weights behind the silence tail of `YAMNetEncoder`, its feature width, the exact YAMNet
     front end with no normalisation, the pointwise convolutions for LoRA)."""
+    if spec not in YAMNET_TAPS:
+        raise ValueError(f"unknown YAMNet encoder {spec!r}: one of {', '.join(YAMNET_TAPS)}")
     tensors = read_tensor_bundle(fetch_weights() / "variables" / "variables")
     net = YAMNet().load_tf_variables(tensors).eval()
     taps = YAMNET_TAPS[spec]

@@ -135,7 +135,7 @@ def test_yamnet_deep_adds_layer_9_with_each_pair_of_frames_averaged(weights, fra
     mel = torch.from_numpy(hark_dsp.Frontend(YAMNET_FRONTEND).logmel(signal(), RATE))[None]
     mel = mel[:, :, :frames]
     with torch.no_grad():
-        x = torch.cat([mel, torch.full_like(mel[:, :, :31], deep.SILENCE)], 2).unsqueeze(1)
+        x = deep.with_tail(mel).unsqueeze(1)
         for layer in deep.yamnet.layers[:10]:
             x = layer(x)
         f = x.mean(dim=2)[0].T  # (T', 512)
