@@ -113,6 +113,11 @@ pub fn demo_samples() -> Vec<i16> {
     r.samples::<i16>().map(|s| s.expect("sample")).collect()
 }
 
+/// `samples` as raw s16le bytes, what `hark run --stdin 16000` and the ALSA file plugin read.
+pub fn s16le(samples: &[i16]) -> Vec<u8> {
+    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
 /// Writes 16 kHz mono 16-bit `samples` to `path`.
 pub fn write_wav(path: &std::path::Path, samples: &[i16]) {
     write_pcm16(path, 16_000, 1, samples);

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hark_e2e::{
-    Broker, Message, Subscriber, assert_schema, demo_samples, hark_bin, synth, synth_bundle,
+    Broker, Message, Subscriber, assert_schema, demo_samples, hark_bin, s16le, synth, synth_bundle,
     write_wav,
 };
 use serde_json::Value;
@@ -171,10 +171,7 @@ fn spawn_stdin_windows(broker: &Broker, device: &str, window: (f32, f32), extra:
 /// Four seconds of the demo clip as raw s16le: with 3.9 s windows (390 frames), each segment
 /// written completes exactly one more window.
 fn segment() -> Vec<u8> {
-    demo_samples()[..64_000]
-        .iter()
-        .flat_map(|s| s.to_le_bytes())
-        .collect()
+    s16le(&demo_samples()[..64_000])
 }
 
 /// A last segment that makes the stream exactly three windows long: 1170 frames, i.e.

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hark_e2e::{demo_samples, hark_bin, synth_bundle, write_wav};
+use hark_e2e::{demo_samples, hark_bin, s16le, synth_bundle, write_wav};
 
 /// Notifications received within `window`.
 fn receive(sock: &UnixDatagram, window: Duration) -> Vec<String> {
@@ -107,10 +107,7 @@ fn a_stalled_reader_of_replayed_audio_keeps_the_pings_and_loses_no_caption() {
 
     // 60 s of audio: ~240 captions, about 120 KB, more than a pipe holds: the publisher,
     // then inference, then the DSP thread wait for the reader.
-    let audio: Vec<u8> = demo_samples()
-        .iter()
-        .flat_map(|s| s.to_le_bytes())
-        .collect();
+    let audio = s16le(&demo_samples());
     let feeder = std::thread::spawn(move || {
         for _ in 0..15 {
             stdin.write_all(&audio).unwrap();
@@ -346,10 +343,7 @@ fn a_stalled_stdin_producer_is_reported_not_taken_for_a_hang() {
     let (sock, path) = socket(dir.path());
     let mut child = spawn(&path, &["--stdin", "16000"]);
     let mut stdin = child.stdin.take().unwrap();
-    let second: Vec<u8> = demo_samples()[..16_000]
-        .iter()
-        .flat_map(|s| s.to_le_bytes())
-        .collect();
+    let second = s16le(&demo_samples()[..16_000]);
     stdin.write_all(&second).unwrap();
     // The producer stops writing but keeps stdin open: hark is healthy, the source is not.
     let stalled = receive(&sock, Duration::from_secs(7));

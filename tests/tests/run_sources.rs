@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use hark_e2e::{
-    assert_schema, demo_samples, hark, hark_bin, repo_root, synth, synth_bundle, synth_demo,
+    assert_schema, demo_samples, hark, hark_bin, repo_root, s16le, synth, synth_bundle, synth_demo,
 };
 use serde_json::Value;
 
@@ -33,10 +33,7 @@ fn alsa_home(home: &Path, raw: &Path) {
 fn cpal_captures_the_demo_clip_through_the_alsa_file_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("in.raw");
-    let bytes: Vec<u8> = demo_samples()
-        .iter()
-        .flat_map(|s| s.to_le_bytes())
-        .collect();
+    let bytes = s16le(&demo_samples());
     std::fs::write(&raw, &bytes).unwrap();
     alsa_home(dir.path(), &raw);
     // The plugin delivers the file as fast as it is read, not in real time: a ring that holds
@@ -164,10 +161,7 @@ fn an_unplugged_microphone_is_reported_and_captured_again_when_it_returns() {
     alsa_home(dir.path(), &fifo);
     let broker = hark_e2e::Broker::start("");
     let sub = hark_e2e::Subscriber::connect(broker.port, &["hark/plug/#"]);
-    let audio: Vec<u8> = demo_samples()
-        .iter()
-        .flat_map(|s| s.to_le_bytes())
-        .collect();
+    let audio = s16le(&demo_samples());
     // Killed if the test fails: a capture never ends on its own.
     let mut child = KillOnDrop(
         Command::new(hark_bin())
