@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from hark_export.config import model_config
+from hark_export.graphs import ExportRefused, speed_up_encoder
 from hark_export.model import build_model, load_pretrained_encoder
 from hark_export.yamnet import (LORA_TARGETS, YAMNET_FRONTEND, class_names, fetch_weights,
                                 load_yamnet, read_tensor_bundle)
@@ -160,6 +161,35 @@ def test_the_port_exports_to_onnx_with_dynamic_frames(yamnet, tmp_path):
         want = yamnet(torch.from_numpy(mel)).numpy()
     assert got.shape == (2, 6, 1024)
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_the_rewrite_for_tract_keeps_the_encoders_outputs_and_refuses_when_they_move(
+        weights, tmp_path):
+    import onnx
+    import onnxruntime as ort
+    encoder = load_yamnet("yamnet-deep")[0].eval()
+    path = tmp_path / "encoder.onnx"
+    torch.onnx.export(encoder, (torch.zeros(1, 64, 400),), path, dynamo=False, opset_version=17,
+                      input_names=["mel"], output_names=["features"],
+                      dynamic_axes={"mel": {2: "frames"}, "features": {1: "steps"}})
+    exported = path.read_bytes()
+    with pytest.raises(ExportRefused, match="differs from the exported one"):
+        speed_up_encoder(path, tolerance=0.0)
+    assert path.read_bytes() == exported
+
+    done = speed_up_encoder(path)
+    assert (done["batch_norms_folded"], done["depthwise_polyphase"]) == (14, 3)
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "BatchNormalization" not in ops
+    strided = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"
+               and [a.ints for a in n.attribute if a.name == "strides"][0] == [2, 2]]
+    assert len(strided) == 2  # the first layer's and layer 12's (4 rows: left as it was)
+    session = ort.InferenceSession(str(path))
+    for frames in (95, 1001):  # an odd and an even frame count after the first layer
+        mel = np.random.default_rng(frames).normal(-4, 1, (1, 64, frames)).astype(np.float32)
+        with torch.no_grad():
+            want = encoder(torch.from_numpy(mel)).numpy()
+        assert np.abs(session.run(None, {"mel": mel})[0] - want).max() < 1e-4
 
 
 def test_yamnet_is_a_pretrained_encoder_with_its_front_end_and_lora_targets(weights):
