@@ -7,7 +7,8 @@
 //!
 //! Optimises the graph for the given input shape (float32, filled with -4, a quiet log-mel),
 //! runs it `HARK_PROFILE_RUNS` times (default 20) after one warm-up and prints the time per
-//! run of each op type and of the ten slowest nodes, with the share of the whole.
+//! run of each op type and of the `HARK_PROFILE_NODES` (default 10) slowest nodes, with the
+//! share of the whole.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -29,6 +30,10 @@ fn main() -> TractResult<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    let slowest: usize = std::env::var("HARK_PROFILE_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let plan = tract_onnx::onnx()
         .with_ignore_output_shapes(true)
         .model_for_path(path)?
@@ -76,7 +81,7 @@ fn main() -> TractResult<()> {
     println!("\nslowest nodes:");
     let mut nodes: Vec<_> = by_node.into_iter().collect();
     nodes.sort_by_key(|n| std::cmp::Reverse(n.1));
-    for (id, d) in nodes.into_iter().take(10) {
+    for (id, d) in nodes.into_iter().take(slowest) {
         let node = model.node(id);
         let ms = d.as_secs_f64() * 1e3 / runs as f64;
         println!("{ms:>8.3} ms  {} ({})", node.name, node.op().name());
