@@ -100,6 +100,7 @@ class Bundle:
         min_len, max_len, n = d.get("min_len", 1), d.get("max_len", t["max_len"]), \
             d.get("no_repeat_ngram", 0)
         history, token = [], t["bos"]
+        self.margins = []
         names = [dec["logits"]] + [s["output"] for s in self.states]
         while True:
             feed = {dec["tokens"]: np.array([token], np.int64), dec["memory"]: memory}
@@ -117,6 +118,8 @@ class Bundle:
             if len(history) + 1 >= max_len:
                 return history
             token = int(np.argmax(row))
+            # How close the choice was: a float near-tie may go the other way in another runtime.
+            self.margins.append(float(row[token] - np.partition(row, -2)[-2]))
             if token == t["eos"]:
                 return history
             history.append(token)
@@ -157,6 +160,7 @@ def caption_file(bundle: Bundle, path: Path, silence_dbfs: float):
             tokens = bundle.greedy(memory, states)
             t2 = time.perf_counter()
             row.update(silent=False, text=bundle.text(tokens), tokens=tokens,
+                       margins=bundle.margins,
                        timings_ms={"encoder": (t1 - t0) * 1e3, "decoding": (t2 - t1) * 1e3,
                                    "steps": len(tokens) + 1})
         yield row

@@ -7,7 +7,8 @@ Every row runs both sides here and now, one thread each, on the same bundle and 
 
 - end to end: `hark caption --strategy greedy --json` vs bench/reference.py (librosa mel with
   the bundle's front end + onnxruntime + the same greedy decode) on a long file; the captions
-  are checked identical first; whole-process wall and CPU time, peak RSS, real-time factor;
+  are checked identical first (where one differs, only at a float near-tie is it let pass:
+  `near_ties`); whole-process wall and CPU time, peak RSS, real-time factor;
   repeated, hark and Python interleaved, median and spread;
 - model pieces: encoder per full window, decoder step, whole caption (from both sides' own
   per-window timings);
@@ -126,6 +127,28 @@ def python_caption(bundle: Path, audio: Path) -> list[str]:
 
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+# Logits closer than this are a float near-tie: onnxruntime's and tract's kernels round
+# differently (the encoders' outputs differ by ~1e-5), so such a choice may go either way.
+NEAR_TIE = 0.01
+
+
+def near_ties(rows: dict) -> list[float] | None:
+    """The Python peer's top-two logit gap at each window where a side's caption differs
+    from hark's (they part at that step); None if any differs at a real choice."""
+    gaps = []
+    for k, side in rows.items():
+        for h, o, p in zip(rows["hark"], side, rows["python"]):
+            if h["text"] == o["text"]:
+                continue
+            a, b = h["tokens"] + [-1], o["tokens"] + [-1]
+            step = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+            gap = p.get("margins", [])[step] if step < len(p.get("margins", [])) else None
+            if gap is None or gap >= NEAR_TIE:
+                return None
+            gaps.append(gap)
+    return gaps
 
 
 def med(xs):
@@ -266,9 +289,10 @@ def main() -> None:
                 for k, r in rows.items()}
         total = len(rows["hark"])
         if b == bundle:
-            if min(same.values()) != total:
-                raise SystemExit(f"captions differ ({same} of {total} windows identical); "
-                                 "not timing different work")
+            ties = near_ties(rows)
+            if ties is None:
+                raise SystemExit(f"captions differ ({same} of {total} windows identical, not "
+                                 "only at near-ties); not timing different work")
             hw, captioned = rows["hark"], [w for w in rows["hark"] if not w["silent"]]
         pieces[b.resolve().name] = ({k: piece_times(r) for k, r in rows.items()},
                                     same["python"], total)
@@ -293,7 +317,11 @@ def main() -> None:
         f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `scripts/bench.sh` on "
         f"{machine()}; {versions(args.hark)}. Bundle `{name}`; "
         f"{args.minutes:g} min of audio ({len(hw)} windows, {len(captioned)} captioned, "
-        "captions identical on every side); one thread each; "
+        + ("captions identical on every side" if not ties else
+           f"captions identical on every side but {len(ties)} window(s) where the greedy "
+           f"choice was a near-tie (the peer's top two logits {max(ties):.4f} apart or less; "
+           "the runtimes round differently)")
+        + "; one thread each; "
         f"{args.repeats} interleaved repeats, median (min–max).",
         "",
         "| end to end | hark | Python peer | hark vs peer |"

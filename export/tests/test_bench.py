@@ -51,3 +51,17 @@ def test_the_peer_captions_the_demo_like_hark_caption_greedy():
         [(w["start"], w["end"], w["silent"]) for w in b]
     assert [w["tokens"] for w in a] == [w["tokens"] for w in b]
     assert [w["text"] for w in a] == [w["text"] for w in b] and b[0]["text"]
+
+
+def test_the_bench_lets_captions_differ_only_at_a_near_tie():
+    spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    hark = [{"text": "a b c", "tokens": [1, 2, 3]}, {"text": None, "tokens": []}]
+    peer = [{"text": "a b d", "tokens": [1, 2, 4], "margins": [2.0, 1.5, 0.003, 3.0]},
+            {"text": None, "tokens": []}]
+    assert run.near_ties({"hark": hark, "python": peer}) == [0.003]
+    assert run.near_ties({"hark": hark, "python": [dict(peer[0], text="a b c", tokens=[1, 2, 3]),
+                                                  peer[1]]}) == []
+    peer[0]["margins"][2] = 0.5  # a real choice went the other way: not the same work
+    assert run.near_ties({"hark": hark, "python": peer}) is None
