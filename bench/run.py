@@ -135,20 +135,21 @@ NEAR_TIE = 0.01
 
 
 def near_ties(rows: dict) -> list[float] | None:
-    """The Python peer's top-two logit gap at each window where a side's caption differs
-    from hark's (they part at that step); None if any differs at a real choice."""
-    gaps = []
-    for k, side in rows.items():
-        for h, o, p in zip(rows["hark"], side, rows["python"]):
+    """For each window where a side's caption differs from hark's, the Python peer's
+    top-two logit gap at the step where they part (the largest over the sides); None if any
+    differs at a real choice."""
+    gaps: dict[int, float] = {}
+    for side in rows.values():
+        for i, (h, o, p) in enumerate(zip(rows["hark"], side, rows["python"])):
             if h["text"] == o["text"]:
                 continue
             a, b = h["tokens"] + [-1], o["tokens"] + [-1]
-            step = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
-            gap = p.get("margins", [])[step] if step < len(p.get("margins", [])) else None
-            if gap is None or gap >= NEAR_TIE:
+            step = next(j for j, (x, y) in enumerate(zip(a, b)) if x != y)
+            margins = p.get("margins", [])
+            if step >= len(margins) or margins[step] >= NEAR_TIE:
                 return None
-            gaps.append(gap)
-    return gaps
+            gaps[i] = max(gaps.get(i, 0.0), margins[step])
+    return list(gaps.values())
 
 
 def med(xs):

@@ -65,3 +65,6 @@ def test_the_bench_lets_captions_differ_only_at_a_near_tie():
                                                   peer[1]]}) == []
     peer[0]["margins"][2] = 0.5  # a real choice went the other way: not the same work
     assert run.near_ties({"hark": hark, "python": peer}) is None
+    # Two sides parting from hark at the same window count once.
+    peer[0]["margins"][2] = 0.003
+    assert run.near_ties({"hark": hark, "python": peer, "hark-ort": peer}) == [0.003]
