@@ -145,6 +145,27 @@ fn write_within(f: &mut std::fs::File, mut data: &[u8], secs: u64) -> std::io::R
     Ok(())
 }
 
+/// Plugs the FIFO "microphone" in: opens it for writing and writes `audio` twice, each within
+/// `secs`, starting over while the reader closes it under a write (opening the device to look
+/// at it, at start or after a loss, closes it again), for up to 30 s.
+fn plug_in(fifo: &Path, audio: &[u8], secs: u64) -> std::fs::File {
+    let t0 = std::time::Instant::now();
+    loop {
+        assert!(
+            t0.elapsed().as_secs() < 30,
+            "hark never read the microphone"
+        );
+        let Some(mut mic) = open_fifo_writer(fifo, 30) else {
+            continue;
+        };
+        if write_within(&mut mic, audio, secs).is_ok()
+            && write_within(&mut mic, audio, secs).is_ok()
+        {
+            return mic;
+        }
+    }
+}
+
 #[test]
 fn an_unplugged_microphone_is_reported_and_captured_again_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
@@ -184,9 +205,7 @@ fn an_unplugged_microphone_is_reported_and_captured_again_when_it_returns() {
 
     // Plugged in: the clip twice (a window is a little longer than one), then silence on
     // the wire for 7 s, then unplugged.
-    let mut mic = open_fifo_writer(&fifo, 20).expect("hark opens the microphone");
-    write_within(&mut mic, &audio, 10).unwrap();
-    write_within(&mut mic, &audio, 10).unwrap();
+    let mic = plug_in(&fifo, &audio, 10);
     sub.wait_until(20, "a caption", |m| {
         m.iter().any(|m| m.topic == "hark/plug/caption")
     });
@@ -198,22 +217,9 @@ fn an_unplugged_microphone_is_reported_and_captured_again_when_it_returns() {
     });
     let before = sub.on("hark/plug/caption").len();
 
-    // Plugged back in: hark finds it (each look opens and closes the device, so write
-    // again until a whole write is read), and captions it while it stays plugged in.
-    let t0 = std::time::Instant::now();
-    let back = t0;
-    let _mic = loop {
-        assert!(
-            t0.elapsed().as_secs() < 30,
-            "the microphone never came back"
-        );
-        let Some(mut mic) = open_fifo_writer(&fifo, 30) else {
-            continue;
-        };
-        if write_within(&mut mic, &audio, 3).is_ok() && write_within(&mut mic, &audio, 3).is_ok() {
-            break mic;
-        }
-    };
+    // Plugged back in: hark finds it, and captions it while it stays plugged in.
+    let back = std::time::Instant::now();
+    let _mic = plug_in(&fifo, &audio, 3);
     sub.wait_until(20, "a caption after the return", |m| {
         m.iter().filter(|m| m.topic == "hark/plug/caption").count() > before
     });
