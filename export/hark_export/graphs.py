@@ -210,8 +210,8 @@ def fold_batch_norms(model) -> int:
         scale = gamma / np.sqrt(var + eps)
         name = conv.output[0]
         graph.initializer.extend([
-            numpy_helper.from_array((w * scale.reshape(-1, 1, 1, 1)).astype(np.float32),
-                                    name + "_folded_w"),
+            numpy_helper.from_array((w * scale.reshape((-1,) + (1,) * (w.ndim - 1)))
+                                    .astype(np.float32), name + "_folded_w"),
             numpy_helper.from_array((beta + (bias - mean) * scale).astype(np.float32),
                                     name + "_folded_b")])
         attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}

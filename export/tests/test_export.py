@@ -17,7 +17,7 @@ from hark_export.data import SPECIALS, Vocab, features, load_split
 from hark_export.decode import SPECIAL, DecodeParams, TorchStepper, decode
 from hark_export.gates import (Agreement, agreement, check_int8, check_parity, greedy_tokens,
                                parity)
-from hark_export.graphs import EncoderGraph, ExportRefused
+from hark_export.graphs import EncoderGraph, ExportRefused, speed_up_encoder
 from hark_export.model import build_model
 
 TINY = tiny(layers=2)
@@ -113,6 +113,33 @@ def test_int8_bundles_quantize_only_matmul_gemm_gather_and_still_validate(arch, 
     assert a.clips == len(mels) and a.exact >= 5 / 6 and a.tokens >= 0.9
     size = {d: sum(f.stat().st_size for f in (tmp_path / d).glob("*.onnx")) for d in ("fp32", "int8")}
     assert size["int8"] < size["fp32"]
+
+
+def test_the_encoder_rewrite_folds_a_batch_norm_after_a_1d_convolution(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(8, 64, 3)).astype(np.float32)
+    gamma, beta, mean = (rng.normal(size=8).astype(np.float32) for _ in range(3))
+    var = rng.uniform(0.5, 2, 8).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["mel", "w"], ["c"], pads=[1, 1]),
+         helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["memory"])],
+        "conv1d_bn", [helper.make_tensor_value_info("mel", TensorProto.FLOAT, [1, 64, "frames"])],
+        [helper.make_tensor_value_info("memory", TensorProto.FLOAT, [1, 8, "frames"])],
+        [numpy_helper.from_array(a, n) for a, n in
+         [(w, "w"), (gamma, "g"), (beta, "b"), (mean, "m"), (var, "v")]])
+    path = tmp_path / "encoder.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+              str(path))
+    mel = rng.normal(-4, 1, (1, 64, 50)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"mel": mel})[0]
+    done = speed_up_encoder(path)
+    assert (done["batch_norms_folded"], done["depthwise_polyphase"]) == (1, 0)
+    assert [n.op_type for n in onnx.load(str(path)).graph.node] == ["Conv"]
+    got = ort.InferenceSession(str(path)).run(None, {"mel": mel})[0]
+    assert np.abs(got - want).max() < 1e-4
 
 
 def test_the_parity_gate_refuses_graphs_that_do_not_compute_the_model(baseline_bundle, mels):
