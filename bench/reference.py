@@ -94,13 +94,13 @@ class Bundle:
         out = self.encoder.run(names, {enc["input"]: mel[None]})
         return out[0], out[1:1 + len(self.states)], out[1 + len(self.states):]
 
-    def greedy(self, memory, states) -> list[int]:
+    def greedy(self, memory, states) -> tuple[list[int], list[float]]:
+        """The greedy tokens, and at each step how far the chosen logit led the next best."""
         t, d = self.m["tokens"], self.m["decoding"]
         dec = self.m["decoder"]
         min_len, max_len, n = d.get("min_len", 1), d.get("max_len", t["max_len"]), \
             d.get("no_repeat_ngram", 0)
-        history, token = [], t["bos"]
-        self.margins = []
+        history, token, margins = [], t["bos"], []
         names = [dec["logits"]] + [s["output"] for s in self.states]
         while True:
             feed = {dec["tokens"]: np.array([token], np.int64), dec["memory"]: memory}
@@ -116,12 +116,12 @@ class Bundle:
                     if history[i:i + n - 1] == prefix:
                         row[history[i + n - 1]] = -np.inf
             if len(history) + 1 >= max_len:
-                return history
+                return history, margins
             token = int(np.argmax(row))
             # How close the choice was: a float near-tie may go the other way in another runtime.
-            self.margins.append(float(row[token] - np.partition(row, -2)[-2]))
+            margins.append(float(row[token] - np.partition(row, -2)[-2]))
             if token == t["eos"]:
-                return history
+                return history, margins
             history.append(token)
 
     def text(self, tokens: list[int]) -> str:
@@ -157,10 +157,10 @@ def caption_file(bundle: Bundle, path: Path, silence_dbfs: float):
             t0 = time.perf_counter()
             memory, states, _tags = bundle.encode(mel[:, start:end])
             t1 = time.perf_counter()
-            tokens = bundle.greedy(memory, states)
+            tokens, margins = bundle.greedy(memory, states)
             t2 = time.perf_counter()
             row.update(silent=False, text=bundle.text(tokens), tokens=tokens,
-                       margins=bundle.margins,
+                       margins=margins,
                        timings_ms={"encoder": (t1 - t0) * 1e3, "decoding": (t2 - t1) * 1e3,
                                    "steps": len(tokens) + 1})
         yield row
