@@ -2,7 +2,7 @@
 
 It does the same work as `hark caption --strategy greedy --json` on 16 kHz mono WAV files,
 written the way a Python user would write it: the log-mel of the whole file (librosa's STFT,
-the bundle's mel filter bank), windows of the bundle's length and hop (the last one shorter),
+the bundle's mel filter bank), windows of the bundle's length and hop (the last one moved back to end with the file),
 silent windows skipped, the encoder (all its outputs: memory, initial states, tag heads) and
 a greedy walk of the step decoder with the bundle's logit rules (pad/bos banned, end banned
 before `min_len`, repeated n-grams banned, end forced at `max_len`). One JSON line per window.
@@ -149,6 +149,8 @@ def caption_file(bundle: Bundle, path: Path, silence_dbfs: float):
     frames = mel.shape[1]
     start = 0
     while True:
+        # Frames after the last full hop: one more window ending with the file, as hark cuts.
+        start = max(0, min(start, frames - window))
         end = min(start + window, frames)
         level = level_dbfs(x[start * fe["hop_length"]:end * fe["hop_length"]])
         row = {"file": str(path), "start": start / fps, "end": end / fps, "silent": True,

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tomllib
+import wave
 from pathlib import Path
 
 import hark_dsp
@@ -36,19 +37,27 @@ def test_the_peer_computes_hark_dsps_log_mel_with_librosa(frontend):
     assert np.abs(ours - theirs).max() < 1e-3
 
 
-def test_the_peer_captions_the_demo_like_hark_caption_greedy():
+@pytest.mark.parametrize("seconds", [10, 13])
+def test_the_peer_captions_the_demo_like_hark_caption_greedy(seconds, tmp_path):
     hark = Path(os.environ.get("HARK", HARK))
     if not hark.exists():
         pytest.skip("the hark binary is not built")
+    # 13 s: a window at 0 s, then one more that ends with the file (not a 3 s tail).
+    x, rate = reference.read_wav(DEMO)
+    clip = tmp_path / "clip.wav"
+    with wave.open(str(clip), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(rate)
+        w.writeframes(np.int16(np.tile(x, 2)[:seconds * rate] * 32768).tobytes())
     ours = subprocess.run([sys.executable, str(REPO / "bench" / "reference.py"), "--bundle",
-                           str(BUNDLE), str(DEMO)], capture_output=True, text=True, check=True)
+                           str(BUNDLE), str(clip)], capture_output=True, text=True, check=True)
     theirs = subprocess.run([str(hark), "caption", "--bundle", str(BUNDLE), "--strategy",
-                             "greedy", "--json", str(DEMO)], capture_output=True, text=True,
+                             "greedy", "--json", str(clip)], capture_output=True, text=True,
                             check=True)
     a = [json.loads(line) for line in ours.stdout.splitlines()]
     b = [json.loads(line) for line in theirs.stdout.splitlines()]
     assert [(w["start"], w["end"], w["silent"]) for w in a] == \
         [(w["start"], w["end"], w["silent"]) for w in b]
+    assert len(b) == (1 if seconds == 10 else 2) and b[-1]["end"] - b[-1]["start"] > 9.9
     assert [w["tokens"] for w in a] == [w["tokens"] for w in b]
     assert [w["text"] for w in a] == [w["text"] for w in b] and b[0]["text"]
 

@@ -175,7 +175,7 @@ fn segment() -> Vec<u8> {
 }
 
 /// A last segment that makes the stream exactly three windows long: 1170 frames, i.e.
-/// 1169 hops of 160 samples (frames are centred), so no shorter tail window follows.
+/// 1169 hops of 160 samples (frames are centred), so no window ending with the stream follows.
 fn last_segment() -> Vec<u8> {
     segment()[..2 * (1169 * 160 - 2 * 64_000)].to_vec()
 }

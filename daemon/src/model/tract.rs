@@ -26,8 +26,8 @@ pub struct TractModel {
 }
 
 /// Encoder plans by window length: the full window's for good (the probe makes it), and
-/// the most recent few other lengths (a stream's or a file's shorter last window). Each
-/// plan holds its own packed weights (≈ 16 MB for YAMNet), so the rest are bounded.
+/// the most recent few other lengths (streams shorter than one window). Each plan holds its
+/// own packed weights (≈ 17 MB for YAMNet), so the rest are bounded.
 struct Plans<P> {
     full: Option<(usize, P)>,
     /// Most recently used last.
@@ -44,7 +44,7 @@ impl<P> Default for Plans<P> {
 }
 
 impl<P: Clone> Plans<P> {
-    /// Other lengths kept: one file's last window, and the next file's.
+    /// Other lengths kept: one short file's, and the next one's.
     const OTHERS: usize = 2;
 
     fn get(&mut self, frames: usize) -> Option<P> {

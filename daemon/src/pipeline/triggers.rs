@@ -229,7 +229,8 @@ pub(crate) fn test_bundle() -> Bundle {
     tests::bundle()
 }
 
-/// Trigger phrases' silence baselines, by window length (a stream's last window is shorter):
+/// Trigger phrases' silence baselines, by window length (a stream shorter than one window
+/// gives a shorter one):
 /// each phrase's score under that many frames of digital silence (the front end's output for
 /// zeros), what the model expects of it before hearing anything. Made once per length, the
 /// first time a window of it is scored; shared by `hark caption --trigger` and the daemon.

@@ -1,9 +1,12 @@
 //! The window assembler: turns the stream of log-mel frames into caption windows of
 //! `window` frames every `hop` frames, each with its audio level. Pure logic, no threads.
 //!
-//! Windows are `[k·hop, k·hop + window)`; at the end of a stream the frames after the last
-//! full window become one last, shorter window — the same windows `hark caption` cuts from a
-//! whole file, so replaying a file through `hark run` gives the same captions.
+//! Windows are `[k·hop, k·hop + window)`; at the end of a stream, frames after the last such
+//! window are captioned in one last window of the same length that ends with the stream (a
+//! stream shorter than one window is one shorter window). Every window but a short stream's
+//! thus has the length the encoder was planned for and the model was trained on. These are
+//! the windows `hark caption` cuts from a whole file, so replaying a file through `hark run`
+//! gives the same captions.
 
 use std::collections::VecDeque;
 
@@ -91,8 +94,9 @@ impl Assembler {
                 self.partial_len = 0;
             }
         }
-        // Blocks older than the oldest frame still needed are never read again.
-        let keep_from = (self.frames + 1).saturating_sub(self.window as u64);
+        // Blocks older than the oldest frame a window can still start at (the stream's end
+        // window starts `window` frames before the last frame) are never read again.
+        let keep_from = self.frames.saturating_sub(self.window as u64);
         while self.first_block < keep_from && !self.blocks.is_empty() {
             self.blocks.pop_front();
             self.first_block += 1;
@@ -114,9 +118,10 @@ impl Assembler {
         None
     }
 
-    /// Ends the stream: the frames after the last window, if any, as one shorter window.
+    /// Ends the stream: if frames came after the last window, one more window of the last
+    /// `window` frames (all of them if the stream is shorter).
     pub fn finish(&mut self) -> Option<Window> {
-        let start = self.emitted * self.hop as u64;
+        let start = self.frames.saturating_sub(self.window as u64);
         let last_end = if self.emitted == 0 {
             0
         } else {
@@ -202,8 +207,8 @@ impl Windower {
         });
     }
 
-    /// Ends the stream: flushes the resampler and the front end, then the frames after the
-    /// last full window as one shorter window.
+    /// Ends the stream: flushes the resampler and the front end, then the window that ends
+    /// with the stream if frames came after the last one ([`Assembler::finish`]).
     pub fn finish(&mut self, out: &mut Vec<Window>) {
         let Self {
             resampler,
@@ -244,11 +249,13 @@ mod tests {
         out
     }
 
-    /// The windows `hark caption` cuts from a whole file of `total` frames.
+    /// The windows cut from a whole file of `total` frames: every `hop`, the last moved back
+    /// to end with the file.
     fn batch(window: usize, hop: usize, total: usize) -> Vec<(u64, Vec<f32>)> {
         let mut starts = vec![0];
         while starts.last().unwrap() + window < total {
-            starts.push(starts.last().unwrap() + hop);
+            let next = starts.last().unwrap() + hop;
+            starts.push(next.min(total - window));
         }
         starts
             .into_iter()
@@ -272,6 +279,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_last_window_ends_with_the_stream_at_full_length() {
+        // 12 frames, windows of 5 every 3: [0, 5), [3, 8), [6, 11), then [7, 12), not [9, 12).
+        let starts: Vec<u64> = run(5, 3, 12).iter().map(|(s, _)| *s).collect();
+        assert_eq!(starts, [0, 3, 6, 7]);
+        let (_, last) = run(5, 3, 12).pop().unwrap();
+        assert_eq!(last, [7.0, 8.0, 9.0, 10.0, 11.0]);
+        // Shorter than one window: the whole stream.
+        assert_eq!(run(5, 3, 3), [(0, vec![0.0, 1.0, 2.0])]);
+        // Ends on a window: nothing more.
+        assert_eq!(run(5, 3, 11).len(), 3);
+    }
+
+    #[test]
+    fn the_end_window_level_covers_its_own_frames() {
+        // 11 frames, windows of 5 every 5; only frame 6 is loud (0.5: -13 dBFS over 5 frames).
+        let mut a = Assembler::new(1, 5, 5, 10);
+        let mut levels = Vec::new();
+        for i in 0..11 {
+            a.push_samples(&[if i == 6 { 0.5 } else { 0.0 }; 10]);
+            levels.extend(a.push_frame(&[0.0]).map(|w| w.level_dbfs));
+        }
+        let end = a.finish().unwrap();
+        assert_eq!((end.start_frame, end.frames), (6, 5));
+        let loud = 10.0 * (0.25f32 / 5.0).log10();
+        assert_eq!(levels[0], FLOOR_DBFS);
+        assert!((levels[1] - loud).abs() < 1e-3 && (end.level_dbfs - loud).abs() < 1e-3);
     }
 
     #[test]
