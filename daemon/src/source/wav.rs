@@ -128,19 +128,21 @@ fn wav_blocks(
 ) -> Result<()> {
     let corrupt = || format!("{}: WAV data is truncated or corrupt", path.display());
     let mut mono = Vec::with_capacity(BLOCK);
-    let mut frame = Vec::with_capacity(channels);
+    // A multiply, not a divide per sample: decoding was 5 % of `hark caption`'s time.
+    let inv = 1.0 / channels as f32;
     loop {
         mono.clear();
         while mono.len() < BLOCK {
-            frame.clear();
+            let (mut sum, mut got) = (0.0f32, 0);
             for s in interleaved.by_ref().take(channels) {
-                frame.push(s.with_context(corrupt)?);
+                sum += s.with_context(corrupt)?;
+                got += 1;
             }
             // The end, or a last frame cut short: it is left out.
-            if frame.len() < channels {
+            if got < channels {
                 break;
             }
-            mono.push(frame.iter().sum::<f32>() / channels as f32);
+            mono.push(sum * inv);
         }
         if mono.is_empty() || !f(&mono) {
             return Ok(());
