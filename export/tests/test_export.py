@@ -142,6 +142,34 @@ def test_the_encoder_rewrite_folds_a_batch_norm_after_a_1d_convolution(tmp_path)
     assert np.abs(got - want).max() < 1e-4
 
 
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_the_encoder_rewrite_turns_a_band_mean_into_a_depthwise_convolution(tmp_path, keepdims):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(8, 1, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Unsqueeze", ["mel", "one"], ["x"]),
+         helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], strides=[4, 1]),
+         helper.make_node("ReduceMean", ["c"], ["memory"], axes=[2], keepdims=keepdims)],
+        "band_mean", [helper.make_tensor_value_info("mel", TensorProto.FLOAT, [1, 64, "frames"])],
+        [helper.make_tensor_value_info("memory", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([1]), "one")])
+    path = tmp_path / "encoder.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+              str(path))
+    mel = rng.normal(-4, 1, (1, 64, 77)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"mel": mel})[0]
+    assert speed_up_encoder(path)["means_as_depthwise"] == 1
+    nodes = onnx.load(str(path)).graph.node
+    assert "ReduceMean" not in [n.op_type for n in nodes]
+    mean = next(n for n in nodes if n.op_type == "Conv" and n.input[0] == "c")
+    assert helper.get_attribute_value(mean.attribute[0]) == 8  # one group per channel
+    got = ort.InferenceSession(str(path)).run(None, {"mel": mel})[0]
+    assert got.shape == want.shape and np.abs(got - want).max() < 1e-5
+
+
 def test_the_parity_gate_refuses_graphs_that_do_not_compute_the_model(baseline_bundle, mels):
     model = _model("baseline")
     with torch.no_grad():

@@ -178,11 +178,12 @@ def test_the_rewrite_for_tract_keeps_the_encoders_outputs_and_refuses_when_they_
     assert path.read_bytes() == exported
 
     done = speed_up_encoder(path)
-    assert (done["batch_norms_folded"], done["depthwise_polyphase"]) == (14, 3)
+    assert (done["batch_norms_folded"], done["depthwise_polyphase"],
+            done["means_as_depthwise"]) == (14, 3, 3)  # 3: the deep features' band means
     nodes = onnx.load(str(path)).graph.node
-    assert "BatchNormalization" not in [n.op_type for n in nodes]
+    assert not {"BatchNormalization", "ReduceMean"} & {n.op_type for n in nodes}
     strided = [n for n in nodes if n.op_type == "Conv"
-               and [a.ints for a in n.attribute if a.name == "strides"][0] == [2, 2]]
+               and [a.ints for a in n.attribute if a.name == "strides"] == [[2, 2]]]
     assert len(strided) == 2  # the first layer's and layer 12's (4 rows: left as it was)
     session = ort.InferenceSession(str(path))
     for frames in (95, 1001):  # an odd and an even frame count after the first layer
