@@ -157,11 +157,13 @@ def keep_unused_inputs(path: Path, names: list[str], example: tuple, shapes: lis
 # ---- the encoder, rewritten into the same computation in a form tract runs faster ----
 
 def _constant(graph, name: str):
-    """The value of `name` if it is an initializer, or a Cast (a `half_weights` graph) or an
-    Identity (a shared weight) of one, else None."""
+    """The value of `name` if it is an initializer or a Constant node's, or a Cast (a
+    `half_weights` graph) or an Identity (a shared weight) of an initializer, else None."""
     from onnx import numpy_helper
     inits = {i.name: i for i in graph.initializer}
     node = next((n for n in graph.node if name in n.output), None)
+    if node is not None and node.op_type == "Constant" and node.attribute[0].name == "value":
+        return numpy_helper.to_array(node.attribute[0].t)
     if node is not None and node.op_type in ("Cast", "Identity"):
         name = node.input[0]
     return numpy_helper.to_array(inits[name]).astype(np.float32) if name in inits else None
@@ -379,17 +381,75 @@ def means_as_depthwise(model) -> int:
     return len(new_nodes)
 
 
+def slices_before_pools(model) -> int:
+    """Moves a Slice that keeps some channels of a `Transpose -> AveragePool -> Transpose back`
+    chain to the chain's start, so the pool averages only the channels kept: YAMNet's AudioSet
+    head takes the last 1,024 of the 2,560 deep-feature channels, which were all pooled over
+    frames first (0.31 ms of a 10 s window in tract, 0.12 after). Only constant slices along
+    one axis that the pool does not pool, each node of the chain read by the next alone.
+    Returns how many were moved."""
+    from onnx import helper
+    graph = model.graph
+    producer, readers = _links(graph)
+    moved = 0
+    for sl in graph.node:
+        if sl.op_type != "Slice" or len(sl.input) < 4:
+            continue
+        back = producer.get(sl.input[0])
+        pool = producer.get(back.input[0]) if back is not None else None
+        there = producer.get(pool.input[0]) if pool is not None else None
+        if (back is None or pool is None or there is None or back.op_type != "Transpose"
+                or pool.op_type != "AveragePool" or there.op_type != "Transpose"
+                or any(readers[n.output[0]] != 1 for n in (there, pool, back))):
+            continue
+        perm = list(helper.get_attribute_value(there.attribute[0]))
+        inverse = list(helper.get_attribute_value(back.attribute[0]))
+        axes = _constant(graph, sl.input[3])
+        if ([perm[i] for i in inverse] != list(range(len(perm))) or axes is None
+                or len(axes) != 1 or len(sl.input) > 4 and _constant(graph, sl.input[4]) is None):
+            continue
+        axis = int(axes[0]) % len(perm)
+        if perm.index(axis) != 1:  # the pooled tensor's channel axis: pools run over 2 and on
+            continue
+        # slice(x) -> transpose -> pool -> transpose back, the Slice's output name kept.
+        sliced = sl.output[0] + "_early"
+        sl.input[0] = there.input[0]
+        sl.output[0], out = sliced, sl.output[0]
+        there.input[0] = sliced
+        back.output[0] = out
+        moved += 1
+    if moved:
+        # Each Slice now runs before the chain it was after: put the graph back in order.
+        producer, _ = _links(graph)
+        order, seen = [], set()
+
+        def visit(node):
+            if id(node) in seen:
+                return
+            seen.add(id(node))
+            for i in node.input:
+                if i in producer:
+                    visit(producer[i])
+            order.append(node)
+        for n in list(graph.node):
+            visit(n)
+        del graph.node[:]
+        graph.node.extend(order)
+    return moved
+
+
 def speed_up_encoder(path: Path, tolerance: float = 1e-4) -> dict:
     """Rewrites the encoder graph at `path` into the same computation in a form tract runs
-    faster (`fold_batch_norms`, `polyphase_depthwise`, `means_as_depthwise`); any graph without
-    those patterns is left as it is. Refuses (ExportRefused, the file untouched) unless onnxruntime gives the
+    faster (`fold_batch_norms`, `polyphase_depthwise`, `means_as_depthwise`,
+    `slices_before_pools`); any graph without those patterns is left as it is. Refuses (ExportRefused, the file untouched) unless onnxruntime gives the
     same outputs within `tolerance` at even and odd frame counts. Returns the counts and the
     largest difference seen."""
     import onnx
     model = onnx.load(str(path))
     done = {"batch_norms_folded": fold_batch_norms(model),
             "depthwise_polyphase": polyphase_depthwise(model),
-            "means_as_depthwise": means_as_depthwise(model)}
+            "means_as_depthwise": means_as_depthwise(model),
+            "slices_before_pools": slices_before_pools(model)}
     if not any(done.values()):
         return done
     original = onnx.load(str(path))

@@ -170,6 +170,36 @@ def test_the_encoder_rewrite_turns_a_band_mean_into_a_depthwise_convolution(tmp_
     assert got.shape == want.shape and np.abs(got - want).max() < 1e-5
 
 
+def test_the_encoder_rewrite_slices_channels_before_pooling_them(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    const = [numpy_helper.from_array(np.array(v), n) for v, n in
+             [([-16], "start"), ([2**62], "end")]]
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["mel"], ["x"], perm=[0, 2, 1]),
+         helper.make_node("Relu", ["x"], ["features"]),  # [1, frames, 64], as YAMNet's concat
+         helper.make_node("Transpose", ["features"], ["t"], perm=[0, 2, 1]),
+         helper.make_node("AveragePool", ["t"], ["p"], kernel_shape=[3], pads=[1, 1],
+                          count_include_pad=0),
+         helper.make_node("Transpose", ["p"], ["back"], perm=[0, 2, 1]),
+         helper.make_node("Constant", [], ["axes"],
+                          value=numpy_helper.from_array(np.array([2]), "axes")),
+         helper.make_node("Slice", ["back", "start", "end", "axes"], ["memory"])],
+        "head", [helper.make_tensor_value_info("mel", TensorProto.FLOAT, [1, 64, "frames"])],
+        [helper.make_tensor_value_info("memory", TensorProto.FLOAT, None)], const)
+    path = tmp_path / "encoder.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+              str(path))
+    mel = np.random.default_rng(0).normal(-4, 1, (1, 64, 31)).astype(np.float32)
+    want = ort.InferenceSession(str(path)).run(None, {"mel": mel})[0]
+    assert speed_up_encoder(path)["slices_before_pools"] == 1
+    order = [n.op_type for n in onnx.load(str(path)).graph.node if n.op_type != "Constant"]
+    assert order.index("Slice") < order.index("AveragePool")
+    got = ort.InferenceSession(str(path)).run(None, {"mel": mel})[0]
+    assert got.shape == want.shape == (1, 31, 16) and np.array_equal(got, want)
+
+
 def test_the_parity_gate_refuses_graphs_that_do_not_compute_the_model(baseline_bundle, mels):
     model = _model("baseline")
     with torch.no_grad():
