@@ -459,7 +459,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One glibc malloc arena for all threads, unless MALLOC_ARENA_MAX says otherwise: with an
+/// arena per thread (source, DSP, inference, MQTT) memory freed in one is not reused by
+/// another, and `hark run` on a paced 60 s file peaked at 127 MB instead of 101-103 MB.
+/// Threads other than inference allocate little: a 10 min file replayed as fast as it can be
+/// read took the same time within 2 % (noise) either way.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn one_malloc_arena() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called first in main, before any other thread exists or allocates.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    one_malloc_arena();
     let mut logger = env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("hark=info,warn"),
     );
