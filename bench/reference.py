@@ -2,10 +2,11 @@
 
 It does the same work as `hark caption --strategy greedy --json` on 16 kHz mono WAV files,
 written the way a Python user would write it: the log-mel of the whole file (librosa's STFT,
-the bundle's mel filter bank), windows of the bundle's length and hop (the last one moved back to end with the file),
-silent windows skipped, the encoder (all its outputs: memory, initial states, tag heads) and
-a greedy walk of the step decoder with the bundle's logit rules (pad/bos banned, end banned
-before `min_len`, repeated n-grams banned, end forced at `max_len`). One JSON line per window.
+the bundle's mel filter bank), windows of the bundle's length and hop (the last one moved back
+to end with the file), silent windows skipped, the encoder (all its outputs: memory, initial
+states, tag heads) and a greedy walk of the step decoder with the bundle's logit rules
+(pad/bos banned, end banned before `min_len`, repeated n-grams banned, end forced at
+`max_len`). One JSON line per window.
 
     python bench/reference.py --bundle daemon/assets/model FILE.wav [--threads 1]
 

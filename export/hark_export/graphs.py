@@ -162,11 +162,21 @@ def _constant(graph, name: str):
     from onnx import numpy_helper
     inits = {i.name: i for i in graph.initializer}
     node = next((n for n in graph.node if name in n.output), None)
-    if node is not None and node.op_type == "Constant" and node.attribute[0].name == "value":
-        return numpy_helper.to_array(node.attribute[0].t)
     if node is not None and node.op_type in ("Cast", "Identity"):
-        name = node.input[0]
-    return numpy_helper.to_array(inits[name]).astype(np.float32) if name in inits else None
+        node, name = None, node.input[0]
+    if node is not None and node.op_type == "Constant" and node.attribute[0].name == "value":
+        tensor = node.attribute[0].t
+    elif name in inits:
+        tensor = inits[name]
+    else:
+        return None
+    return numpy_helper.to_array(tensor).astype(np.float32)
+
+
+def _mel(model, frames: int) -> np.ndarray:
+    """A log-mel input for the encoder `model`: `frames` frames of noise around -4 (quiet)."""
+    n_mels = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    return np.random.default_rng(frames).normal(-4, 1, (1, n_mels, frames)).astype(np.float32)
 
 
 def _outputs_at(model, names: list[str], mel: np.ndarray) -> list[np.ndarray]:
@@ -264,8 +274,6 @@ def polyphase_depthwise(model, min_rows: int = 8) -> int:
     from onnx import helper, numpy_helper
     graph = model.graph
     producer, readers = _links(graph)
-    n_mels = graph.input[0].type.tensor_type.shape.dim[1].dim_value
-    mel = np.random.default_rng(0).normal(-4, 1, (1, n_mels, 400)).astype(np.float32)
 
     candidates = []
     for conv in graph.node:
@@ -284,7 +292,7 @@ def polyphase_depthwise(model, min_rows: int = 8) -> int:
         return 0
     # What each Pad does, seen on a real run: one zero row and column after, nothing else.
     values = _outputs_at(model, [t for _, p, _ in candidates for t in (p.input[0], p.output[0])],
-                         mel)
+                         _mel(model, 400))
     chosen = []
     for k, (conv, pad, w) in enumerate(candidates):
         x, padded = values[2 * k], values[2 * k + 1]
@@ -347,15 +355,13 @@ def means_as_depthwise(model) -> int:
     must be the same. Returns how many were rewritten."""
     from onnx import helper, numpy_helper
     graph = model.graph
-    n_mels = graph.input[0].type.tensor_type.shape.dim[1].dim_value
     candidates = [n for n in graph.node if n.op_type == "ReduceMean" and len(n.input) == 1
                   and list(next((helper.get_attribute_value(a) for a in n.attribute
                                  if a.name == "axes"), [])) == [2]]
     if not candidates:
         return 0
     shapes = [[v.shape for v in _outputs_at(model, [n.input[0] for n in candidates],
-                                            np.random.default_rng(frames).normal(
-                                                -4, 1, (1, n_mels, frames)).astype(np.float32))]
+                                            _mel(model, frames))]
               for frames in (95, 400)]
     new_nodes = {}
     for node, short, long in zip(candidates, *shapes):
@@ -441,8 +447,9 @@ def slices_before_pools(model) -> int:
 def speed_up_encoder(path: Path, tolerance: float = 1e-4) -> dict:
     """Rewrites the encoder graph at `path` into the same computation in a form tract runs
     faster (`fold_batch_norms`, `polyphase_depthwise`, `means_as_depthwise`,
-    `slices_before_pools`); any graph without those patterns is left as it is. Refuses (ExportRefused, the file untouched) unless onnxruntime gives the
-    same outputs within `tolerance` at even and odd frame counts. Returns the counts and the
+    `slices_before_pools`); any graph without those patterns is left as it is. Refuses
+    (ExportRefused, the file untouched) unless onnxruntime gives the same outputs within
+    `tolerance` at even and odd frame counts. Returns the counts and the
     largest difference seen."""
     import onnx
     model = onnx.load(str(path))
@@ -454,10 +461,9 @@ def speed_up_encoder(path: Path, tolerance: float = 1e-4) -> dict:
         return done
     original = onnx.load(str(path))
     outputs = [o.name for o in model.graph.output]
-    n_mels = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
     worst = 0.0
     for frames in (95, 192, 999, 1000):
-        m = np.random.default_rng(frames).normal(-4, 1, (1, n_mels, frames)).astype(np.float32)
+        m = _mel(model, frames)
         for a, b in zip(_outputs_at(original, outputs, m), _outputs_at(model, outputs, m)):
             worst = max(worst, float(np.abs(a - b).max()))
     if worst > tolerance:
