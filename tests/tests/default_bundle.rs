@@ -461,3 +461,101 @@ fn a_trigger_added_by_a_set_command_fires_while_hark_runs() {
         "{error}"
     );
 }
+
+/// Every string in a JSON value.
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+        Value::Object(o) => o.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn no_mqtt_path_tells_what_a_redacted_window_hides() {
+    // The probe: triggers about who speaks, from the configuration and from `set` (threshold
+    // -50: they would fire on any window), and a decoding command asking for alternatives.
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/#"]);
+    let dir = tempfile::tempdir().unwrap();
+    let speech = speech_wav(dir.path());
+    let cfg = dir.path().join("hark.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "device = \"den\"\n\
+             [[triggers]]\nname = \"voice\"\nphrases = [\"someone talking\", \"a man speaks\"]\n\
+             threshold = -50.0\n\
+             [[triggers]]\nname = \"talk\"\nphrases = [\"a person speaking\"]\nthreshold = -50.0\n\
+             [[triggers]]\nname = \"dog\"\nphrases = [\"a dog barks\"]\nthreshold = -50.0\n\
+             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\n",
+            broker.port
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(hark_e2e::hark_bin())
+        .args(["run", "-c", cfg.to_str().unwrap(), "--file", &speech])
+        .arg("--realtime")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    sub.wait_until(10, "online", |m| {
+        m.iter()
+            .any(|m| m.topic == "hark/den/status" && m.payload == "online")
+    });
+    for command in [
+        r#"{"cmd":"triggers","add":[{"name":"w","phrases":["a woman speaks"],"threshold":-50},{"name":"m","phrases":["a man speaks"],"threshold":-50}]}"#,
+        r#"{"cmd":"triggers","add":[{"name":"says","phrases":["a man says something"],"threshold":-50}]}"#,
+        r#"{"cmd":"decoding","params":{"alternatives":5}}"#,
+        r#"{"cmd":"stats"}"#,
+    ] {
+        sub.publish("hark/den/set", command);
+    }
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+
+    let captions = sub.on("hark/den/caption");
+    assert!(!captions.is_empty(), "{log}");
+    for c in &captions {
+        let c = c.json();
+        assert_schema("caption", &c);
+        assert_eq!(c["speech"], true, "{c}");
+        assert_eq!(c["text"], "people are talking", "{c}");
+        assert!(c["score"].is_null(), "the hidden caption's score: {c}");
+        assert!(c["alternatives"].as_array().unwrap().is_empty(), "{c}");
+    }
+    assert!(sub.on("hark/den/error").is_empty(), "{:#?}", sub.messages());
+    // The trigger that is not about people fires on every window, as before the gate ...
+    let dogs = sub.on("hark/den/trigger/dog");
+    assert_eq!(dogs.len(), captions.len(), "{:#?}", sub.messages());
+    assert!(!sub.on("hark/den/stats").is_empty());
+    // ... and no message hark sent carries a word about who speaks or what is said.
+    let stems = [
+        "speech", "speak", "talk", "say", "said", "voice", "word", "convers", "narrat", "chatter",
+    ];
+    let persons = [
+        "man", "woman", "male", "female", "person", "someone", "people",
+    ];
+    for m in sub.messages().iter().filter(|m| m.topic != "hark/den/set") {
+        assert!(
+            !["w", "m", "says", "voice", "talk"]
+                .iter()
+                .any(|t| m.topic == format!("hark/den/trigger/{t}")),
+            "a trigger about people fired on a redacted window: {m:?}"
+        );
+        let mut values = Vec::new();
+        if let Ok(v) = serde_json::from_str::<Value>(&m.payload) {
+            strings(&v, &mut values);
+        }
+        for s in values.iter().filter(|s| s.as_str() != "people are talking") {
+            let lower = s.to_lowercase();
+            let leak = lower
+                .split(|c: char| !c.is_alphanumeric())
+                .any(|w| stems.iter().any(|x| w.starts_with(x)) || persons.contains(&w));
+            assert!(!leak, "{}: {s:?} in {}", m.topic, m.payload);
+        }
+    }
+}

@@ -31,7 +31,7 @@ use crate::config::Overflow;
 use crate::config::SpeechPolicy;
 use crate::config::TagConfig;
 use crate::model::Captioner;
-use crate::pipeline::privacy::Gate;
+use crate::pipeline::privacy::{Findings, Gate};
 use crate::pipeline::queue::{Popped, Pushed, Queue};
 use crate::pipeline::triggers::Baselines;
 use crate::pipeline::triggers::{Fired, Triggers};
@@ -429,51 +429,59 @@ impl Inference {
         let bundle = self.model.bundle();
         let tags = self.tags.select(bundle, &out.tag_probabilities);
         let speech = self.tags.speech(bundle, &tags);
-        let (text, alternatives, tags) =
-            match self.speech.gate(speech, out.text, out.alternatives, tags) {
-                Gate::Drop => {
-                    c.speech_dropped.fetch_add(1, Relaxed);
-                    log::debug!("window {}: speech, not published (privacy.speech)", w.index);
-                    return Vec::new();
-                }
-                Gate::Publish {
-                    text,
-                    alternatives,
-                    tags,
-                    redacted,
-                } => {
-                    if redacted {
-                        c.speech_redacted.fetch_add(1, Relaxed);
-                    }
-                    (text, alternatives, tags)
-                }
-            };
-        let (start, end) = (events::rfc3339(job.start), events::rfc3339(job.end));
-        let mut events: Vec<Event> = match baseline {
-            Some(baseline) => self
-                .triggers
-                .fired(
-                    &out.phrase_scores,
-                    baseline,
-                    out.tag_probabilities
-                        .first()
-                        .map_or(&[][..], |p| p.as_slice()),
-                )
-                .into_iter()
-                .map(|(trigger, phrase, score)| {
-                    Event::Trigger(Fired {
-                        v: 1,
-                        trigger,
-                        phrase,
-                        score,
-                        caption: text.clone(),
-                        start: start.clone(),
-                        end: end.clone(),
-                    })
-                })
-                .collect(),
+        let hits = match baseline {
+            Some(baseline) => self.triggers.fired(
+                &out.phrase_scores,
+                baseline,
+                out.tag_probabilities
+                    .first()
+                    .map_or(&[][..], |p| p.as_slice()),
+            ),
             None => Vec::new(),
         };
+        // Everything published about the window passes the speech gate together.
+        let findings = Findings {
+            text: out.text,
+            score: Some(out.score),
+            alternatives: out.alternatives,
+            tags,
+            hits,
+        };
+        let findings = match self.speech.gate(speech, findings) {
+            Gate::Drop => {
+                c.speech_dropped.fetch_add(1, Relaxed);
+                log::debug!("window {}: speech, not published (privacy.speech)", w.index);
+                return Vec::new();
+            }
+            Gate::Publish { findings, redacted } => {
+                if redacted {
+                    c.speech_redacted.fetch_add(1, Relaxed);
+                }
+                findings
+            }
+        };
+        let Findings {
+            text,
+            score,
+            alternatives,
+            tags,
+            hits,
+        } = findings;
+        let (start, end) = (events::rfc3339(job.start), events::rfc3339(job.end));
+        let mut events: Vec<Event> = hits
+            .into_iter()
+            .map(|hit| {
+                Event::Trigger(Fired {
+                    v: 1,
+                    trigger: hit.trigger,
+                    phrase: hit.phrase,
+                    score: hit.score,
+                    caption: text.clone(),
+                    start: start.clone(),
+                    end: end.clone(),
+                })
+            })
+            .collect();
         if !self.dedup.admit(&text, job.end_s) {
             c.deduplicated.fetch_add(1, Relaxed);
             log::debug!(
@@ -493,7 +501,7 @@ impl Inference {
                 text,
                 start,
                 end,
-                score: out.score,
+                score,
                 alternatives,
                 tags,
                 level_dbfs: w.level_dbfs,

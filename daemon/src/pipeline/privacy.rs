@@ -1,69 +1,111 @@
 //! The speech gate: what leaves the device for a window in which people are speaking
-//! (`[privacy] speech`, docs/PRIVACY.md). Pure logic on a finished caption; whether a window
-//! holds speech is the model's own speech tag (`TagConfig::speech`).
+//! (`[privacy] speech`, docs/PRIVACY.md). Pure logic on everything a window would publish —
+//! caption, score, alternatives, tags and fired triggers — so no path around it exists;
+//! whether a window holds speech is the model's own speech tag (`TagConfig::speech`).
 
 use crate::config::SpeechPolicy;
 use crate::model::{Alternative, Tag};
+use crate::pipeline::triggers::Hit;
 
 /// The only text published for a speech window under `redact`.
 pub const REDACTED: &str = "people are talking";
 
+/// Everything published about one window, before the gate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Findings {
+    /// The caption.
+    pub text: String,
+    /// Its length-normalised log-probability (None once redacted: it would score the
+    /// hidden caption).
+    pub score: Option<f32>,
+    /// Other captions.
+    pub alternatives: Vec<Alternative>,
+    /// Tags over their thresholds.
+    pub tags: Vec<Tag>,
+    /// Triggers that reached their thresholds.
+    pub hits: Vec<Hit>,
+}
+
 /// What the gate decided for one window.
 #[derive(Debug, PartialEq)]
 pub enum Gate {
-    /// Publish (possibly redacted): the text, alternatives and tags to send.
+    /// Publish these findings (redacted when `redacted`).
     Publish {
-        text: String,
-        alternatives: Vec<Alternative>,
-        tags: Vec<Tag>,
+        /// What may be published.
+        findings: Findings,
+        /// Whether the gate replaced the caption.
         redacted: bool,
     },
     /// Publish nothing.
     Drop,
 }
 
-/// Whether a tag label names speech: hark's `speech` and AudioSet's speech classes
-/// (speech, conversation, narration, babbling, whispering, speech synthesizer, chatter).
-pub fn is_speech_label(label: &str) -> bool {
-    let l = label.to_ascii_lowercase();
-    [
-        "speech",
-        "speaking",
-        "conversation",
-        "narration",
-        "babbling",
-        "whispering",
-        "chatter",
-    ]
-    .iter()
-    .any(|w| l.contains(w))
+/// Words that name speech or a way of speaking, matched as word starts ("speaks",
+/// "talking", "says", "chatter", "murmurs", "Narration"), and words that name a person who
+/// could be the speaker, matched whole ("a man", "someone", "Female speech").
+const SPEAKING: [&str; 23] = [
+    "speech",
+    "speak",
+    "spoke",
+    "talk",
+    "say",
+    "said",
+    "chat",
+    "convers",
+    "whisper",
+    "narrat",
+    "monolog",
+    "babbl",
+    "murmur",
+    "mumbl",
+    "announc",
+    "voice",
+    "word",
+    "instruction",
+    "yell",
+    "shout",
+    "sing",
+    "sang",
+    "humm",
+];
+const PERSONS: [&str; 33] = [
+    "man", "men", "woman", "women", "male", "female", "boy", "boys", "girl", "girls", "child",
+    "children", "kid", "kids", "person", "persons", "people", "someone", "somebody", "anyone",
+    "anybody", "everyone", "guy", "guys", "lady", "ladies", "he", "she", "his", "her", "him",
+    "adult", "adults",
+];
+
+/// Whether a tag label or a trigger phrase is about people speaking: it names speech, a way
+/// of speaking or singing, or a person (who could be the speaker). Under `redact` such tags
+/// and triggers say nothing about a speech window; "a dog barks" or `Bark` still do.
+pub fn about_people(text: &str) -> bool {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .any(|w| SPEAKING.iter().any(|s| w.starts_with(s)) || PERSONS.contains(&w.as_str()))
 }
 
 impl SpeechPolicy {
-    /// Applies the policy to a window's caption; `speech` is the model's verdict (None: the
-    /// model cannot tell, and the caption goes out as it is).
-    pub fn gate(
-        self,
-        speech: Option<bool>,
-        text: String,
-        alternatives: Vec<Alternative>,
-        mut tags: Vec<Tag>,
-    ) -> Gate {
+    /// Applies the policy to a window's findings; `speech` is the model's verdict (None: the
+    /// model cannot tell, and the findings go out as they are).
+    pub fn gate(self, speech: Option<bool>, mut findings: Findings) -> Gate {
         match (speech, self) {
             (Some(true), Self::Drop) => Gate::Drop,
             (Some(true), Self::Redact) => {
-                tags.retain(|t| !is_speech_label(&t.label));
+                findings.tags.retain(|t| !about_people(&t.label));
+                findings.hits.retain(|h| !h.about_people);
                 Gate::Publish {
-                    text: REDACTED.to_string(),
-                    alternatives: Vec::new(),
-                    tags,
+                    findings: Findings {
+                        text: REDACTED.to_string(),
+                        score: None,
+                        alternatives: Vec::new(),
+                        ..findings
+                    },
                     redacted: true,
                 }
             }
             _ => Gate::Publish {
-                text,
-                alternatives,
-                tags,
+                findings,
                 redacted: false,
             },
         }
@@ -82,77 +124,101 @@ mod tests {
         }
     }
 
-    fn window() -> (String, Vec<Alternative>, Vec<Tag>) {
-        let alternatives = vec![Alternative {
-            text: "a woman says hello to the dog".into(),
-            score: -1.0,
-        }];
-        let tags = vec![
-            tag("speech", "hark"),
-            tag("dog", "hark"),
-            tag("Female speech, woman speaking", "audioset"),
-            tag("Conversation", "audioset"),
-            tag("Bark", "audioset"),
-        ];
-        (
-            "a man says good morning while a dog barks".into(),
-            alternatives,
-            tags,
-        )
+    fn hit(trigger: &str, phrase: &str) -> Hit {
+        Hit {
+            trigger: trigger.into(),
+            phrase: phrase.into(),
+            score: 3.2,
+            about_people: about_people(phrase),
+        }
+    }
+
+    fn window() -> Findings {
+        Findings {
+            text: "a man says good morning while a dog barks".into(),
+            score: Some(-0.8),
+            alternatives: vec![Alternative {
+                text: "a woman says hello to the dog".into(),
+                score: -1.0,
+            }],
+            tags: vec![
+                tag("speech", "hark"),
+                tag("dog", "hark"),
+                tag("Female speech, woman speaking", "audioset"),
+                tag("Conversation", "audioset"),
+                tag("Male singing", "audioset"),
+                tag("Bark", "audioset"),
+            ],
+            hits: vec![
+                hit("w", "a woman speaks"),
+                hit("m", "a man says something"),
+                hit("dog", "a dog barks"),
+            ],
+        }
     }
 
     #[test]
-    fn redact_keeps_only_the_fixed_phrase_and_the_tags_that_are_not_speech() {
-        let (text, alternatives, tags) = window();
-        let Gate::Publish {
-            text,
-            alternatives,
-            tags,
-            redacted,
-        } = SpeechPolicy::Redact.gate(Some(true), text, alternatives, tags)
+    fn redact_keeps_only_the_fixed_phrase_and_what_is_not_about_people() {
+        let Gate::Publish { findings, redacted } = SpeechPolicy::Redact.gate(Some(true), window())
         else {
             panic!("redact publishes")
         };
-        assert_eq!(text, REDACTED);
-        assert!(alternatives.is_empty() && redacted);
-        let labels: Vec<&str> = tags.iter().map(|t| t.label.as_str()).collect();
+        assert!(redacted);
+        assert_eq!(findings.text, REDACTED);
+        assert_eq!(
+            findings.score, None,
+            "the hidden caption's score would leak"
+        );
+        assert!(findings.alternatives.is_empty());
+        let labels: Vec<&str> = findings.tags.iter().map(|t| t.label.as_str()).collect();
         assert_eq!(labels, ["dog", "Bark"]);
+        let triggers: Vec<&str> = findings.hits.iter().map(|h| h.trigger.as_str()).collect();
+        assert_eq!(triggers, ["dog"]);
     }
 
     #[test]
     fn drop_publishes_nothing_and_caption_publishes_everything() {
-        let (text, alternatives, tags) = window();
+        assert_eq!(SpeechPolicy::Drop.gate(Some(true), window()), Gate::Drop);
         assert_eq!(
-            SpeechPolicy::Drop.gate(Some(true), text.clone(), alternatives.clone(), tags.clone()),
-            Gate::Drop
+            SpeechPolicy::Caption.gate(Some(true), window()),
+            Gate::Publish {
+                findings: window(),
+                redacted: false
+            }
         );
-        let Gate::Publish {
-            text: t, tags: g, ..
-        } = SpeechPolicy::Caption.gate(Some(true), text.clone(), alternatives, tags.clone())
-        else {
-            panic!("caption publishes")
-        };
-        assert_eq!((t, g), (text, tags));
     }
 
     #[test]
     fn windows_without_speech_or_without_a_verdict_go_out_unchanged() {
         for speech in [Some(false), None] {
-            let (text, alternatives, tags) = window();
-            let Gate::Publish {
-                text: t, redacted, ..
-            } = SpeechPolicy::Drop.gate(speech, text.clone(), alternatives, tags)
-            else {
-                panic!("no speech: published")
-            };
-            assert_eq!(t, text);
-            assert!(!redacted);
+            for policy in [SpeechPolicy::Drop, SpeechPolicy::Redact] {
+                assert_eq!(
+                    policy.gate(speech, window()),
+                    Gate::Publish {
+                        findings: window(),
+                        redacted: false
+                    }
+                );
+            }
         }
     }
 
     #[test]
-    fn speech_labels_are_recognised_and_others_are_not() {
-        for l in [
+    fn phrases_and_labels_about_people_speaking_are_recognised_and_others_are_not() {
+        for t in [
+            // The probe's triggers and paraphrases of them.
+            "a woman speaks",
+            "a man speaks",
+            "someone talking",
+            "a man says something",
+            "people chatting",
+            "a voice",
+            "a person whispers",
+            "an announcer gives instructions",
+            "a crowd murmurs",
+            "a girl sings",
+            "she laughs",
+            // Tag labels.
             "speech",
             "Speech",
             "Male speech, man speaking",
@@ -161,11 +227,27 @@ mod tests {
             "Whispering",
             "Babbling",
             "Chatter",
+            "Child singing",
+            "Human voice",
         ] {
-            assert!(is_speech_label(l), "{l}");
+            assert!(about_people(t), "{t}");
         }
-        for l in ["dog", "Bark", "Laughter", "Crowd", "Music", "Singing"] {
-            assert!(!is_speech_label(l), "{l}");
+        for t in [
+            "a dog barks",
+            "glass breaks",
+            "a baby cries",
+            "a crowd cheers",
+            "an owl calls",
+            "Bark",
+            "Laughter",
+            "Crowd",
+            "Music",
+            "Screaming",
+            "manhole",
+            "Hammer",
+            "the ocean",
+        ] {
+            assert!(!about_people(t), "{t}");
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::config::TriggerConfig;
 use crate::decode::DecodeParams;
 use crate::model::Captioner;
 use crate::model::bundle::{Bundle, PhraseError};
+use crate::pipeline::privacy;
 
 /// The score at or above which a trigger fires unless it sets its own: the one threshold
 /// that maximised the mean F1 of the category names on the default model's validation
@@ -39,6 +40,22 @@ struct Trigger {
     /// Per phrase, the index of the first tag head's label it names, if any.
     labels: Vec<Option<usize>>,
     threshold: f32,
+    /// Whether a phrase or the tag label it names is about people speaking
+    /// (`privacy::about_people`): such a trigger says nothing about a redacted window.
+    about_people: bool,
+}
+
+/// A trigger that reached its threshold on a window, before the speech gate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// The trigger's name.
+    pub trigger: String,
+    /// Its best phrase on the window.
+    pub phrase: String,
+    /// That phrase's score, rounded to 0.001.
+    pub score: f32,
+    /// Whether the trigger is about people speaking.
+    pub about_people: bool,
 }
 
 /// A trigger that fired on a window (the payload of `hark/<device>/trigger/<name>`).
@@ -141,12 +158,21 @@ impl Triggers {
             if !threshold.is_finite() {
                 return Err(TriggerError::Threshold { index });
             }
-            let labels = c.phrases.iter().map(|p| phrase_label(bundle, p)).collect();
+            let labels: Vec<Option<usize>> =
+                c.phrases.iter().map(|p| phrase_label(bundle, p)).collect();
+            let head = bundle.labels.first();
+            let about_people = c.phrases.iter().any(|p| privacy::about_people(p))
+                || labels
+                    .iter()
+                    .flatten()
+                    .filter_map(|&l| head.and_then(|h| h.get(l)))
+                    .any(|l| privacy::about_people(l));
             list.push(Trigger {
                 name: c.name.clone(),
                 phrases,
                 labels,
                 threshold,
+                about_people,
             });
         }
         Ok(Self { list })
@@ -169,12 +195,7 @@ impl Triggers {
     /// silence `baseline`, plus the tag head's evidence from `tags` (the first head's
     /// probabilities; empty without heads): per trigger its best phrase, if that reaches the
     /// threshold.
-    pub fn fired(
-        &self,
-        scores: &[f32],
-        baseline: &[f32],
-        tags: &[f32],
-    ) -> Vec<(String, String, f32)> {
+    pub fn fired(&self, scores: &[f32], baseline: &[f32], tags: &[f32]) -> Vec<Hit> {
         let mut out = Vec::new();
         let mut i = 0;
         for t in &self.list {
@@ -191,11 +212,12 @@ impl Triggers {
             if let Some((phrase, score)) = best
                 && score >= t.threshold
             {
-                out.push((
-                    t.name.clone(),
-                    phrase.clone(),
-                    (score * 1000.0).round() / 1000.0,
-                ));
+                out.push(Hit {
+                    trigger: t.name.clone(),
+                    phrase: phrase.clone(),
+                    score: (score * 1000.0).round() / 1000.0,
+                    about_people: t.about_people,
+                });
             }
         }
         out
@@ -295,12 +317,42 @@ mod tests {
         // "dog" rises 5.2 over silence (fires at the default 4.9); glass rises 0.5 (below
         // its 1.0).
         let fired = t.fired(&[-2.0, 1.0, -3.0], &[-3.0, -4.2, -3.5], &[]);
-        assert_eq!(fired, vec![("dog".to_string(), "dog".to_string(), 5.2)]);
+        assert_eq!(fired, vec![hit("dog", "dog", 5.2)]);
         let fired = t.fired(&[-4.0, -5.0, -2.0], &[-3.0, -4.2, -3.5], &[]);
-        assert_eq!(
-            fired,
-            vec![("glass".to_string(), "glass breaks".to_string(), 1.5)]
-        );
+        assert_eq!(fired, vec![hit("glass", "glass breaks", 1.5)]);
+    }
+
+    fn hit(trigger: &str, phrase: &str, score: f32) -> Hit {
+        Hit {
+            trigger: trigger.into(),
+            phrase: phrase.into(),
+            score,
+            about_people: false,
+        }
+    }
+
+    #[test]
+    fn a_trigger_with_a_phrase_or_label_about_people_speaking_is_marked_so() {
+        let vocab = [
+            "<pad>", "<bos>", "<eos>", "<unk>", "a", "dog", "barks", "man", "says", "speech",
+        ];
+        let labels = vec![vec!["dog".to_string(), "speech".to_string()]];
+        let b = crate::model::bundle::testing::bundle(&vocab, "", labels);
+        let t = Triggers::build(
+            &[
+                config("dog", &["a dog barks"], Some(0.0)),
+                config("mixed", &["a dog barks", "a man says"], Some(0.0)),
+                config("label", &["speech"], Some(0.0)),
+            ],
+            &b,
+        )
+        .unwrap();
+        let people: Vec<bool> = t
+            .fired(&[0.0; 4], &[-1.0; 4], &[0.5, 0.5])
+            .iter()
+            .map(|h| h.about_people)
+            .collect();
+        assert_eq!(people, [false, true, true]);
     }
 
     #[test]
@@ -343,7 +395,7 @@ mod tests {
         );
         // The tag head says dog at 0.9: + ln 9 = 2.197 for the phrase that names it.
         let fired = t.fired(&[-2.0, -3.0], &[-3.0, -3.5], &[0.1, 0.9]);
-        assert_eq!(fired, vec![("dog".into(), "a dog barks".into(), 3.197)]);
+        assert_eq!(fired, vec![hit("dog", "a dog barks", 3.197)]);
         // A low probability counts against it.
         assert!(
             t.fired(&[-1.0, -3.0], &[-3.0, -3.5], &[0.1, 0.1])

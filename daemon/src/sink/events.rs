@@ -35,8 +35,9 @@ pub struct Caption {
     pub start: String,
     /// End of the captioned audio, RFC 3339 UTC.
     pub end: String,
-    /// Length-normalised log-probability of `text`.
-    pub score: f32,
+    /// Length-normalised log-probability of `text`; null when the speech gate redacted it
+    /// (it would score the hidden caption).
+    pub score: Option<f32>,
     /// Other captions, best first.
     pub alternatives: Vec<Alternative>,
     /// Tags at or over their thresholds, per tag head most probable first (empty without
