@@ -68,10 +68,23 @@ pub enum MelNorm {
     None,
 }
 
+/// How the mel energies are taken to the log domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogKind {
+    /// `ln(mel + log_offset)` (librosa-style recipes, YAMNet).
+    #[default]
+    Offset,
+    /// `ln(max(mel, log_offset))`: torchaudio's `AmplitudeToDB` floor, as CED's front end
+    /// (with `norm_std = ln(10) / 10` the output is `10·log10` in dB).
+    Clamp,
+}
+
 /// The front end: framing, window, FFT, mel filter bank, log and normalisation.
 ///
 /// Output value of band `m` in frame `t`:
-/// `(ln(sum_k W[m,k] |X_t[k]|^power + log_offset) - norm_mean) / norm_std`.
+/// `(ln(sum_k W[m,k] |X_t[k]|^power + log_offset) - norm_mean) / norm_std`, or with
+/// `log = "clamp"` `ln(max(sum_k W[m,k] |X_t[k]|^power, log_offset))` in place of the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FrontendConfig {
@@ -104,8 +117,11 @@ pub struct FrontendConfig {
     pub mel_weights: MelWeights,
     /// Exponent of the magnitude spectrum: 1 (magnitude) or 2 (power).
     pub power: f32,
-    /// Added before the natural log so silence maps to `ln(log_offset)` instead of −∞.
+    /// Added before the natural log (or, with `log = "clamp"`, the floor the mel energy is
+    /// raised to) so silence maps to `ln(log_offset)` instead of −∞.
     pub log_offset: f32,
+    /// How `log_offset` keeps the log finite: added (the default) or as a floor.
+    pub log: LogKind,
     /// Subtracted from every log-mel value (dataset statistic, stored by the trainer).
     pub norm_mean: f32,
     /// Every log-mel value is divided by this after subtracting `norm_mean`.
@@ -130,6 +146,7 @@ impl Default for FrontendConfig {
             mel_weights: MelWeights::Librosa,
             power: 2.0,
             log_offset: 1e-6,
+            log: LogKind::Offset,
             norm_mean: 0.0,
             norm_std: 1.0,
         }
@@ -189,8 +206,38 @@ impl FrontendConfig {
             mel_weights: MelWeights::Tensorflow,
             power: 1.0,
             log_offset: 0.001,
+            log: LogKind::Offset,
             norm_mean: 0.0,
             norm_std: 1.0,
+        }
+    }
+
+    /// The front end of CED (Dinkel et al., arXiv 2308.11957; torchaudio's `MelSpectrogram`
+    /// and `AmplitudeToDB`): 16 kHz, a 512-sample periodic Hann window every 160 samples,
+    /// centred, power, 64 HTK mel bands 0–8000 Hz without normalisation (librosa
+    /// `htk=True, norm=None`, torchaudio's `melscale_fbanks`), `10·log10(max(mel, 1e-10))`.
+    /// The graph centres with reflection where hark pads zeros: only a stream's first and
+    /// last two frames differ.
+    pub fn ced() -> Self {
+        Self {
+            sample_rate: 16_000,
+            n_fft: 512,
+            win_length: 512,
+            hop_length: 160,
+            window: WindowKind::Hann,
+            center: true,
+            framing: Framing::Librosa,
+            n_mels: 64,
+            f_min: 0.0,
+            f_max: 8_000.0,
+            mel_scale: MelScale::Htk,
+            mel_norm: MelNorm::None,
+            mel_weights: MelWeights::Librosa,
+            power: 2.0,
+            log_offset: 1e-10,
+            log: LogKind::Clamp,
+            norm_mean: 0.0,
+            norm_std: core::f32::consts::LN_10 / 10.0,
         }
     }
 

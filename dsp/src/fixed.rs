@@ -34,6 +34,8 @@ struct FixedStage {
     weights_q16: heapless::Vec<u32, { 2 * MAX_BINS }>,
     bank: MelBank,
     offset: u64,
+    /// `log = "clamp"`: `offset` is a floor, not an addend.
+    clamp: bool,
     log_unit_q16: i64,
     mean_q16: i64,
     inv_std_q16: i64,
@@ -111,6 +113,7 @@ impl FixedStage {
             weights_q16,
             bank,
             offset,
+            clamp: cfg.log == crate::config::LogKind::Clamp,
             log_unit_q16: libm::round(libm::log(unit) * 65536.0) as i64,
             mean_q16: libm::round(cfg.norm_mean as f64 * 65536.0) as i64,
             inv_std_q16: libm::round(65536.0 / cfg.norm_std as f64) as i64,
@@ -184,7 +187,12 @@ impl FixedStage {
                 .zip(p)
                 .map(|(&w, &p)| ((p as u128 * w as u128) >> 16) as u64)
                 .sum();
-            let ln = (log2_q16(acc + self.offset) * LN2_Q16) >> 16;
+            let floored = if self.clamp {
+                acc.max(self.offset)
+            } else {
+                acc + self.offset
+            };
+            let ln = (log2_q16(floored) * LN2_Q16) >> 16;
             let value = ln + self.log_unit_q16 - self.mean_q16;
             self.out[m] = ((value * self.inv_std_q16) >> 16) as i32;
         }

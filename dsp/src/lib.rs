@@ -12,7 +12,9 @@ pub mod mel;
 pub mod resample;
 pub mod window;
 
-pub use config::{ConfigError, Framing, FrontendConfig, MelNorm, MelScale, MelWeights, WindowKind};
+pub use config::{
+    ConfigError, Framing, FrontendConfig, LogKind, MelNorm, MelScale, MelWeights, WindowKind,
+};
 pub use framer::Framer;
 #[cfg(feature = "std")]
 pub use logmel::{FeaturesError, LogMel, features};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 
-use crate::config::{ConfigError, FrontendConfig, MAX_MELS};
+use crate::config::{ConfigError, FrontendConfig, LogKind, MAX_MELS};
 use crate::framer::Framer;
 use crate::mel::MelBank;
 use crate::window::Window;
@@ -31,6 +31,7 @@ struct Stage {
     out: [f32; MAX_MELS],
     magnitude: bool,
     log_offset: f32,
+    clamp: bool,
     norm_mean: f32,
     inv_std: f32,
     n_mels: usize,
@@ -56,7 +57,12 @@ impl Stage {
         let out = &mut self.out[..self.n_mels];
         self.mel.apply(&self.power, out);
         for v in out.iter_mut() {
-            *v = ((*v + self.log_offset).ln() - self.norm_mean) * self.inv_std;
+            let floored = if self.clamp {
+                v.max(self.log_offset)
+            } else {
+                *v + self.log_offset
+            };
+            *v = (floored.ln() - self.norm_mean) * self.inv_std;
         }
         out
     }
@@ -78,6 +84,7 @@ impl LogMel {
             out: [0.0; MAX_MELS],
             magnitude: cfg.power == 1.0,
             log_offset: cfg.log_offset,
+            clamp: cfg.log == LogKind::Clamp,
             norm_mean: cfg.norm_mean,
             inv_std: 1.0 / cfg.norm_std,
             n_mels: cfg.n_mels,

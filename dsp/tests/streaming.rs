@@ -13,12 +13,12 @@ proptest! {
         chunks in prop::collection::vec(1usize..2000, 1..12),
         len in 0usize..12_000,
         center in any::<bool>(),
-        yamnet in any::<bool>(),
+        preset in 0usize..3,
     ) {
-        let cfg = if yamnet {
-            FrontendConfig::yamnet()
-        } else {
-            FrontendConfig { center, ..Default::default() }
+        let cfg = match preset {
+            0 => FrontendConfig::yamnet(),
+            1 => FrontendConfig::ced(),
+            _ => FrontendConfig { center, ..Default::default() },
         };
         let x = noise(len, 0.5, len as u64 + 7);
         prop_assert_eq!(streamed(&cfg, &x, &chunks), batch(&cfg, &x));
@@ -118,4 +118,24 @@ fn an_extractor_can_be_reused_after_finish() {
     let mut mel = LogMel::new(&cfg).unwrap();
     let first = mel.process_signal(&x);
     assert_eq!(mel.process_signal(&x), first);
+}
+
+#[test]
+fn the_clamp_log_floors_silence_and_passes_louder_bands_through() {
+    // CED's front end: 10 log10(max(mel, 1e-10)), so digital silence is exactly -100 dB and a
+    // band's value follows its power in dB.
+    let cfg = FrontendConfig::ced();
+    cfg.validate().unwrap();
+    let silence = batch(&cfg, &[0.0; 1600]);
+    assert!(
+        silence.iter().all(|&v| (v + 100.0).abs() < 1e-3),
+        "{:?}",
+        &silence[..4]
+    );
+    let loud = batch(&cfg, &noise(1600, 0.5, 3));
+    let quiet = batch(&cfg, &noise(1600, 0.05, 3));
+    // A tenth of the amplitude is 20 dB less power in every band of every frame.
+    for (a, b) in loud.iter().zip(&quiet) {
+        assert!((a - b - 20.0).abs() < 1e-2, "{a} {b}");
+    }
 }
