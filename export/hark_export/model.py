@@ -556,15 +556,19 @@ AISFX_FRONTEND = {"sample_rate": 44100, "n_fft": 2048, "win_length": 2048, "hop_
 def load_pretrained_encoder(spec: str) -> tuple[nn.Module, int, dict, list[str]]:
     """(module mel -> [B, S, D], D, front-end overrides, LoRA target module names).
 
-    `spec` is "aisfx", a YAMNET_TAPS key ("yamnet", "yamnet-mid", "yamnet-deep") or
-    "package.module:function", where the function returns the same 4-tuple, so any torch
-    audio encoder can be plugged in.
+    `spec` is "aisfx", a YAMNET_TAPS key ("yamnet", "yamnet-mid", "yamnet-deep"), a CED_TAPS
+    key ("ced", "ced-mid") or "package.module:function", where the function returns the same
+    4-tuple, so any torch audio encoder can be plugged in. An encoder with an AudioSet head
+    has `audioset(features)` ([B, S or 1, classes] probabilities) and `class_names()`.
     """
     if spec == "aisfx":
         return AisfxNet(), 512, dict(AISFX_FRONTEND), ["conv1", "conv2"]
     if spec.startswith("yamnet"):
         from hark_export.yamnet import load_yamnet
         return load_yamnet(spec)
+    if spec.startswith("ced"):
+        from hark_export.ced import load_ced
+        return load_ced(spec)
     import importlib
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)()
@@ -581,11 +585,13 @@ class Pretrained(Attention):
         net, dim, frontend, targets = load_pretrained_encoder(cfg.encoder)
         if not cfg.n_mels:  # the encoder's own band count, recorded in the run's config
             cfg.n_mels = frontend.get("n_mels", ModelConfig.n_mels)
-        self.has_audioset = hasattr(net, "audioset_logits")
+        self.has_audioset = hasattr(net, "audioset")
         if cfg.audioset_features and not self.has_audioset:
             raise ValueError(f"audioset_features: encoder {cfg.encoder!r} has no AudioSet head "
-                             "(yamnet has)")
-        extra = len(net.audioset_logits(torch.zeros(1, dim))[0]) if cfg.audioset_features else 0
+                             "(yamnet and ced have)")
+        with torch.no_grad():
+            extra = net.audioset(torch.zeros(1, 1, dim)).shape[-1] if cfg.audioset_features \
+                else 0
         super().__init__(cfg, PretrainedEncoder(net, dim, targets, cfg.lora_rank,
                                                 cfg.lora_alpha), dim + extra)
         self.frontend_overrides = frontend
@@ -594,16 +600,14 @@ class Pretrained(Attention):
         self.feature_drop = nn.Dropout(cfg.feature_dropout)
 
     def audioset(self, features):
-        """YAMNet's AudioSet probabilities of each 0.96 s patch (3 frames, as YAMNet scores
-        them) of features [B, S, D_enc] -> [B, S, 521]."""
-        patches = F.avg_pool1d(features.transpose(1, 2), 3, 1, padding=1,
-                               count_include_pad=False).transpose(1, 2)  # (B, S, D_enc)
-        return torch.sigmoid(self.encoder.net.audioset_logits(patches))
+        """The encoder's AudioSet probabilities of features [B, S, D_enc]: per position
+        [B, S, classes] (YAMNet's 0.96 s patches) or per window [B, 1, classes] (CED)."""
+        return self.encoder.net.audioset(features)
 
     def _memory(self, features, audioset=None):
         if self.config.audioset_features:
             audioset = self.audioset(features) if audioset is None else audioset
-            features = torch.cat([features, audioset], dim=2)
+            features = torch.cat([features, audioset.expand(-1, features.shape[1], -1)], dim=2)
         return self.adapt(self.feature_drop(features))
 
     def encode(self, mel):
@@ -614,13 +618,14 @@ class Pretrained(Attention):
     def tag_heads(self) -> list[dict]:
         heads = super().tag_heads()
         if self.has_audioset:
-            from hark_export.yamnet import class_names
-            heads.append({"name": "audioset", "labels": class_names(), "output": "audioset",
+            heads.append({"name": "audioset", "labels": self.encoder.net.class_names(),
+                          "output": "audioset",
                           "file": "audioset_labels.txt", "threshold": 0.3})
         return heads
 
     def encode_with_tags(self, mel):
-        """Adds YAMNet's own AudioSet head: the most probable patch per class."""
+        """Adds the encoder's own AudioSet head: per class its most probable patch (YAMNet) or
+        the window's score (CED)."""
         features = self.encoder(mel)  # (B, S, D_enc)
         audioset = self.audioset(features) if self.has_audioset else None
         memory = self._memory(features, audioset)

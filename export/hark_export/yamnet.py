@@ -375,6 +375,16 @@ class YAMNetEncoder(nn.Module):
         EMBEDDING_DIM features."""
         return self.yamnet.audioset_logits(features[..., -EMBEDDING_DIM:])
 
+    def audioset(self, features):
+        """YAMNet's AudioSet probabilities of each 0.96 s patch (3 frames, as YAMNet scores
+        them) of features [B, S, D] -> [B, S, 521]."""
+        patches = F.avg_pool1d(features.transpose(1, 2), 3, 1, padding=1,
+                               count_include_pad=False).transpose(1, 2)  # (B, S, D)
+        return torch.sigmoid(self.audioset_logits(patches))
+
+    def class_names(self) -> list[str]:
+        return class_names()
+
 
 # "yamnet": YAMNet's embeddings (its last layer, made for its AudioSet head). "yamnet-mid":
 # the layer before them as well — on the real-sound corpus a linear probe on that layer names
