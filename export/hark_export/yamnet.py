@@ -43,7 +43,7 @@ MODEL_FILES = ("variables/variables.index", "variables/variables.data-00000-of-0
 YAMNET_FRONTEND = {"sample_rate": 16000, "n_fft": 512, "win_length": 400, "hop_length": 160,
                    "window": "hann", "center": False, "framing": "tensorflow", "n_mels": 64,
                    "f_min": 125.0, "f_max": 7500.0, "mel_scale": "htk", "mel_norm": "none",
-                   "mel_weights": "tensorflow", "power": 1.0, "log_offset": 0.001,
+                   "mel_weights": "tensorflow", "power": 1.0, "log_offset": 0.001, "log": "offset",
                    "norm_mean": 0.0, "norm_std": 1.0}
 
 # (stride, output channels) of the 13 depthwise-separable blocks (TF's layer2..layer14).
