@@ -4,11 +4,17 @@ mapped onto hark's categories by the reviewed table `sounds.toml`, split by sour
     hark-data real --out DIR [--extra FOLDER ...] [--debs CACHE] [--rates 16000]
 
 1. `apt-get download` (no root needed) the packages of `PACKAGES` into the .deb cache and
-   unpack them with `dpkg-deb -x`; 0ad-data's sounds are read from inside its public.zip.
+   unpack them with `dpkg-deb -x`; some packages keep their sounds in containers, read here:
+   0ad-data's public.zip and ufoai-sound's 0snd.pk3 (zip), openttd-opensfx's opensfx.cat
+   (`cat_sounds`) and gcompris-qt-data's Qt resource archives (`rcc_files`).
 2. Every audio file of a package, and every row of an --extra folder's `manifest.csv`, is
    matched against the rules of `sounds.toml` (first match wins): a category, caption phrases
-   and the source recording it was cut from. Unmatched and excluded clips are counted, and a
-   file whose bytes equal an earlier one's is left out as a duplicate.
+   and the source recording it was cut from. Where a package's sounds have licences of their
+   own (per file in its debian/copyright, or per sound in opensfx.cat), each clip carries its
+   own licence and credit, and one whose licence is not clean (`licence_clean`: NonCommercial,
+   NoDerivatives, Sampling Plus, unknown) is left out and counted. Unmatched and excluded
+   clips are counted, and a file whose bytes equal an earlier one's is left out as a
+   duplicate.
 3. Each clip is decoded, mixed to mono, resampled by the daemon's own resampler
    (`hark_dsp.resample`), trimmed of leading and trailing silence, cut into pieces of at most
    `MAX_PIECE` seconds, and written as 16-bit WAV at every requested rate.
@@ -20,12 +26,15 @@ mapped onto hark's categories by the reviewed table `sounds.toml`, split by sour
 
 Output: `clips.csv` (one row per clip: id, category, split, source, path inside the source,
 recording, duration, licence, origin, phrases, file per rate), `summary.json` (per-source matched / excluded / unmatched counts,
-per-category clips and recordings per split), `ATTRIBUTION.md` (every source and its licence)
-and `licences/` (each package's Debian copyright file, each extra folder's licence files).
+per-category clips and recordings per split), `ATTRIBUTION.md` (every source and its licence),
+`CREDITS.csv` (every recording that has a credit of its own: --extra folders' and the
+per-sound credits of openttd-opensfx, ufoai-sound and gcompris-qt-data) and `licences/` (each
+package's Debian copyright file, each extra folder's licence files).
 """
 
 import csv
 import fnmatch
+import gzip
 import hashlib
 import io
 import json
@@ -36,6 +45,7 @@ import subprocess
 import tempfile
 import tomllib
 import zipfile
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +78,15 @@ PACKAGES = {
                         "usr/share/games/redeclipse/data/sounds"),
     "wesnoth-1.16-data": ("GPL-2+", "usr/share/games/wesnoth/1.16"),
     "lincity-ng-data": ("GPL-2+ or CC-BY-SA-2.0", "usr/share/games/lincity-ng/sounds"),
+    # Per-sound licences and credits (CREDITS.csv): each sound's name in opensfx.cat, each
+    # file's stanza in the debian/copyright of ufoai-sound and gcompris-qt-data.
+    "openttd-opensfx": ("CC-BY-SA-3.0 as a whole; per sound CC-BY-3.0, CC-BY-SA-3.0 or CC0-1.0 "
+                        "(its name in opensfx.cat)",
+                        "usr/share/games/openttd/baseset/opensfx/opensfx.cat"),
+    "ufoai-sound": ("CC-BY-SA-3.0, CC-BY-3.0, GPL-2, GPL-2+ or public-domain per file "
+                    "(debian/copyright)", "usr/share/games/ufoai/base/0snd.pk3"),
+    "gcompris-qt-data": ("GPL-3, GPL-3+, free-art, CC-BY-3.0, CC-BY-SA-4.0 or CC0-1.0 per file "
+                         "(debian/copyright)", "usr/share/gcompris-qt/rcc"),
 }
 
 # espeak-ng speech: neutral sentences of the kind a microphone in a home hears.
@@ -241,6 +260,292 @@ class Found:
     licence: str
     origin: str = ""
     author: str = ""
+    recording: str = ""  # the source recording, where the source itself names it
+
+
+class CannotRead(RuntimeError):
+    """A container entry this module cannot unpack (e.g. zstd in a Qt resource archive
+    without the `zstandard` module); the clip is counted as undecodable."""
+
+
+# ---- licences ----
+
+_NOT_CLEAN = re.compile(r"\b(nc|noncommercial|non-commercial|nd|noderivs|noderivatives|"
+                        r"sampling|all rights reserved|proprietary|unknown)\b")
+_CLEAN = re.compile(r"cc0|cc-by|\bcc by\b|creative commons|\bgpl|\blgpl|public[- ]domain|"
+                    r"free-art|free art|\bfal\b|\bmit\b|\bbsd\b|\bzlib\b|\bofl\b")
+
+
+def licence_clean(licence: str) -> bool:
+    """Whether clips under `licence` can train a model that is then given away: public domain,
+    CC0, CC BY, CC BY-SA, Free Art, (L)GPL and other free licences are; NonCommercial,
+    NoDerivatives, Sampling (Plus) and unnamed licences are not. "A and B" needs both to be
+    clean, "A or B" one of them."""
+    def one(lic: str) -> bool:
+        lic = lic.strip().lower()
+        return bool(_CLEAN.search(lic)) and not _NOT_CLEAN.search(lic)
+    return bool(licence.strip()) and all(
+        any(one(alt) for alt in part.split(" or ")) for part in re.split(r" and |;", licence))
+
+
+@dataclass
+class Stanza:
+    """One `Files:` paragraph of a machine-readable debian/copyright."""
+
+    files: list[str]
+    licence: str
+    holders: list[str]
+    urls: list[str]
+
+    def credit(self) -> str:
+        """Its holders and links; a long list of holders (a package-wide stanza naming every
+        programmer) is cut to the first three and a pointer to the file."""
+        holders = self.holders if len(self.holders) <= 8 else self.holders[:3] + [
+            f"and {len(self.holders) - 3} more in the package's debian/copyright"]
+        return "; ".join(holders + self.urls)
+
+
+def copyright_stanzas(text: str) -> list[Stanza]:
+    """The `Files:` paragraphs of a DEP-5 debian/copyright, in order."""
+    stanzas = []
+    for para in re.split(r"\n\s*\n", text):
+        fields, key = {}, None
+        for line in para.splitlines():
+            if line[:1] in (" ", "\t"):
+                if key:
+                    fields[key].append(line.strip())
+            elif ":" in line:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                fields[key] = [value.strip()]
+        if "files" not in fields or "license" not in fields:
+            continue
+        holders = []
+        for h in fields.get("copyright", []):
+            if h and h not in holders:
+                holders.append(h)
+        urls = re.findall(r"https?://\S+", " ".join(fields.get("comment", [])))
+        stanzas.append(Stanza(" ".join(fields["files"]).split(), fields["license"][0], holders,
+                              urls))
+    return stanzas
+
+
+def copyright_of(stanzas: list[Stanza], path: str) -> Stanza | None:
+    """The stanza that governs `path` (a path in the upstream tree): the last one whose
+    `Files:` patterns match it (`*` and `?` match any character, `/` included)."""
+    governing = None
+    for st in stanzas:
+        if any(fnmatch.fnmatchcase(path, pattern) for pattern in st.files):
+            governing = st
+    return governing
+
+
+def _tree_path(name: str, path: str) -> str:
+    """Where a package's debian/copyright names a clip found inside one of its containers:
+    0snd.pk3 is built from the tree's base/ (sound/x.ogg -> base/sound/x.ogg), and a .rcc's
+    paths start with gcompris/ (x.rcc/gcompris/src/... -> src/...)."""
+    if name == "ufoai-sound":
+        return "base/" + path
+    if name == "gcompris-qt-data":
+        return path.split("/", 1)[1].removeprefix("gcompris/")
+    return path
+
+
+# ---- containers ----
+
+@dataclass
+class CatSound:
+    """One sound of an OpenTTD sample catalogue."""
+
+    index: int
+    filename: str  # its source file, e.g. src/wav/osfx_40.wav
+    name: str  # OpenSFX: '"Title". Original "x.wav" by "y". Edited by "z". License: ...'
+    wav: bytes  # a whole RIFF WAVE file
+
+
+def cat_sounds(data: bytes) -> list[CatSound]:
+    """The sounds of an OpenTTD sample catalogue (`opensfx.cat`; the original game's
+    `sample.cat` holds one raw PCM sound, "Corrupt sound", which this refuses).
+
+    The file starts with a table of (offset, size) pairs, little-endian uint32 each; the first
+    offset (the table's length, so 8 x the number of sounds) has bit 31 set in the newer
+    format. At each offset: a length byte and that many bytes of name (NUL-terminated), then
+    `size` bytes of RIFF WAVE; the newer format follows it with a filename (a NUL, a length
+    byte, NUL-terminated bytes) before the next sound.
+    """
+    if len(data) < 8:
+        raise ValueError("not a sample catalogue: shorter than one table entry")
+    first = int.from_bytes(data[0:4], "little")
+    new_format = bool(first & 0x80000000)
+    count = (first & 0x7FFFFFFF) // 8
+    if count == 0 or 8 * count > len(data):
+        raise ValueError("not a sample catalogue: its table does not fit")
+    table = [(int.from_bytes(data[8 * i:8 * i + 4], "little") & 0x7FFFFFFF,
+              int.from_bytes(data[8 * i + 4:8 * i + 8], "little")) for i in range(count)]
+    sounds = []
+    for i, (offset, size) in enumerate(table):
+        n = data[offset]
+        name = data[offset + 1:offset + 1 + n].split(b"\0", 1)[0].decode("latin-1")
+        start = offset + 1 + n
+        wav = data[start:start + size]
+        if wav[:4] != b"RIFF" or wav[8:12] != b"WAVE" or len(wav) != size:
+            raise ValueError(f"sample catalogue: sound {i} ({name[:40]!r}) is not RIFF WAVE")
+        filename = f"sound_{i:02d}.wav"
+        if new_format:
+            end = table[i + 1][0] if i + 1 < count else len(data)
+            tail = data[start + size:end].lstrip(b"\0")
+            if tail:
+                filename = tail[1:1 + tail[0]].split(b"\0", 1)[0].decode("latin-1") or filename
+        sounds.append(CatSound(i, filename, name, wav))
+    return sounds
+
+
+def rcc_files(data: bytes) -> dict[str, object]:
+    """The files of a Qt resource archive (`.rcc`, as `rcc -binary` writes it): path ->
+    a function returning the file's bytes.
+
+    Header (big-endian): "qres", version, then the offsets of the tree, the data and the
+    names (version 3 adds a flags word). The tree is an array of nodes, 14 bytes (version 1)
+    or 22 bytes (version 2 and 3, with a last-modified time): name offset (u32), flags (u16:
+    1 zlib-compressed, 2 directory, 4 zstd-compressed), then for a directory the number of
+    children and the index of the first (u32 each), for a file country and language (u16
+    each) and the offset of its data (u32). Node 0 is the root directory. A name is a u16
+    length, a u32 hash and UTF-16BE characters; a file's data is a u32 size and the bytes,
+    which for zlib are a u32 uncompressed size and a zlib stream (qCompress) and for zstd a
+    zstd frame (decoded when the `zstandard` module is installed, else CannotRead).
+    """
+    if data[:4] != b"qres":
+        raise ValueError("not a Qt resource archive (no 'qres' magic)")
+    version, tree, payload, names = (int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big")
+                                     for i in range(4))
+    if version not in (1, 2, 3):
+        raise ValueError(f"Qt resource archive version {version} is not known")
+    node = 14 if version == 1 else 22
+
+    def u16(at: int) -> int:
+        return int.from_bytes(data[at:at + 2], "big")
+
+    def u32(at: int) -> int:
+        return int.from_bytes(data[at:at + 4], "big")
+
+    def name(offset: int) -> str:
+        at = names + offset
+        return data[at + 6:at + 6 + 2 * u16(at)].decode("utf-16-be")
+
+    def reader(flags: int, at: int):
+        def read() -> bytes:
+            size = u32(at)
+            blob = data[at + 4:at + 4 + size]
+            if flags & 1:
+                return zlib.decompress(blob[4:])
+            if flags & 4:
+                try:
+                    import zstandard
+                except ImportError:
+                    raise CannotRead("zstd-compressed Qt resource "
+                                     "(pip install zstandard)") from None
+                return zstandard.ZstdDecompressor().decompressobj().decompress(blob)
+            return blob
+        return read
+
+    files = {}
+    todo = [(0, "")]
+    while todo:
+        index, prefix = todo.pop()
+        at = tree + index * node
+        flags = u16(at + 4)
+        path = prefix + name(u32(at)) if index else ""
+        if flags & 2:
+            count, first = u32(at + 6), u32(at + 10)
+            if first <= index or tree + (first + count) * node > len(data):
+                raise ValueError(f"Qt resource archive: directory {path!r} points outside its tree")
+            todo += [(child, path + "/" if path else "") for child in range(first, first + count)]
+        else:
+            files[path] = reader(flags, payload + u32(at + 10))
+    return dict(sorted(files.items()))
+
+
+# ---- packages ----
+
+_LICENCE_NAMES = ((r"attribution[- ]sharealike (\d\.\d)", "CC-BY-SA-{}"),
+                  (r"attribution (\d\.\d)", "CC-BY-{}"), (r"zero (\d\.\d)", "CC0-{}"),
+                  (r"public domain", "public-domain"))
+
+
+def opensfx_sound(name: str) -> tuple[str, str, str, list[str]]:
+    """An OpenSFX sound's name in opensfx.cat, e.g. '"Sawmill". Original "Circular saw
+    crosscutting.wav" by "Benboncan". Edited by "Wuzzy". License: Creative Commons
+    Attribution 3.0 Unported.': its title, its credit (what lies between title and licence),
+    its licence (CC-BY-3.0, CC-BY-SA-3.0, CC0-1.0, or the text as written) and the original
+    recordings it was made from (the quoted names that do not follow "by" or "aka")."""
+    m = re.match(r'\s*"([^"]*)"\.?\s*(.*)', name, re.S)
+    title, rest = (m.group(1), m.group(2)) if m else ("", name)
+    credit, _, written = rest.partition("License:")
+    written = written.strip().rstrip(".")
+    licence = next((form.format(*found.groups()) for pattern, form in _LICENCE_NAMES
+                    if (found := re.search(pattern, written, re.I))), written)
+    originals = [q.group(1) for q in re.finditer(r'"([^"]+)"', credit)
+                 if not re.search(r"\b(by|aka)\s*$", credit[:q.start()], re.I)]
+    return title, credit.strip(), licence, originals
+
+
+def _readme_links(readme: Path) -> dict[str, str]:
+    """OpenSFX's readme credits each original as '* name' over its URL: name -> URL."""
+    if not readme.exists():
+        return {}
+    lines = gzip.open(readme, "rt", encoding="utf-8", errors="replace").read().splitlines()
+    links = {}
+    for line, below in zip(lines, lines[1:]):
+        item = re.match(r'\s*\*\s+"?(.+?)"?\s*$', line)
+        url = re.match(r"\s+(https?://\S+)\s*$", below)
+        if item and url:
+            links[item.group(1)] = url.group(1)
+    return links
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _opensfx_clips(name: str, root: Path, where: str) -> list[Found]:
+    """The sounds of opensfx.cat, each with its own licence and credit (its name) and the
+    source recording it was edited from: sounds cut from one original, or mixed from
+    overlapping originals, are one recording (e.g. "Wind" and "Heavy wind" from wind1.wav)."""
+    sounds = cat_sounds((root / where).read_bytes())
+    links = _readme_links(root / "usr/share/doc" / name / "readme.txt.gz")
+    parsed = [opensfx_sound(s.name) for s in sounds]
+    parent: dict[str, str] = {}
+
+    def top(k: str) -> str:
+        while parent.setdefault(k, k) != k:
+            k = parent[k]
+        return k
+    for s, (_, _, _, originals) in zip(sounds, parsed):
+        keys = [top(k) for k in originals or [Path(s.filename).stem]]
+        for k in keys:
+            parent[k] = min(keys)
+    named: dict[str, str] = {}  # a group of originals is named after its first in the file
+    found = []
+    for s, (title, credit, licence, originals) in zip(sounds, parsed):
+        stem = Path(s.filename).stem
+        first = (originals or [stem])[0]
+        recording = named.setdefault(top(first), "opensfx.cat/" + _slug(first))
+        origin = " ".join([f'"{title}" (OpenSFX {stem}): {credit}']
+                          + [links[o] for o in originals if o in links])
+        found.append(Found(name, f"opensfx.cat/{stem}-{_slug(title)}.wav",
+                           lambda w=s.wav: w, licence, origin, recording=recording))
+    return found
+
+
+def _with_copyright(name: str, root: Path, found: list[Found]) -> list[Found]:
+    """Each clip's licence and credit from the package's debian/copyright (the stanza that
+    governs the file it came from); "unknown" where none does."""
+    text = (root / "usr/share/doc" / name / "copyright").read_text(encoding="utf-8")
+    stanzas = copyright_stanzas(text)
+    for f in found:
+        st = copyright_of(stanzas, _tree_path(name, f.path))
+        f.licence, f.origin = (st.licence, st.credit()) if st else ("unknown", "")
+    return found
 
 
 def fetch_packages(names: list[str], debs: Path, unpack: Path) -> dict[str, Path]:
@@ -271,12 +576,28 @@ def fetch_packages(names: list[str], debs: Path, unpack: Path) -> dict[str, Path
 
 
 def package_clips(name: str, root: Path) -> list[Found]:
-    """Every audio file of an unpacked package (0ad-data: the audio/ folder of public.zip)."""
+    """Every audio file of an unpacked package (0ad-data: the audio/ folder of public.zip;
+    openttd-opensfx: the sounds of opensfx.cat; ufoai-sound: 0snd.pk3; gcompris-qt-data: its
+    Qt resource archives)."""
     licence, where = PACKAGES[name]
     if name == "0ad-data":
         z = zipfile.ZipFile(root / where)
         members = [m for m in z.namelist() if m.startswith("audio/") and m.lower().endswith(AUDIO)]
         return [Found(name, m, lambda m=m: z.read(m), licence) for m in sorted(members)]
+    if name == "openttd-opensfx":
+        return _opensfx_clips(name, root, where)
+    if name == "ufoai-sound":  # 0snd.pk3 is a zip
+        z = zipfile.ZipFile(root / where)
+        members = sorted(m for m in z.namelist() if m.lower().endswith(AUDIO))
+        return _with_copyright(name, root, [Found(name, m, lambda m=m: z.read(m), licence)
+                                            for m in members])
+    if name == "gcompris-qt-data":  # one Qt resource archive per activity
+        found = []
+        for rcc in sorted((root / where).glob("*.rcc")):
+            found += [Found(name, f"{rcc.name}/{p}", read, licence)
+                      for p, read in rcc_files(rcc.read_bytes()).items()
+                      if p.lower().endswith(AUDIO)]
+        return _with_copyright(name, root, found)
     base = root / where
     return [Found(name, str(p.relative_to(root)), lambda p=p: p, licence)
             for p in sorted(base.rglob("*")) if p.suffix.lower() in AUDIO]
@@ -447,6 +768,9 @@ def build(out: Path, extras: list[Path], debs: Path, rates: list[int], seed: int
     seen: set[str] = set()
     rates = sorted(set(rates) | {16000})
     for f in progress(found, "clips", unit="clip"):
+        if f.source in PACKAGES and not licence_clean(f.licence):
+            counts[f.source]["not licence-clean"] += 1
+            continue
         rule = table.match(f.source, f.path)
         if rule is None:
             counts[f.source]["unmatched"] += 1
@@ -454,7 +778,12 @@ def build(out: Path, extras: list[Path], debs: Path, rates: list[int], seed: int
         if not rule.category:
             counts[f.source]["excluded"] += 1
             continue
-        data = f.read()
+        try:
+            data = f.read()
+        except CannotRead as e:
+            print(f"{f.source}:{f.path}: cannot read ({e}); left out")
+            counts[f.source]["undecodable"] += 1
+            continue
         data = data if isinstance(data, bytes) else Path(data).read_bytes()
         # Games copy one file into many folders (a wolf in 15 tilesets): a copy would be
         # a second "recording" that could land in another split.
@@ -478,7 +807,7 @@ def build(out: Path, extras: list[Path], debs: Path, rates: list[int], seed: int
             counts[f.source]["too short or silent"] += 1
             continue
         counts[f.source]["matched"] += 1
-        recording = f"{f.source}/{recording_of(f.path, rule.group)}"
+        recording = f"{f.source}/{f.recording or recording_of(f.path, rule.group)}"
         for k, piece in enumerate(pieces(x, 16000)):
             clips.append(_write_clip(out, f.source, f.path, k, piece, 16000, rates,
                                      rule.category, recording, rule.say, f.licence,
@@ -536,7 +865,12 @@ def _attribution(out: Path, clips: list[CorpusClip], packages: list[str],
         copyright_file = next((roots[name] / "usr/share/doc").glob("*/copyright"), None)
         if copyright_file:
             shutil.copy(copyright_file, lic / f"{name}.copyright")
-        lines.append(f"| Debian package `{name}` | {used[name]} | {PACKAGES[name][0]} | "
+        licence = PACKAGES[name][0]
+        if any(c.origin for c in clips if c.source == name):  # per-sound licences and credits
+            per_clip = Counter(c.licence for c in clips if c.source == name)
+            licence += ("; clips: " + ", ".join(f"{k} ({v})" for k, v in per_clip.most_common())
+                        + "; per recording in CREDITS.csv")
+        lines.append(f"| Debian package `{name}` | {used[name]} | {licence} | "
                      f"`{PACKAGES[name][1]}` |")
     if used["espeak-ng"]:
         lines.append(f"| espeak-ng (synthetic speech) | {used['espeak-ng']} | GPL-3+ | "
@@ -554,22 +888,27 @@ def _attribution(out: Path, clips: list[CorpusClip], packages: list[str],
                          "per recording in CREDITS.csv (`licence`, `origin`) |")
     (out / "ATTRIBUTION.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     extra_sources = {s for sources in extras.values() for s in sources}
-    write_credits(out / "CREDITS.csv", [c for c in clips if c.source in extra_sources])
+    write_credits(out / "CREDITS.csv", [c for c in clips if c.source in extra_sources
+                                        or (c.source in PACKAGES and c.origin)])
 
 
 def write_credits(path: Path, clips: list) -> None:
     """CREDITS.csv: each recording of `clips` (anything with source, recording, licence and
     origin) once, with its licence and where it came from: the per-work attribution CC-BY
-    asks for, small enough to travel with every model trained on them."""
-    seen, rows = set(), []
+    asks for, small enough to travel with every model trained on them. A recording whose clips
+    differ in licence or origin (sounds edited from one original, each credited in full) lists
+    each once, joined by " | "."""
+    credits: dict[tuple, tuple[list, list]] = {}
     for c in clips:
-        if c.recording not in seen:
-            seen.add(c.recording)
-            rows.append((c.source, c.recording, c.licence, c.origin))
+        licences, origins = credits.setdefault((c.source, c.recording), ([], []))
+        for have, value in ((licences, c.licence), (origins, c.origin)):
+            if value not in have:
+                have.append(value)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["source", "recording", "licence", "origin"])
-        w.writerows(sorted(rows))
+        w.writerows(sorted((source, recording, " | ".join(licences), " | ".join(origins))
+                           for (source, recording), (licences, origins) in credits.items()))
 
 
 def load_corpus(root: Path) -> list[dict]:
