@@ -34,8 +34,10 @@ from hark_export.progress import progress
 from hark_export.real import load_corpus, load_table
 
 RATE = 16000
-TYPES = {"single": 0.25, "raw": 0.15, "sequence": 0.20, "background": 0.20, "overlap": 0.08,
-         "repeat": 0.08, "quiet": 0.04}
+# Six scenes in ten hold one sound (single, raw, repeat), as most windows of a home do: with
+# half (0.48 before), models captioned 64 % of lone real sounds as a sequence of events.
+TYPES = {"single": 0.30, "raw": 0.20, "sequence": 0.14, "background": 0.18, "overlap": 0.04,
+         "repeat": 0.10, "quiet": 0.04}
 DISTANT = ["in the distance", "far away", "faintly"]
 NEAR = ["nearby", "close by", "loudly"]
 QUIET = ["silence", "it is quiet", "nothing can be heard",
