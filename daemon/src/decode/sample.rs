@@ -26,10 +26,14 @@ fn draw(lp: &[f32], temperature: f32, top_k: usize, top_p: f32, rng: &mut SplitM
     if top_k > 0 {
         order.truncate(top_k);
     }
-    let max = lp[order[0]] / temperature;
+    // Log-sum-exp safe for any positive temperature: the difference to the best token is
+    // taken before dividing, in f64, so a tiny temperature gives the best token probability
+    // 1 and the others 0 (dividing first overflowed to -inf - -inf = NaN below 1e-38).
+    let best = f64::from(lp[order[0]]);
+    let temperature = f64::from(temperature);
     let mut probs: Vec<f64> = order
         .iter()
-        .map(|&t| ((lp[t] / temperature - max) as f64).exp())
+        .map(|&t| ((f64::from(lp[t]) - best) / temperature).exp())
         .collect();
     let total: f64 = probs.iter().sum();
     let mut cumulative = 0.0;
@@ -186,6 +190,26 @@ mod tests {
             .count();
         // At T = 0.1 the odds become 4^10 : 1.
         assert!(cold >= 999, "{cold}");
+        // Any positive temperature, down to the smallest f32: the most probable token (the
+        // probe's 1e-39 and 1e-45 drew the least likely, through NaN probabilities).
+        for t in [
+            1e-30,
+            1e-38,
+            1e-39,
+            1e-45,
+            f32::MIN_POSITIVE,
+            1e30,
+            f32::MAX,
+        ] {
+            for top_p in [1.0, 0.5, f32::MIN_POSITIVE] {
+                let token = draw(&lp, t, 0, top_p, &mut rng);
+                if t < 1.0 || top_p < 0.6 {
+                    assert_eq!(token, 3, "temperature {t}, top_p {top_p}");
+                } else {
+                    assert!(token >= 2, "temperature {t}: a token of no probability");
+                }
+            }
+        }
     }
 
     #[test]

@@ -266,6 +266,10 @@ fn refuse(counters: &Counters, raw: &[u8], error: String) -> CommandError {
 /// A command object: serde lets a unit variant of an internally tagged enum ignore extra keys
 /// (`{"cmd":"pause","x":1}`), so the keys are checked here, as command.schema.json does.
 fn parse(raw: &[u8]) -> Result<Command, ParseError> {
+    // serde_json keeps the last of two equal keys: {"cmd":"stats","cmd":"pause"} would pause
+    // while a filter in front of the broker that reads the first key sees `stats`.
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    serde::de::DeserializeSeed::deserialize(UniqueKeys, &mut de)?;
     let value: serde_json::Value = serde_json::from_slice(raw)?;
     let obj = value.as_object().ok_or(ParseError::NotAnObject)?;
     let allowed: &[&str] = match obj.get("cmd").and_then(|c| c.as_str()) {
@@ -277,6 +281,57 @@ fn parse(raw: &[u8]) -> Result<Command, ParseError> {
         return Err(ParseError::UnknownKey(extra.clone()));
     }
     Ok(serde_json::from_value(value)?)
+}
+
+/// Walks a JSON document and refuses an object that repeats a key, at any depth.
+struct UniqueKeys;
+
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueKeys {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} appears twice (each key once)"
+                )));
+            }
+            map.next_value_seed(UniqueKeys)?;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(UniqueKeys)?.is_some() {}
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
 }
 
 /// Why a payload is not a command.
@@ -367,6 +422,28 @@ mod tests {
         );
         assert!(!n.paused.load(Relaxed));
         assert_eq!(n.rejected_commands.load(Relaxed), 11);
+    }
+
+    #[test]
+    fn a_key_given_twice_at_any_depth_is_refused() {
+        // The probe: serde kept the last `cmd`, so this paused hark.
+        let (c, n) = control();
+        for raw in [
+            &br#"{"cmd":"stats","cmd":"pause"}"#[..],
+            br#"{"cmd":"decoding","params":{"beam_size":2,"beam_size":3}}"#,
+            br#"{"cmd":"triggers","add":[{"name":"a","name":"b","phrases":["dog"]}]}"#,
+        ] {
+            let e = c.handle(&sent(raw), &n).unwrap_err().error;
+            assert!(e.contains("appears twice"), "{e}");
+        }
+        assert!(!n.paused.load(Relaxed));
+        assert_eq!(c.params(), DecodeParams::default());
+        // Equal keys in different objects are fine.
+        c.handle(
+            &sent(br#"{"cmd":"decoding","params":{"strategy":"beam","beam_size":2}}"#),
+            &n,
+        )
+        .unwrap();
     }
 
     #[test]
