@@ -236,13 +236,15 @@ class CEDEncoder(nn.Module):
     each time patch side by side. A window shorter than `MIN_FRAMES` (a clip shorter than the
     bundle's window) is first padded with digital silence to that length, the same way in
     training and in the daemon: CED, trained on 10 s clips, takes a lone short sound for music
-    unless silence surrounds it. Longer than 63 patches (10.08 s) is refused by the position
-    embeddings.
+    unless silence surrounds it. A window longer than the 63 patches (10.08 s) that the
+    position embeddings cover is cut to them (a scene a little over 10 s; the daemon's windows
+    are 10 s).
 
     `taps` are the blocks whose outputs it gives, concatenated; the last must be the final
     block (whose tokens CED's AudioSet head reads)."""
 
     MIN_FRAMES = 1000
+    MAX_FRAMES = PATCH * MAX_TIME_PATCHES  # 1008: 10.08 s
 
     def __init__(self, ced: CED, taps: tuple[int, ...] = (DEPTH - 1,)):
         super().__init__()
@@ -251,8 +253,10 @@ class CEDEncoder(nn.Module):
         self.ced, self.taps = ced, tuple(taps)
 
     def padded(self, mel):
-        """mel [B, 64, T] padded with silence to at least MIN_FRAMES frames. Written with
-        shape arithmetic on tensors so that the exported graph pads any length as well."""
+        """mel [B, 64, T] cut to its first MAX_FRAMES frames (what the position embeddings
+        cover) and padded with silence to at least MIN_FRAMES. Written with shape arithmetic
+        on tensors so that the exported graph does the same for any length."""
+        mel = mel[:, :, :self.MAX_FRAMES]
         frames = torch.clamp(torch._shape_as_tensor(mel)[2], min=self.MIN_FRAMES)
         silence = torch.full_like(mel[:, :, :1], SILENCE_DB).expand(-1, -1, self.MIN_FRAMES)
         return torch.cat([mel, silence], dim=2).index_select(2, torch.arange(frames))

@@ -145,6 +145,11 @@ def test_a_short_window_is_padded_with_silence_to_ten_seconds(encoder):
         padded = encoder(mel)
         by_hand = encoder(torch.cat([mel, torch.full((1, 64, 1000 - 101), SILENCE_DB)], 2))
     assert padded.shape == (1, 62, 768) and torch.equal(padded, by_hand)
+    # Longer than the 63 patches the position embeddings cover: the first 10.08 s.
+    long = torch.randn(1, 64, 1100) * 10 - 40
+    with torch.no_grad():
+        assert torch.equal(encoder(long), encoder(long[:, :, :1008]))
+        assert encoder(long).shape == (1, 63, 768)
 
 
 def test_ced_mid_adds_block_7_before_the_final_tokens(encoder):
