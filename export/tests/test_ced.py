@@ -179,3 +179,24 @@ def test_ced_is_a_pretrained_encoder_with_its_audioset_tags(tmp_path):
         model.from_encoded = True
         assert torch.allclose(model.encode(features.transpose(1, 2)), memory, atol=1e-6)
     assert memory.shape[:2] == (1, 62) and tags[0].shape == (1, 3)
+
+
+def test_the_encoder_exports_to_onnx_padding_and_cutting_any_length(encoder, tmp_path):
+    path = tmp_path / "ced.onnx"
+    torch.onnx.export(encoder, (torch.zeros(1, 64, 300),), path, dynamo=False, opset_version=17,
+                      input_names=["mel"], output_names=["features"],
+                      dynamic_axes={"mel": {0: "batch", 2: "frames"},
+                                    "features": {0: "batch", 1: "steps"}})
+    session = ort.InferenceSession(str(path))
+    mel = hark_dsp.Frontend(CED_FRONTEND).logmel(windows()[0], RATE)
+    for frames in (101, 999, 1001):
+        x = np.stack([mel[:, :frames], mel[:, ::-1][:, :frames]]).copy()
+        got = session.run(None, {"mel": x})[0]
+        with torch.no_grad():
+            want = encoder(torch.from_numpy(x)).numpy()
+        assert got.shape == (2, 62, 768) and np.abs(got - want).max() < 1e-4
+    long = np.concatenate([mel, mel], axis=1)[None].copy()  # 20 s: its first 10.08 s
+    got = session.run(None, {"mel": long})[0]
+    with torch.no_grad():
+        assert np.abs(got - encoder(torch.from_numpy(long)).numpy()).max() < 1e-4
+    assert got.shape == (1, 63, 768)
