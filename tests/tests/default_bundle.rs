@@ -559,3 +559,40 @@ fn no_mqtt_path_tells_what_a_redacted_window_hides() {
         }
     }
 }
+
+#[test]
+fn hark_caption_reports_non_finite_samples_it_replaced() {
+    // A 32-bit float WAV of a 440 Hz tone with NaN and infinite samples in it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nan.wav");
+    let mut samples: Vec<f32> = (0..16_000)
+        .map(|i| 0.3 * (i as f32 * 440.0 * std::f32::consts::TAU / 16_000.0).sin())
+        .collect();
+    for i in [100, 2_000, 9_000] {
+        samples[i] = f32::NAN;
+    }
+    samples[5_000] = f32::INFINITY;
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut wav = Vec::new();
+    wav.extend(b"RIFF");
+    wav.extend((36 + data.len() as u32).to_le_bytes());
+    wav.extend(b"WAVEfmt ");
+    wav.extend(16u32.to_le_bytes());
+    wav.extend(3u16.to_le_bytes()); // IEEE float
+    wav.extend(1u16.to_le_bytes());
+    wav.extend(16_000u32.to_le_bytes());
+    wav.extend((16_000u32 * 4).to_le_bytes());
+    wav.extend(4u16.to_le_bytes());
+    wav.extend(32u16.to_le_bytes());
+    wav.extend(b"data");
+    wav.extend((data.len() as u32).to_le_bytes());
+    wav.extend(data);
+    std::fs::write(&path, wav).unwrap();
+    let out = hark(&["caption", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("4 non-finite sample(s) were replaced by silence"),
+        "{err}"
+    );
+}

@@ -213,5 +213,12 @@ pub fn caption_file(
     for window in ready.drain(..) {
         caption(window, std::mem::take(&mut mel_ms))?;
     }
+    let sanitized = windower.sanitized_samples();
+    if sanitized > 0 {
+        log::warn!(
+            "{}: {sanitized} non-finite sample(s) were replaced by silence",
+            file.display()
+        );
+    }
     Ok(())
 }

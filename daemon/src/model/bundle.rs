@@ -304,29 +304,37 @@ fn read(path: &Path) -> Result<Vec<u8>, BundleError> {
 #[derive(Debug, thiserror::Error)]
 pub enum PhraseError {
     /// Nothing left after normalisation.
-    #[error("phrase {phrase:?} has no words")]
+    #[error("phrase {phrase} has no words")]
     Empty {
-        /// The phrase as given.
+        /// The phrase as given (quoted, at most 80 characters).
         phrase: String,
     },
     /// Longer than any caption the model writes.
-    #[error("phrase {phrase:?} has {words} words; the model's captions have at most {max}")]
+    #[error("phrase {phrase} has {words} words; the model's captions have at most {max}")]
     TooLong {
-        /// The phrase as given.
+        /// The phrase as given (quoted, at most 80 characters).
         phrase: String,
         /// Its word count.
         words: usize,
         /// The most a caption has (`tokens.max_len` less the end token).
         max: usize,
     },
+    /// A control character (a tab, a newline, ...), which a phrase of words never holds.
+    #[error("phrase {phrase} holds the control character U+{code:04X}; use words and spaces")]
+    Control {
+        /// The phrase as given (quoted, at most 80 characters).
+        phrase: String,
+        /// The character's code point.
+        code: u32,
+    },
     /// A word outside the vocabulary.
     #[error(
-        "phrase {phrase:?}: the model does not know the word {word:?} (its {known} words are in {vocab_file})"
+        "phrase {phrase}: the model does not know the word {word} (its {known} words are in {vocab_file})"
     )]
     UnknownWord {
-        /// The phrase as given.
+        /// The phrase as given (quoted, at most 80 characters).
         phrase: String,
-        /// The unknown word.
+        /// The unknown word as typed (quoted).
         word: String,
         /// Vocabulary size.
         known: usize,
@@ -524,6 +532,16 @@ fn tag_labels(dir: &Path, m: &Manifest) -> Result<Vec<Vec<String>>, BundleError>
     Ok(labels)
 }
 
+/// `text` quoted for a message, cut to its first 80 characters: a 10,000-character phrase
+/// must not fill a log line.
+fn quoted(text: &str) -> String {
+    let mut cut: String = text.chars().take(80).collect();
+    if cut.len() < text.len() {
+        cut.push('…');
+    }
+    format!("{cut:?}")
+}
+
 impl Bundle {
     /// Reads and checks the bundle in `dir`: manifest schema and version, every referenced
     /// file present and hashed, front end, token ids, decoding defaults, state declarations,
@@ -580,48 +598,61 @@ impl Bundle {
         }
     }
 
-    /// A phrase as token ids, normalised as the trainer normalises captions (lower case,
-    /// punctuation dropped); a word the model never learnt is an error naming it.
+    /// A phrase as token ids, normalised as the trainer normalises captions (lower case, then
+    /// anything but a-z, 0-9 and inner apostrophes a space); a word the model never learnt is
+    /// an error naming the word as it was typed, and a control character is refused.
     pub fn phrase_tokens(&self, phrase: &str) -> Result<Vec<u32>, PhraseError> {
-        let lower = phrase.to_lowercase();
-        let cleaned: String = lower
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '\'' {
-                    c
-                } else {
-                    ' '
-                }
-            })
-            .collect();
-        let words: Vec<&str> = cleaned
-            .split_whitespace()
-            .map(|w| w.trim_matches('\''))
-            .filter(|w| !w.is_empty())
-            .collect();
+        if let Some(c) = phrase.chars().find(|c| c.is_control()) {
+            return Err(PhraseError::Control {
+                phrase: quoted(phrase),
+                code: c as u32,
+            });
+        }
+        // (as typed, as the model reads it): "Dog's," -> "dog's"; "ünïcödé" -> "n", "c", "d".
+        let mut words: Vec<(&str, String)> = Vec::new();
+        for typed in phrase.split_whitespace() {
+            let cleaned: String = typed
+                .to_lowercase()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '\'' {
+                        c
+                    } else {
+                        ' '
+                    }
+                })
+                .collect();
+            words.extend(
+                cleaned
+                    .split_whitespace()
+                    .map(|w| w.trim_matches('\''))
+                    .filter(|w| !w.is_empty())
+                    .map(|w| (typed, w.to_string())),
+            );
+        }
         if words.is_empty() {
             return Err(PhraseError::Empty {
-                phrase: phrase.into(),
+                phrase: quoted(phrase),
             });
         }
         let max = self.manifest.tokens.max_len.saturating_sub(1).max(1);
         if words.len() > max {
             return Err(PhraseError::TooLong {
-                phrase: phrase.into(),
+                phrase: quoted(phrase),
                 words: words.len(),
                 max,
             });
         }
         words
             .iter()
-            .map(|w| {
+            .map(|(typed, w)| {
                 self.vocab
                     .iter()
                     .position(|v| v == w)
                     .map(|i| i as u32)
                     .ok_or_else(|| PhraseError::UnknownWord {
-                        phrase: phrase.into(),
-                        word: w.to_string(),
+                        phrase: quoted(phrase),
+                        word: quoted(typed),
                         known: self.vocab.len(),
                         vocab_file: self.manifest.tokens.vocab.clone(),
                     })

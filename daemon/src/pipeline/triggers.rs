@@ -356,6 +356,26 @@ mod tests {
     }
 
     #[test]
+    fn phrases_read_as_the_trainer_reads_captions_and_errors_name_what_was_typed() {
+        let b = bundle();
+        assert_eq!(b.phrase_tokens("A Dog, barks!").unwrap(), [4, 5, 6]);
+        // The probe's "ünïcödé" was reported as the unknown word "n" (its first ASCII part).
+        let e = b.phrase_tokens("a dog ünïcödé").unwrap_err().to_string();
+        assert!(e.contains("the word \"ünïcödé\""), "{e}");
+        // A control character is refused, not read as a space.
+        let e = b.phrase_tokens("a dog\tbarks").unwrap_err().to_string();
+        assert!(e.contains("U+0009"), "{e}");
+        // A 10,000-character phrase is not echoed whole.
+        let long = "dog ".repeat(2500);
+        let e = b.phrase_tokens(&long).unwrap_err().to_string();
+        assert!(e.len() < 300 && e.contains('…'), "{} bytes", e.len());
+        let e = b
+            .phrase_tokens(&format!("zorblax{}", "x".repeat(9_993)))
+            .unwrap_err();
+        assert!(e.to_string().len() < 400, "{} bytes", e.to_string().len());
+    }
+
+    #[test]
     fn bad_tables_are_refused_naming_the_key() {
         let b = bundle();
         let err = |c: Vec<TriggerConfig>| Triggers::build(&c, &b).unwrap_err().to_string();
