@@ -82,17 +82,18 @@ class TransformerConfig(ModelConfig):
 class PretrainedConfig(AttentionConfig):
     """A frozen pretrained audio encoder (optionally with LoRA adapters) + the attention decoder.
 
-    `encoder` is "aisfx", "yamnet", "yamnet-mid", "yamnet-deep" or "package.module:function" (see
-    `model.load_pretrained_encoder`).
+    `encoder` is "aisfx", "yamnet", "yamnet-mid", "yamnet-deep", "ced", "ced-mid" or
+    "package.module:function" (see `model.load_pretrained_encoder`).
     """
 
     arch: str = "pretrained"
     encoder: str = "yamnet"
     lora_rank: int = 0  # 0 = fully frozen encoder
     lora_alpha: int = 16
-    n_mels: int = 0  # 0 = the encoder's front end's (aisfx 96, yamnet 64)
+    n_mels: int = 0  # 0 = the encoder's front end's (aisfx 96, yamnet and ced 64)
     # Feed the decoder the encoder's own AudioSet probabilities (YAMNet's 521-class head, per
-    # 0.96 s patch) beside its embeddings: labels learnt from 2 million clips.
+    # 0.96 s patch; CED's 527, per window) beside its embeddings: labels learnt from 2 million
+    # clips.
     audioset_features: bool = False
     # Dropout on the encoder's features before the decoder's projection, in training only (a
     # frozen encoder's cached outputs are the same every epoch). Measured in export/README.
