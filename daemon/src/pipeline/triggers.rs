@@ -26,6 +26,17 @@ pub const DEFAULT_THRESHOLD: f32 = 4.9;
 /// (chosen on the validation recordings: docs/triggers/TRIGGERS.md).
 pub const TAG_WEIGHT: f32 = 1.0;
 
+/// At most this many triggers, from the configuration and `set` commands together.
+pub const MAX_TRIGGERS: usize = 32;
+/// At most this many phrases per trigger.
+pub const MAX_PHRASES: usize = 16;
+/// At most this many phrases in all: every window scores each through the decoder (40
+/// phrases cost 27 ms of a 10 s window on the development machine, docs/MQTT.md), so the
+/// bound keeps a flood of triggers from slowing captioning behind the live source.
+pub const MAX_ALL_PHRASES: usize = 64;
+/// At most this many characters per phrase (a caption is at most `tokens.max_len` words).
+pub const MAX_PHRASE_CHARS: usize = 200;
+
 /// The configured triggers with their phrases as token ids and silence baselines.
 #[derive(Debug, Clone, Default)]
 pub struct Triggers {
@@ -113,6 +124,14 @@ pub enum TriggerError {
         /// What is wrong with the phrase.
         error: PhraseError,
     },
+    /// More than the daemon scores per window.
+    #[error("{what}: at most {max} (each phrase is scored on every window); remove some first")]
+    TooMany {
+        /// What is counted, named by key.
+        what: String,
+        /// The bound.
+        max: usize,
+    },
     /// A threshold that is not a number.
     #[error("triggers[{index}].threshold: must be a number")]
     Threshold {
@@ -125,6 +144,19 @@ impl Triggers {
     /// Checks the tables against the model: names usable as topic levels and unique, at
     /// least one phrase each, every word known to the model; errors name the key.
     pub fn build(configs: &[TriggerConfig], bundle: &Bundle) -> Result<Self, TriggerError> {
+        if configs.len() > MAX_TRIGGERS {
+            return Err(TriggerError::TooMany {
+                what: format!("{} triggers", configs.len()),
+                max: MAX_TRIGGERS,
+            });
+        }
+        let all: usize = configs.iter().map(|c| c.phrases.len()).sum();
+        if all > MAX_ALL_PHRASES {
+            return Err(TriggerError::TooMany {
+                what: format!("{all} phrases in all triggers"),
+                max: MAX_ALL_PHRASES,
+            });
+        }
         let mut list = Vec::new();
         for (index, c) in configs.iter().enumerate() {
             if c.name.is_empty()
@@ -147,6 +179,25 @@ impl Triggers {
             }
             if c.phrases.is_empty() {
                 return Err(TriggerError::NoPhrases { index });
+            }
+            if c.phrases.len() > MAX_PHRASES {
+                return Err(TriggerError::TooMany {
+                    what: format!("triggers[{index}].phrases: {}", c.phrases.len()),
+                    max: MAX_PHRASES,
+                });
+            }
+            if let Some(p) = c
+                .phrases
+                .iter()
+                .find(|p| p.chars().count() > MAX_PHRASE_CHARS)
+            {
+                return Err(TriggerError::TooMany {
+                    what: format!(
+                        "triggers[{index}].phrases: a phrase of {} characters",
+                        p.chars().count()
+                    ),
+                    max: MAX_PHRASE_CHARS,
+                });
             }
             let phrases = c
                 .phrases
@@ -373,6 +424,31 @@ mod tests {
             .phrase_tokens(&format!("zorblax{}", "x".repeat(9_993)))
             .unwrap_err();
         assert!(e.to_string().len() < 400, "{} bytes", e.to_string().len());
+    }
+
+    #[test]
+    fn triggers_and_phrases_are_bounded_with_an_error_naming_the_bound() {
+        let b = bundle();
+        let err = |c: Vec<TriggerConfig>| Triggers::build(&c, &b).unwrap_err().to_string();
+        let many: Vec<TriggerConfig> = (0..=MAX_TRIGGERS)
+            .map(|i| config(&format!("t{i}"), &["dog"], None))
+            .collect();
+        assert!(err(many).contains("33 triggers: at most 32"));
+        let phrases = vec!["a dog barks"; MAX_PHRASES + 1];
+        assert!(err(vec![config("dog", &phrases, None)]).contains("triggers[0].phrases: 17"));
+        let sixteen = vec!["dog"; MAX_PHRASES];
+        let full: Vec<TriggerConfig> = (0..5)
+            .map(|i| config(&format!("t{i}"), &sixteen, None))
+            .collect();
+        assert!(err(full).contains("80 phrases in all triggers: at most 64"));
+        let long = "dog ".repeat(60);
+        let e = err(vec![config("dog", &[long.as_str()], None)]);
+        assert!(e.contains("a phrase of 240 characters: at most 200"), "{e}");
+        // At the bounds: accepted.
+        let four: Vec<TriggerConfig> = (0..4)
+            .map(|i| config(&format!("t{i}"), &sixteen, None))
+            .collect();
+        assert!(Triggers::build(&four, &b).is_ok());
     }
 
     #[test]
