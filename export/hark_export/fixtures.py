@@ -10,6 +10,7 @@ caller caches DIR):
       runs/<arch>/              a briefly trained tiny model of each architecture (hark-train run)
       clips/clip_00.wav …       8 test clips (4 s, 16 kHz mono PCM)
       bundles/<arch>/           fp32 bundle of each of baseline, improved, attention, transformer
+      bundles/ced/              the attention decoder, tiny, on frozen CED-Tiny (pretrained arch)
       bundles/attention-int8/   the attention bundle, int8 (dynamic MatMul/Gemm/Gather)
       reference/<bundle>.json   what `hark caption` must print for every clip, token for token
       fixtures.json             summary: bundles, clips, per-bundle parity and BLEU-4
@@ -43,7 +44,10 @@ from hark_export.train import load_checkpoint, train
 
 SCENES, SEED, CLIPS = 300, 1, 8
 # Small enough to train in about a minute each on one busy core; max_len 20 keeps decoding short.
-TINY = tiny(48)
+# (bundle name, architecture, model options): the four seed architectures, and CED-Tiny as a
+# pretrained encoder under a tiny attention decoder, so the daemon's tract runs CED's graph.
+TINY = [(arch, arch, sizes) for arch, sizes in tiny(48).items()] + [
+    ("ced", "pretrained", {**tiny(48)["attention"], "encoder": "ced"})]
 EPOCHS = 10
 INT8_ARCH = "attention"
 
@@ -65,8 +69,8 @@ def build(out: Path) -> dict:
     summary = {"data": training_data(data), "clips": [c.name for c in clips], "bundles": {}}
     for dir_ in ("bundles", "reference"):
         (out / dir_).mkdir(exist_ok=True)
-    for arch, sizes in TINY.items():
-        run = out / "runs" / arch
+    for name, arch, sizes in TINY:
+        run = out / "runs" / name
         if run.exists():
             shutil.rmtree(run)
         train(TrainConfig(data=str(data), out=str(run), arch=arch, cache=str(out / "cache"),
@@ -75,10 +79,10 @@ def build(out: Path) -> dict:
         model, vocab, frontend, _ = load_checkpoint(run / "best.pt")
         mels = [features(c.audio, frontend) for c in test]
         seconds = window_seconds([c.audio for c in test], frontend)
-        info = BundleInfo(f"fixture-{arch}", arch, "MIT", training_data(data), seconds,
+        info = BundleInfo(f"fixture-{name}", arch, "MIT", training_data(data), seconds,
                           seconds / 2, DecodeParams(strategy="beam", beam_size=3,
                                                     alternatives=2, max_len=19))
-        bundle = out / "bundles" / arch
+        bundle = out / "bundles" / name
         write_bundle(bundle, model, vocab, frontend, info)
         fp32 = OnnxModel(bundle)
         p = parity(model, fp32, mels[:CLIPS])
@@ -91,12 +95,12 @@ def build(out: Path) -> dict:
                       sum(t.numel() for t in model.parameters()), [])
         validate_bundle(bundle)
         ref = references(bundle, clips, torch_stepper(model))
-        (out / "reference" / f"{arch}.json").write_text(json.dumps(ref, indent=1) + "\n")
-        summary["bundles"][arch] = {**metrics, "reference": "pytorch"}
-        print(f"{arch}: BLEU-4 {metrics['bleu_4']:.3f}, parity {p.max_abs_diff:.1e}, "
+        (out / "reference" / f"{name}.json").write_text(json.dumps(ref, indent=1) + "\n")
+        summary["bundles"][name] = {**metrics, "reference": "pytorch"}
+        print(f"{name}: BLEU-4 {metrics['bleu_4']:.3f}, parity {p.max_abs_diff:.1e}, "
               f"e.g. {hyps[0]!r}; {time.time() - started:.0f} s", flush=True)
 
-        if arch == INT8_ARCH:
+        if name == INT8_ARCH:
             int8_dir = out / "bundles" / f"{arch}-int8"
             if int8_dir.exists():
                 shutil.rmtree(int8_dir)

@@ -91,6 +91,13 @@ fn transformer_captions_equal_the_pytorch_reference() {
     check("transformer");
 }
 
+/// CED-Tiny (a 12-block transformer from its int8 ONNX export, ported to PyTorch) under a tiny
+/// attention decoder: tract runs CED's graph as PyTorch does.
+#[test]
+fn ced_captions_equal_the_pytorch_reference() {
+    check("ced");
+}
+
 #[test]
 fn int8_attention_captions_equal_the_onnxruntime_reference() {
     check("attention-int8");
