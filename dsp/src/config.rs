@@ -219,25 +219,14 @@ impl FrontendConfig {
     /// The graph centres with reflection where hark pads zeros: only a stream's first and
     /// last two frames differ.
     pub fn ced() -> Self {
+        // The default's framing, window, FFT, band count and range, power: torchaudio's too.
         Self {
-            sample_rate: 16_000,
-            n_fft: 512,
-            win_length: 512,
-            hop_length: 160,
-            window: WindowKind::Hann,
-            center: true,
-            framing: Framing::Librosa,
-            n_mels: 64,
-            f_min: 0.0,
-            f_max: 8_000.0,
             mel_scale: MelScale::Htk,
             mel_norm: MelNorm::None,
-            mel_weights: MelWeights::Librosa,
-            power: 2.0,
             log_offset: 1e-10,
             log: LogKind::Clamp,
-            norm_mean: 0.0,
             norm_std: core::f32::consts::LN_10 / 10.0,
+            ..Self::default()
         }
     }
 
