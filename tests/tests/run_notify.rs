@@ -127,6 +127,12 @@ fn a_stalled_reader_of_replayed_audio_keeps_the_pings_and_loses_no_caption() {
         let _ = stdout.read_to_end(&mut sink);
         sink
     });
+    // Keep reading the notify socket while the feeder writes: on a loaded machine the
+    // feeding outlasts the socket's queue, and a full queue blocks hark's pings (and with them
+    // the sink that would let the feeder finish).
+    while !feeder.is_finished() {
+        receive(&sock, Duration::from_millis(50));
+    }
     drop(feeder.join().unwrap());
     let (status, last) = wait_reading(&mut child, &sock);
     assert!(status.success(), "{status:?}");
