@@ -5,14 +5,20 @@
 
 use crate::config::SpeechPolicy;
 use crate::model::{Alternative, Tag};
-use crate::pipeline::triggers::Hit;
 
 /// The only text published for a speech window under `redact`.
 pub const REDACTED: &str = "people are talking";
 
-/// Everything published about one window, before the gate.
+/// A finding the gate keeps or drops by whether it is about people speaking: a fired trigger
+/// (`triggers::Hit`), which knows this from all of its phrases.
+pub trait AboutPeople {
+    /// Whether it says something about people speaking.
+    fn about_people(&self) -> bool;
+}
+
+/// Everything published about one window, before the gate; `H` is a fired trigger.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Findings {
+pub struct Findings<H> {
     /// The caption.
     pub text: String,
     /// Its length-normalised log-probability (None once redacted: it would score the
@@ -23,16 +29,16 @@ pub struct Findings {
     /// Tags over their thresholds.
     pub tags: Vec<Tag>,
     /// Triggers that reached their thresholds.
-    pub hits: Vec<Hit>,
+    pub hits: Vec<H>,
 }
 
 /// What the gate decided for one window.
 #[derive(Debug, PartialEq)]
-pub enum Gate {
+pub enum Gate<H> {
     /// Publish these findings (redacted when `redacted`).
     Publish {
         /// What may be published.
-        findings: Findings,
+        findings: Findings<H>,
         /// Whether the gate replaced the caption.
         redacted: bool,
     },
@@ -88,12 +94,12 @@ pub fn about_people(text: &str) -> bool {
 impl SpeechPolicy {
     /// Applies the policy to a window's findings; `speech` is the model's verdict (None: the
     /// model cannot tell, and the findings go out as they are).
-    pub fn gate(self, speech: Option<bool>, mut findings: Findings) -> Gate {
+    pub fn gate<H: AboutPeople>(self, speech: Option<bool>, mut findings: Findings<H>) -> Gate<H> {
         match (speech, self) {
             (Some(true), Self::Drop) => Gate::Drop,
             (Some(true), Self::Redact) => {
                 findings.tags.retain(|t| !about_people(&t.label));
-                findings.hits.retain(|h| !h.about_people);
+                findings.hits.retain(|h| !h.about_people());
                 Gate::Publish {
                     findings: Findings {
                         text: REDACTED.to_string(),
@@ -124,16 +130,27 @@ mod tests {
         }
     }
 
+    /// A fired trigger of one phrase.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Hit {
+        trigger: String,
+        phrase: String,
+    }
+
+    impl AboutPeople for Hit {
+        fn about_people(&self) -> bool {
+            about_people(&self.phrase)
+        }
+    }
+
     fn hit(trigger: &str, phrase: &str) -> Hit {
         Hit {
             trigger: trigger.into(),
             phrase: phrase.into(),
-            score: 3.2,
-            about_people: about_people(phrase),
         }
     }
 
-    fn window() -> Findings {
+    fn window() -> Findings<Hit> {
         Findings {
             text: "a man says good morning while a dog barks".into(),
             score: Some(-0.8),

@@ -69,6 +69,12 @@ pub struct Hit {
     pub about_people: bool,
 }
 
+impl privacy::AboutPeople for Hit {
+    fn about_people(&self) -> bool {
+        self.about_people
+    }
+}
+
 /// A trigger that fired on a window (the payload of `hark/<device>/trigger/<name>`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fired {
@@ -144,19 +150,7 @@ impl Triggers {
     /// Checks the tables against the model: names usable as topic levels and unique, at
     /// least one phrase each, every word known to the model; errors name the key.
     pub fn build(configs: &[TriggerConfig], bundle: &Bundle) -> Result<Self, TriggerError> {
-        if configs.len() > MAX_TRIGGERS {
-            return Err(TriggerError::TooMany {
-                what: format!("{} triggers", configs.len()),
-                max: MAX_TRIGGERS,
-            });
-        }
-        let all: usize = configs.iter().map(|c| c.phrases.len()).sum();
-        if all > MAX_ALL_PHRASES {
-            return Err(TriggerError::TooMany {
-                what: format!("{all} phrases in all triggers"),
-                max: MAX_ALL_PHRASES,
-            });
-        }
+        check_sizes(configs)?;
         let mut list = Vec::new();
         for (index, c) in configs.iter().enumerate() {
             if c.name.is_empty()
@@ -179,25 +173,6 @@ impl Triggers {
             }
             if c.phrases.is_empty() {
                 return Err(TriggerError::NoPhrases { index });
-            }
-            if c.phrases.len() > MAX_PHRASES {
-                return Err(TriggerError::TooMany {
-                    what: format!("triggers[{index}].phrases: {}", c.phrases.len()),
-                    max: MAX_PHRASES,
-                });
-            }
-            if let Some(p) = c
-                .phrases
-                .iter()
-                .find(|p| p.chars().count() > MAX_PHRASE_CHARS)
-            {
-                return Err(TriggerError::TooMany {
-                    what: format!(
-                        "triggers[{index}].phrases: a phrase of {} characters",
-                        p.chars().count()
-                    ),
-                    max: MAX_PHRASE_CHARS,
-                });
             }
             let phrases = c
                 .phrases
@@ -273,6 +248,46 @@ impl Triggers {
         }
         out
     }
+}
+
+/// The bounds on how much the triggers ask of every window (`MAX_TRIGGERS`, `MAX_PHRASES`,
+/// `MAX_ALL_PHRASES`, `MAX_PHRASE_CHARS`), checked before any phrase is read.
+fn check_sizes(configs: &[TriggerConfig]) -> Result<(), TriggerError> {
+    if configs.len() > MAX_TRIGGERS {
+        return Err(TriggerError::TooMany {
+            what: format!("{} triggers", configs.len()),
+            max: MAX_TRIGGERS,
+        });
+    }
+    let all: usize = configs.iter().map(|c| c.phrases.len()).sum();
+    if all > MAX_ALL_PHRASES {
+        return Err(TriggerError::TooMany {
+            what: format!("{all} phrases in all triggers"),
+            max: MAX_ALL_PHRASES,
+        });
+    }
+    for (index, c) in configs.iter().enumerate() {
+        if c.phrases.len() > MAX_PHRASES {
+            return Err(TriggerError::TooMany {
+                what: format!("triggers[{index}].phrases: {}", c.phrases.len()),
+                max: MAX_PHRASES,
+            });
+        }
+        if let Some(p) = c
+            .phrases
+            .iter()
+            .find(|p| p.chars().count() > MAX_PHRASE_CHARS)
+        {
+            return Err(TriggerError::TooMany {
+                what: format!(
+                    "triggers[{index}].phrases: a phrase of {} characters",
+                    p.chars().count()
+                ),
+                max: MAX_PHRASE_CHARS,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The label of the model's own tag head (the first) that `phrase` names: its first word
