@@ -261,12 +261,16 @@ class CEDEncoder(nn.Module):
         silence = torch.full_like(mel[:, :, :1], SILENCE_DB).expand(-1, -1, self.MIN_FRAMES)
         return torch.cat([mel, silence], dim=2).index_select(2, torch.arange(frames))
 
+    @staticmethod
+    def side_by_side(tokens):
+        """A block's tokens [B, 4 x Tp, D] (frequency-major, as CED makes them) as one
+        position per time patch, its 4 frequency tokens side by side: [B, Tp, 4 x D]."""
+        b, n, d = tokens.shape
+        return (tokens.view(b, FREQ_PATCHES, n // FREQ_PATCHES, d).permute(0, 2, 1, 3)
+                .reshape(b, n // FREQ_PATCHES, FREQ_PATCHES * d))
+
     def forward(self, mel):
-        out = []
-        for tokens in self.ced(self.padded(mel), self.taps):
-            b, n, d = tokens.shape  # frequency-major: (B, 4 x Tp, D)
-            out.append(tokens.view(b, FREQ_PATCHES, n // FREQ_PATCHES, d)
-                       .permute(0, 2, 1, 3).reshape(b, n // FREQ_PATCHES, FREQ_PATCHES * d))
+        out = [self.side_by_side(t) for t in self.ced(self.padded(mel), self.taps)]
         return torch.cat(out, dim=2) if len(out) > 1 else out[0]
 
     def audioset(self, features):

@@ -575,22 +575,24 @@ def fetch_packages(names: list[str], debs: Path, unpack: Path) -> dict[str, Path
     return roots
 
 
+def _zip_clips(name: str, archive: Path, licence: str, prefix: str = "") -> list[Found]:
+    """The audio files of a zip archive under `prefix`, read when used."""
+    z = zipfile.ZipFile(archive)
+    members = [m for m in z.namelist() if m.startswith(prefix) and m.lower().endswith(AUDIO)]
+    return [Found(name, m, lambda m=m: z.read(m), licence) for m in sorted(members)]
+
+
 def package_clips(name: str, root: Path) -> list[Found]:
     """Every audio file of an unpacked package (0ad-data: the audio/ folder of public.zip;
     openttd-opensfx: the sounds of opensfx.cat; ufoai-sound: 0snd.pk3; gcompris-qt-data: its
     Qt resource archives)."""
     licence, where = PACKAGES[name]
     if name == "0ad-data":
-        z = zipfile.ZipFile(root / where)
-        members = [m for m in z.namelist() if m.startswith("audio/") and m.lower().endswith(AUDIO)]
-        return [Found(name, m, lambda m=m: z.read(m), licence) for m in sorted(members)]
+        return _zip_clips(name, root / where, licence, "audio/")
     if name == "openttd-opensfx":
         return _opensfx_clips(name, root, where)
     if name == "ufoai-sound":  # 0snd.pk3 is a zip
-        z = zipfile.ZipFile(root / where)
-        members = sorted(m for m in z.namelist() if m.lower().endswith(AUDIO))
-        return _with_copyright(name, root, [Found(name, m, lambda m=m: z.read(m), licence)
-                                            for m in members])
+        return _with_copyright(name, root, _zip_clips(name, root / where, licence))
     if name == "gcompris-qt-data":  # one Qt resource archive per activity
         found = []
         for rcc in sorted((root / where).glob("*.rcc")):

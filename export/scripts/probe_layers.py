@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from hark_export import data
-from hark_export.ced import load_ced
+from hark_export.ced import DEPTH, PATCH, load_ced
 from hark_export.yamnet import load_yamnet
 
 FIRST = {"yamnet": 6, "ced": 0}  # YAMNet's layers 6-11 are 512 wide at 1/16 of the frame
@@ -43,12 +43,10 @@ def ced_features(corpus: Path, rows: list[dict]) -> dict[str, list[np.ndarray]]:
         for r in rows:
             mel = torch.from_numpy(np.asarray(data.features(corpus / r["path_16000"], frontend),
                                               dtype=np.float32))[None]
-            patches = max(1, min(mel.shape[2], enc.MIN_FRAMES) // 16)  # the clip's own
-            blocks = enc.ced(enc.padded(mel), tuple(range(12)))
+            patches = max(1, min(mel.shape[2], enc.MIN_FRAMES) // PATCH)  # the clip's own
             feats = []
-            for tokens in blocks:
-                t = tokens[0].view(4, -1, tokens.shape[2])[:, :patches]  # (4, Tp, 192)
-                f = t.permute(1, 0, 2).reshape(patches, -1)  # (Tp, 768)
+            for tokens in enc.ced(enc.padded(mel), tuple(range(DEPTH))):
+                f = enc.side_by_side(tokens)[0, :patches]  # (Tp, 768)
                 feats.append(np.concatenate([f.mean(0).numpy(),
                                              f.std(0, unbiased=False).numpy()]))
             out[r["id"]] = feats
