@@ -40,6 +40,34 @@ def named_categories(caption: str, synonyms: dict[str, set[str]]) -> list[str]:
     return found
 
 
+# Words that join one event to another: a caption holding one says a window has several.
+SEQUENCE_WORDS = {"then", "followed", "while", "after", "before", "meanwhile", "again"}
+# Function words that may repeat in a fluent caption.
+FUNCTION_WORDS = {"a", "an", "the", "is", "are", "and", "then", "while", "with", "in", "on",
+                  "of", "by", "at", "to", "from", "as", "its", "it", "some", "followed",
+                  "being", "into", "over", "up", "down", "off", "out"}
+
+
+def caption_shape(caption: str, truth: str, synonyms: dict[str, set[str]]) -> dict:
+    """How a caption of a one-sound clip describes it: the categories it invents (named but
+    not `truth`), whether it tells several events (a sequence word or two categories named),
+    and the content words it repeats ("a cow moos then a cow moos")."""
+    words = normalise_caption(caption).split()
+    named = named_categories(caption, synonyms)
+    content = [w for w in words if w not in FUNCTION_WORDS]
+    return {"invented": [c for c in named if c != truth],
+            "several": bool(SEQUENCE_WORDS & set(words)) or len(named) > 1,
+            "repeated": sorted({w for w in content if content.count(w) > 1})}
+
+
+def shape_rates(shapes: list[dict]) -> dict:
+    """The share of captions that invent a category, tell several events, repeat a word."""
+    n = max(len(shapes), 1)
+    return {"invented_rate": sum(bool(s["invented"]) for s in shapes) / n,
+            "several_rate": sum(s["several"] for s in shapes) / n,
+            "repeated_rate": sum(bool(s["repeated"]) for s in shapes) / n}
+
+
 def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
     """Area under the precision-recall curve as the mean precision at each positive
     (scikit-learn's average_precision_score without interpolation)."""
@@ -150,6 +178,7 @@ def evaluate(bundle: Path, rows: list[dict], corpus: Path, hark: Path, out: Path
     truth = [r["category"] for r in rows]
     hits = [bool(set(normalise_caption(c).split()) & synonyms[t]) for c, t in zip(captions, truth)]
     named = [(named_categories(c, synonyms) or ["none"])[0] for c in captions]
+    shapes = [caption_shape(c, t, synonyms) for c, t in zip(captions, truth)]
     labels, probs = tag_probabilities(bundle, audio)
     categories = sorted(set(truth))
     per_cat = {}
@@ -167,27 +196,69 @@ def evaluate(bundle: Path, rows: list[dict], corpus: Path, hark: Path, out: Path
     for i, r in enumerate(rows):
         top = np.argsort(-probs[i])[:3] if len(labels) else []
         clips.append({"id": r["id"], "category": truth[i], "caption": captions[i],
-                      "hit": hits[i], "named": named[i],
+                      "hit": hits[i], "named": named[i], **shapes[i],
                       "tags": [[labels[j], round(float(probs[i, j]), 3)] for j in top]})
     return {"bundle": str(bundle), "clips": len(rows),
             "speech": speech_detection(windows, truth, bundle),
             "hit_rate": float(np.mean(hits)),
             "category_mean_hit_rate": float(np.mean([v["hit_rate"] for v in per_cat.values()])),
-            "tag_map": float(np.mean(aps)) if aps else None,
+            "tag_map": float(np.mean(aps)) if aps else None, **shape_rates(shapes),
             "categories": per_cat, "per_clip": clips}
 
 
-def report(results: list[dict], split: str, out: Path) -> None:
+def label_words(label: str) -> set[str]:
+    """The words of an AudioSet class name ("Cattle, bovinae" → {"cattle", "bovinae"})."""
+    return set(normalise_caption(label).split())
+
+
+def tagger(rows: list[dict], corpus: Path, top: int = 3) -> dict:
+    """CED-Tiny's own AudioSet head, zero-shot, judged by the captions' rule: a clip counts
+    when a word of its `top` highest class names names its category. The row a captioner
+    built on CED must beat."""
+    import torch
+
+    from hark_export.ced import load_ced
+    from hark_export.data import features
+    enc, _, frontend, _ = load_ced("ced")
+    names = enc.class_names()
+    synonyms = load_table().synonyms()
+    hits, per_cat, clips = [], {}, []
+    with torch.no_grad():
+        for r in progress(rows, "CED AudioSet head"):
+            mel = torch.from_numpy(np.asarray(features(corpus / r["path_16000"], frontend),
+                                              dtype=np.float32))[None]
+            probs = enc.audioset(enc(mel))[0, 0].numpy()
+            labels = [names[j] for j in np.argsort(-probs)[:top]]
+            hit = bool(set().union(*map(label_words, labels)) & synonyms[r["category"]])
+            hits.append(hit)
+            per_cat.setdefault(r["category"], []).append(hit)
+            clips.append({"id": r["id"], "category": r["category"], "labels": labels, "hit": hit})
+    return {"bundle": f"CED-Tiny AudioSet head, top {top} labels (zero-shot)",
+            "clips": len(rows), "hit_rate": float(np.mean(hits)),
+            "category_mean_hit_rate": float(np.mean([np.mean(v) for v in per_cat.values()])),
+            "per_category": {c: float(np.mean(v)) for c, v in per_cat.items()}, "per_clip": clips}
+
+
+def report(results: list[dict], split: str, out: Path, tags: dict | None = None) -> None:
     lines = [f"# Held-out single sounds ({split} split)", "",
              "Keyword hit: the best caption (`hark caption`, the bundle's default decoding) "
              "contains a word naming the clip's category (sounds.toml synonyms). Tag AP: "
-             "average precision of the tag head's probability for the category over all clips.",
-             "", "| bundle | clips | keyword hit | mean of per-category hit rates | tag mAP |",
-             "|---|---:|---:|---:|---:|"]
+             "average precision of the tag head's probability for the category over all clips. "
+             "Every clip holds one sound, so a caption that names another category invents it, "
+             "one with a sequence word (then, while, after, …) or two categories tells several "
+             "events, and one with a content word twice repeats itself.",
+             "", "| bundle | clips | keyword hit | mean of per-category hit rates | tag mAP "
+             "| invents a category | tells several events | repeats a word |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         tag_map = f"{r['tag_map']:.3f}" if r["tag_map"] is not None else "—"
         lines.append(f"| {Path(r['bundle']).name} | {r['clips']} | {100 * r['hit_rate']:.1f} % | "
-                     f"{100 * r['category_mean_hit_rate']:.1f} % | {tag_map} |")
+                     f"{100 * r['category_mean_hit_rate']:.1f} % | {tag_map} | "
+                     f"{100 * r['invented_rate']:.1f} % | {100 * r['several_rate']:.1f} % | "
+                     f"{100 * r['repeated_rate']:.1f} % |")
+    if tags:
+        lines.append(f"| {tags['bundle']} | {tags['clips']} | {100 * tags['hit_rate']:.1f} % | "
+                     f"{100 * tags['category_mean_hit_rate']:.1f} % | — | — | — | — |")
     for r in results:
         name = Path(r["bundle"]).name
         lines += ["", f"## {name}", ""]
@@ -228,7 +299,11 @@ def update_card(bundle: Path, r: dict, split: str) -> None:
              "`hark caption` with the bundle's default decoding: the caption names the clip's "
              f"category (a synonym from sounds.toml) for **{100 * r['hit_rate']:.1f} %** of "
              f"clips ({100 * r['category_mean_hit_rate']:.1f} % averaged over categories); "
-             f"the tag head's mean average precision over categories is {tag_map}.", ""]
+             f"the tag head's mean average precision over categories is {tag_map}."
+             + (f" Each clip holds one sound: {100 * r['invented_rate']:.1f} % of captions name "
+                f"a category that is not there, {100 * r['several_rate']:.1f} % tell several "
+                f"events and {100 * r['repeated_rate']:.1f} % repeat a content word."
+                if "invented_rate" in r else ""), ""]
     if r.get("speech"):
         lines += speech_lines(r["speech"]) + [""]
     lines += ["| category | clips | recordings | keyword hit | tag AP |", "|---|---:|---:|---:|---:|"]
@@ -247,6 +322,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--hark", type=Path, default=Path(os.environ.get("HARK", HARK)))
+    parser.add_argument("--tagger", action="store_true",
+                        help="add CED-Tiny's own AudioSet head (top 3 labels) as a row")
     parser.add_argument("--card", action="store_true",
                         help="write the results into each bundle's MODEL_CARD.md")
     args = parser.parse_args(argv)
@@ -261,8 +338,13 @@ def main(argv: list[str] | None = None) -> None:
         results.append(r)
         if args.card:
             update_card(b, r, args.split)
-    (args.out / "sounds.json").write_text(json.dumps(results, indent=1) + "\n")
-    report(results, args.split, args.out)
+    tags = tagger(rows, args.corpus) if args.tagger else None
+    if tags:
+        print(f"{tags['bundle']}: keyword hit {100 * tags['hit_rate']:.1f} %, "
+              f"per-category mean {100 * tags['category_mean_hit_rate']:.1f} %")
+    (args.out / "sounds.json").write_text(json.dumps(results + ([tags] if tags else []),
+                                                     indent=1) + "\n")
+    report(results, args.split, args.out, tags)
     print(f"wrote {args.out / 'sounds.json'} and {args.out / 'SOUNDS.md'}")
 
 

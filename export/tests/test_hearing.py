@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from hark_export.hearing import average_precision, named_categories
+from hark_export.hearing import average_precision, caption_shape, named_categories, shape_rates
 
 
 def test_a_caption_names_categories_in_the_order_their_words_come():
@@ -10,6 +10,18 @@ def test_a_caption_names_categories_in_the_order_their_words_come():
     assert named_categories("Rain falls while a dog barks", synonyms) == ["rain", "dog"]
     assert named_categories("a dog barks, a dog barks", synonyms) == ["dog"]
     assert named_categories("someone whistles", synonyms) == []
+
+
+def test_a_one_sound_caption_is_judged_for_invented_events_sequences_and_repeats():
+    synonyms = {"cow": {"cow", "cattle", "moos"}, "dog": {"dog", "barks"}, "saw": {"saw"}}
+    assert caption_shape("a cow moos", "cow", synonyms) == \
+        {"invented": [], "several": False, "repeated": []}
+    told = caption_shape("a cow mooing then a cow moos then cattle lowing", "cow", synonyms)
+    assert told == {"invented": [], "several": True, "repeated": ["cow"]}
+    invented = caption_shape("a dog barks and a saw buzzes", "dog", synonyms)
+    assert invented["invented"] == ["saw"] and invented["several"]
+    rates = shape_rates([told, invented, caption_shape("a cow moos", "cow", synonyms)])
+    assert rates == {"invented_rate": 1 / 3, "several_rate": 2 / 3, "repeated_rate": 1 / 3}
 
 
 def test_average_precision_is_one_when_positives_rank_first_and_falls_otherwise():
