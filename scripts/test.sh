@@ -8,8 +8,9 @@ cd "$REPO"
 # mosquitto + openssl: the MQTT end-to-end tests run a real broker, with TLS certificates made
 # by openssl; libasound2-data: the ALSA config the cpal capture test builds on; systemd: its
 # systemd-analyze checks the service unit; espeak-ng speaks for the speech-gate tests and
-# strace shows that a run writes no file.
-apt_install build-essential pkg-config libasound2-dev libasound2-data espeak-ng sox curl \
+# strace shows that a run writes no file; sox (with libsox-fmt-mp3) and lame encode the audio
+# formats `hark caption` reads.
+apt_install build-essential pkg-config libasound2-dev libasound2-data espeak-ng sox libsox-fmt-mp3 lame curl \
   default-jre-headless mosquitto openssl systemd strace
 ensure_rust
 "$REPO/scripts/setup-python.sh"

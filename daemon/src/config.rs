@@ -25,7 +25,8 @@ pub enum SourceConfig {
         #[serde(default)]
         max_seconds: Option<f32>,
     },
-    /// A WAV or FLAC file, read as fast as possible or paced in real time.
+    /// An audio file (WAV, FLAC, Ogg Vorbis, MP3, AAC/M4A), read as fast as possible or paced
+    /// in real time.
     File {
         /// The file.
         path: PathBuf,
@@ -158,7 +159,7 @@ pub struct PrivacyConfig {
 
 /// What to do with a finished window when the inference thread is still busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub enum Overflow {
     /// Drop the oldest queued window and count it (bounded latency; live sources).
     DropOldest,
@@ -175,7 +176,7 @@ pub struct PipelineConfig {
     /// Captions and trigger messages waiting for the sink, at most (the outbox; for MQTT in
     /// front of the client's own queue).
     pub outbox: usize,
-    /// Overflow policy of both queues; default `drop-oldest` for live sources, `block`
+    /// Overflow policy of both queues; default `drop_oldest` for live sources, `block`
     /// otherwise.
     pub overflow: Option<Overflow>,
     /// Capacity of the capture ring buffer, seconds of audio.
@@ -407,7 +408,7 @@ impl Config {
                 channels,
                 ..
             } => {
-                if !crate::source::wav::SAMPLE_RATES.contains(sample_rate) {
+                if !crate::source::audio_file::SAMPLE_RATES.contains(sample_rate) {
                     bail!("source.sample_rate = {sample_rate}: must be in 1000..=384000");
                 }
                 if *channels == 0 || *channels > 32 {
@@ -420,7 +421,7 @@ impl Config {
                 ..
             } => {
                 if let Some(r) = sample_rate
-                    && !crate::source::wav::SAMPLE_RATES.contains(r)
+                    && !crate::source::audio_file::SAMPLE_RATES.contains(r)
                 {
                     bail!("source.sample_rate = {r}: must be in 1000..=384000");
                 }
@@ -433,11 +434,11 @@ impl Config {
             SourceConfig::File { path, .. } => {
                 if !path.is_file() {
                     bail!(
-                        "source.path = {}: no such file (give a WAV or FLAC file)",
+                        "source.path = {}: no such file (give an audio file: WAV, FLAC, Ogg Vorbis, MP3 or AAC/M4A)",
                         path.display()
                     );
                 }
-                crate::source::wav::check(path)
+                crate::source::audio_file::check(path)
                     .map_err(|e| anyhow::anyhow!("source.path: {e:#}"))?;
             }
         }
@@ -653,8 +654,11 @@ pub enum Backend {
     #[default]
     Tract,
     /// The TorchScript twin through libtorch, on CUDA when available (`--features tch`).
+    // Out of the help of a build without it; still parsed, to say how to get it.
+    #[cfg_attr(not(feature = "tch"), value(hide = true))]
     Torch,
     /// The ONNX graphs through ONNX Runtime, for benchmarks (`--features ort`, ORT_DYLIB_PATH).
+    #[cfg_attr(not(feature = "ort"), value(hide = true))]
     Ort,
 }
 

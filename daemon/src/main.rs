@@ -42,16 +42,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         backend: config::Backend,
     },
-    /// Caption WAV or FLAC files, window by window, and print the captions.
+    /// Caption audio files, window by window, and print the captions.
     Caption {
-        /// WAV or FLAC files (any rate and channel count).
+        /// Audio files: WAV, FLAC, Ogg Vorbis, MP3 or AAC/M4A, any rate and channel count;
+        /// `-` reads one from standard input. A file that fails is reported and the next
+        /// one captioned; the exit status is 1 if any failed.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Model bundle directory (default: the bundle shipped with hark).
         #[arg(long)]
         bundle: Option<PathBuf>,
-        /// Runtime: tract (ONNX, CPU), torch (TorchScript twin; needs `--features tch`) or ort
-        /// (ONNX Runtime, for benchmarks; needs `--features ort`).
+        /// Runtime that runs the bundle (the values this build has).
         #[arg(long, value_enum, default_value_t)]
         backend: config::Backend,
         /// Print one JSON object per window (text, tags, score, alternatives, timings).
@@ -72,9 +73,10 @@ enum Command {
         #[command(flatten)]
         decoding: DecodeArgs,
     },
-    /// Write the log-mel features of a WAV or FLAC file as a float32 .npy array [n_mels, frames].
+    /// Write the log-mel features of an audio file as a float32 .npy array [n_mels, frames].
     Features {
-        /// Input WAV or FLAC file (any rate and channel count; resampled and downmixed).
+        /// Input audio file (WAV, FLAC, Ogg Vorbis, MP3, AAC/M4A; any rate and channel count;
+        /// resampled and downmixed).
         file: PathBuf,
         /// Output .npy file.
         #[arg(long)]
@@ -94,7 +96,8 @@ struct RunArgs {
     /// Configuration file (TOML); without it, built-in defaults and `HARK__…` variables.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Caption this WAV or FLAC file instead of the configured source, then exit.
+    /// Caption this audio file (WAV, FLAC, Ogg Vorbis, MP3, AAC/M4A) instead of the
+    /// configured source, then exit.
     #[arg(long, conflicts_with_all = ["stdin", "microphone"])]
     file: Option<PathBuf>,
     /// With --file: deliver the audio at its real speed, like a microphone.
@@ -118,8 +121,7 @@ struct RunArgs {
     /// Model bundle directory.
     #[arg(long)]
     bundle: Option<PathBuf>,
-    /// Runtime: tract (ONNX, CPU), torch (TorchScript twin; needs `--features tch`) or ort
-    /// (ONNX Runtime, for benchmarks; needs `--features ort`).
+    /// Runtime that runs the bundle (the values this build has).
     #[arg(long, value_enum)]
     backend: Option<config::Backend>,
     /// Publish to this MQTT broker: HOST, HOST:PORT, an IPv6 address or [IPv6]:PORT (default: the config's, else stdout).
@@ -160,10 +162,14 @@ impl RunArgs {
                 max_seconds: None,
             };
         }
-        if let (Some(s), SourceConfig::Microphone { max_seconds, .. }) =
-            (self.seconds, &mut cfg.source)
-        {
-            *max_seconds = Some(s);
+        match (self.seconds, &mut cfg.source) {
+            (Some(s), SourceConfig::Microphone { max_seconds, .. }) => *max_seconds = Some(s),
+            (Some(s), other) => anyhow::bail!(
+                "--seconds {s}: it stops a microphone, but the source is {}; a file or stdin \
+                 ends with its audio (cut a file first, e.g. `sox in.wav out.wav trim 0 {s}`)",
+                other.describe()
+            ),
+            (None, _) => {}
         }
         if self.bundle.is_some() {
             cfg.model.bundle = self.bundle;
@@ -220,25 +226,25 @@ struct DecodeArgs {
     /// Decoding strategy.
     #[arg(long, value_enum)]
     strategy: Option<Strategy>,
-    /// Beam width (beam, diverse-beam).
+    /// Beam width (beam, diverse_beam).
     #[arg(long)]
     beam_size: Option<usize>,
-    /// Beam groups (diverse-beam).
+    /// Beam groups (diverse_beam).
     #[arg(long)]
     groups: Option<usize>,
-    /// Penalty per earlier group choosing the same token (diverse-beam).
+    /// Penalty per earlier group choosing the same token (diverse_beam).
     #[arg(long)]
     diversity_penalty: Option<f32>,
-    /// Sampling temperature (sample, sample-rerank).
+    /// Sampling temperature (sample, sample_rerank).
     #[arg(long)]
     temperature: Option<f32>,
     /// Keep the k most probable tokens (sample; 0 = all).
     #[arg(long)]
     top_k: Option<usize>,
-    /// Nucleus mass (sample, sample-rerank).
+    /// Nucleus mass (sample, sample_rerank).
     #[arg(long)]
     top_p: Option<f32>,
-    /// Samples drawn (sample-rerank).
+    /// Samples drawn (sample_rerank).
     #[arg(long)]
     samples: Option<usize>,
     /// Alternatives reported besides the best caption.
@@ -390,49 +396,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!("--trigger: {e}"))?;
-            // A progress line on a terminal for files longer than a few windows.
-            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            for file in &files {
-                // The header's length, read only for a terminal (caption_file opens the file
-                // again to read it).
-                let seconds = if progress {
-                    source::wav::Stream::open(file)?.seconds()
-                } else {
-                    0.0
-                };
-                let show = seconds > 60.0;
-                let emit = |w: cli::caption::FileWindow| {
-                    if show {
-                        eprint!("\r\x1b[K");
-                    }
-                    if json {
-                        println!("{}", serde_json::to_string(&w)?);
-                    } else {
-                        println!("{}", cli::caption::describe(&w));
-                    }
-                    if show {
-                        let done = f64::from(w.end) / seconds;
-                        eprint!(
-                            "{}: {:.0} % of {:.0} s",
-                            file.display(),
-                            100.0 * done.min(1.0),
-                            seconds
-                        );
-                    }
-                    Ok(())
-                };
-                cli::caption::caption_file(
-                    model.as_ref(),
-                    file,
-                    &params,
-                    &tags,
-                    silence_dbfs,
-                    &phrases,
-                    emit,
-                )?;
-                if show {
-                    eprintln!();
-                }
+            let settings = cli::caption::Settings {
+                params,
+                tags,
+                silence_dbfs,
+                phrases,
+            };
+            let failed = cli::caption::caption_files(model.as_ref(), &settings, &files, json);
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} file(s) could not be captioned", files.len());
             }
         }
         Command::Features {
@@ -478,6 +450,9 @@ fn main() -> ExitCode {
     let mut logger = env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("hark=info,warn"),
     );
+    // symphonia logs its own probing at error level ("probe reach EOF"); hark reports what it
+    // means for the file.
+    logger.filter_module("symphonia", log::LevelFilter::Off);
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         // Under systemd: journald adds time and unit; `<N>` prefixes carry the priority.
         logger.format(|out, record| {

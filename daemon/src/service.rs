@@ -190,7 +190,7 @@ impl Service {
         let source = crate::source::open(&cfg.source, manifest.frontend.sample_rate)?;
         let source_rate = source.sample_rate();
         log::info!(
-            "listening to {}; {:.2} s windows every {:.2} s; device id {device}",
+            "listening to {} with model {model_name}; {:.2} s windows every {:.2} s; device id {device}",
             source.describe(),
             window.0 as f32 / fps,
             window.1 as f32 / fps

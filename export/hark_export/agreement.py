@@ -48,9 +48,9 @@ ARCHS = ("baseline", "improved", "attention", "transformer")
 # `hark caption` options of the alternatives comparison; the rest are each bundle's [decoding].
 ALTERNATIVES = {
     "beam-6": {"strategy": "beam", "beam_size": 6, "alternatives": 5},
-    "diverse-beam": {"strategy": "diverse_beam", "beam_size": 6, "groups": 3,
+    "diverse_beam": {"strategy": "diverse_beam", "beam_size": 6, "groups": 3,
                      "diversity_penalty": 1.0, "alternatives": 5},
-    "sample-rerank": {"strategy": "sample_rerank", "samples": 16, "top_p": 0.9, "seed": 0,
+    "sample_rerank": {"strategy": "sample_rerank", "samples": 16, "top_p": 0.9, "seed": 0,
                       "alternatives": 5},
 }
 NEAR_TIE = 1e-3  # log-probability; float rounding moves logits by ~1e-6, this leaves margin

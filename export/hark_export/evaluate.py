@@ -190,7 +190,7 @@ def hark_flags(given: dict) -> list[str]:
     """`hark caption` options for the `given` decoding options (the rest stay the bundle's)."""
     flags = []
     for k, v in given.items():
-        flags += ["--" + k.replace("_", "-"), str(v).replace("_", "-") if k == "strategy" else str(v)]
+        flags += ["--" + k.replace("_", "-"), str(v)]  # values are spelt as in bundles
     return flags
 
 

@@ -43,7 +43,7 @@ def test_diagnostics_expose_a_mode_collapsed_model():
 def test_decoding_options_become_the_same_hark_caption_flags():
     assert hark_flags({}) == []
     assert hark_flags({"strategy": "diverse_beam", "beam_size": 4, "no_repeat_ngram": 2}) == [
-        "--strategy", "diverse-beam", "--beam-size", "4", "--no-repeat-ngram", "2"]
+        "--strategy", "diverse_beam", "--beam-size", "4", "--no-repeat-ngram", "2"]
 
 
 def test_optional_metrics_are_skipped_with_the_reason():

@@ -92,7 +92,7 @@ fn a_file_that_is_not_wav_gets_an_error_naming_it() {
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(
-        err.contains("notes.wav") && err.contains("as a WAV file"),
+        err.contains("notes.wav: not an audio file hark can read"),
         "{err}"
     );
 }

@@ -1,7 +1,7 @@
 //! `hark caption`: captions audio files window by window with a bundle, for one-off use and
 //! for evaluating bundles through exactly the daemon's code path.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -13,6 +13,70 @@ use crate::model::captioner::ms;
 use crate::model::{Alternative, Captioner, Tag};
 use crate::pipeline::triggers::Baselines;
 use crate::pipeline::window::{Window, Windower};
+use crate::source::audio_file::Stream;
+
+/// How `hark caption` judges a window: the decoding, tag thresholds, silence threshold and
+/// trigger phrases (with their tokens) the daemon would use.
+pub struct Settings {
+    /// Decoding parameters.
+    pub params: DecodeParams,
+    /// Tag thresholds.
+    pub tags: TagConfig,
+    /// Windows quieter than this (RMS, dBFS) are silent.
+    pub silence_dbfs: f32,
+    /// `--trigger` phrases and their tokens.
+    pub phrases: Vec<(String, Vec<u32>)>,
+}
+
+/// Captions each of `files` (`-`: an audio file on standard input) in turn, printing one line
+/// (or one JSON object with `json`) per window as it is done. A file that cannot be read or
+/// decoded is reported on stderr in one line and the next one is captioned; returns how many
+/// failed.
+pub fn caption_files(
+    model: &dyn Captioner,
+    settings: &Settings,
+    files: &[PathBuf],
+    json: bool,
+) -> usize {
+    // A progress line on a terminal for files longer than a minute.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut failed = 0;
+    for file in files {
+        let (name, stream) = if file == Path::new("-") {
+            ("standard input".to_string(), Stream::stdin())
+        } else {
+            (file.display().to_string(), Stream::open(file))
+        };
+        let seconds = match &stream {
+            Ok(s) if terminal => s.seconds().filter(|&s| s > 60.0),
+            _ => None,
+        };
+        let emit = |w: FileWindow| {
+            if seconds.is_some() {
+                eprint!("\r\x1b[K");
+            }
+            if json {
+                println!("{}", serde_json::to_string(&w)?);
+            } else {
+                println!("{}", describe(&w));
+            }
+            if let Some(seconds) = seconds {
+                let done = (f64::from(w.end) / seconds).min(1.0);
+                eprint!("{name}: {:.0} % of {seconds:.0} s", 100.0 * done);
+            }
+            Ok(())
+        };
+        let result = stream.and_then(|s| caption_file(model, settings, s, &name, emit));
+        if seconds.is_some() {
+            eprintln!();
+        }
+        if let Err(e) = result {
+            eprintln!("error: {e:#}");
+            failed += 1;
+        }
+    }
+    failed
+}
 
 /// One window of a file: captioned, or silent.
 #[derive(Debug, Serialize)]
@@ -108,18 +172,22 @@ pub fn describe(w: &FileWindow) -> String {
 // see whole; its steps are the daemon's own (Windower, caption_mel, TagConfig, triggers).
 pub fn caption_file(
     model: &dyn Captioner,
-    file: &Path,
-    params: &DecodeParams,
-    tags: &TagConfig,
-    silence_dbfs: f32,
-    phrases: &[(String, Vec<u32>)],
+    settings: &Settings,
+    stream: Stream,
+    name: &str,
     mut emit: impl FnMut(FileWindow) -> Result<()>,
 ) -> Result<()> {
+    let Settings {
+        params,
+        tags,
+        silence_dbfs,
+        phrases,
+    } = settings;
+    let silence_dbfs = *silence_dbfs;
     let bundle = model.bundle();
     let m = &bundle.manifest;
-    let stream = crate::source::wav::Stream::open(file)?;
     let mut windower = Windower::new(&m.frontend, stream.sample_rate(), m.window_frames())
-        .with_context(|| format!("{}: cannot compute features", file.display()))?;
+        .with_context(|| format!("{name}: cannot compute features"))?;
     let fps = m.frames_per_second();
     let tokens: Vec<Vec<u32>> = phrases.iter().map(|(_, t)| t.clone()).collect();
     let labels: Vec<Option<usize>> = phrases
@@ -137,7 +205,7 @@ pub fn caption_file(
             (window.start_frame as usize + window.frames) as f32 / fps,
         );
         let mut out = FileWindow {
-            file: file.display().to_string(),
+            file: name.to_string(),
             start,
             end,
             level_dbfs: window.level_dbfs,
@@ -154,7 +222,7 @@ pub fn caption_file(
         if window.level_dbfs >= silence_dbfs {
             let c = model
                 .caption_mel(&window.mel, params, &tokens)
-                .with_context(|| format!("{}: window {start:.1}-{end:.1} s", file.display()))?;
+                .with_context(|| format!("{name}: window {start:.1}-{end:.1} s"))?;
             out.silent = false;
             out.tags = tags.select(bundle, &c.tag_probabilities);
             out.text = Some(c.text);
@@ -215,10 +283,7 @@ pub fn caption_file(
     }
     let sanitized = windower.sanitized_samples();
     if sanitized > 0 {
-        log::warn!(
-            "{}: {sanitized} non-finite sample(s) were replaced by silence",
-            file.display()
-        );
+        log::warn!("{name}: {sanitized} non-finite sample(s) were replaced by silence");
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ pub fn load_frontend(path: &Path) -> Result<FrontendConfig> {
 /// Computes the log-mel of `input` and writes it to `out` as float32 `[n_mels, frames]`.
 /// Returns the number of frames.
 pub fn write(input: &Path, out: &Path, cfg: &FrontendConfig) -> Result<usize> {
-    let clip = crate::source::wav::read(input)?;
+    let clip = crate::source::audio_file::read(input)?;
     let frames = dsp::features(cfg, &clip.samples, clip.sample_rate)
         .with_context(|| format!("{}: cannot compute features", input.display()))?;
     let n_mels = cfg.n_mels;

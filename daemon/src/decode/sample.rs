@@ -1,4 +1,4 @@
-//! Sampling strategies: plain ancestral sampling and seed 003's sample-and-rerank.
+//! Sampling strategies: plain ancestral sampling and sample-and-rerank.
 
 use super::logits::process_row;
 use super::shared::{DecodeParams, Hypothesis, Live, SpecialTokens, Stepper};

@@ -39,6 +39,8 @@ pub struct SpecialTokens {
 /// Decoding strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+// One spelling everywhere (CLI, hark.toml, bundles, MQTT): snake_case.
+#[value(rename_all = "snake_case")]
 pub enum Strategy {
     /// The most probable token at every step.
     Greedy,
@@ -50,7 +52,7 @@ pub enum Strategy {
     DiverseBeam,
     /// Ancestral sampling with `temperature`, `top_k` and `top_p`.
     Sample,
-    /// Seed 003's sample-and-rerank: `samples` nucleus samples (`temperature`, `top_p`),
+    /// Sample and rerank: `samples` nucleus samples (`temperature`, `top_p`),
     /// rescored by length-normalised log-probability under the untempered model; samples
     /// that loop or repeat phrases are rejected.
     SampleRerank,

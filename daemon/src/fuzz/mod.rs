@@ -1,5 +1,5 @@
 //! Fuzz targets: every parser that reads outside input — `set` commands, the configuration
-//! file, a bundle's manifest (with the bundle's files beside it), WAV/FLAC audio — as a
+//! file, a bundle's manifest (with the bundle's files beside it), audio files — as a
 //! function of raw bytes that must never panic: every bad input is an error. Run by the
 //! stable mutation fuzzer in the test command (`mutation`) and by cargo-fuzz, coverage-guided,
 //! on nightly (daemon/fuzz/; docs/RELIABILITY.md).
@@ -83,12 +83,12 @@ pub fn target(name: &str) -> Target {
                 for name in ["in.wav", "in.flac"] {
                     let path = scratch.0.join(name);
                     std::fs::write(&path, input).expect("writable scratch folder");
-                    if let Ok(stream) = crate::source::wav::Stream::open(&path) {
+                    if let Ok(stream) = crate::source::audio_file::Stream::open(&path) {
                         let _ = (stream.sample_rate(), stream.seconds());
                         // Non-finite float samples are the windower's to replace, not the reader's.
                         let _ = stream.for_each(|_| true);
                     }
-                    let _ = crate::source::wav::read(&path);
+                    let _ = crate::source::audio_file::read(&path);
                 }
             })
         }

@@ -37,6 +37,8 @@ pub fn load(dir: &Path, backend: Backend) -> Result<std::sync::Arc<dyn Captioner
              (docs/PERFORMANCE.md)"
         ),
     };
-    log::info!("{}", model.bundle().describe());
+    // The full description (training data, metrics) only when asked: `hark run` names the
+    // model in its start line, and `hark caption` prints captions, not logs.
+    log::debug!("{}", model.bundle().describe());
     Ok(model)
 }

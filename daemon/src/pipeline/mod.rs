@@ -362,7 +362,16 @@ impl Inference {
         }
         match Triggers::build(&self.control.triggers(), self.model.bundle()) {
             Ok(triggers) => {
-                log::info!("triggers: {}", triggers.names().join(", "));
+                let names = triggers.names();
+                // At start without triggers there is nothing to say; after a change, even "none".
+                if !names.is_empty() || self.triggers_seen.is_some() {
+                    let names = if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    };
+                    log::info!("triggers: {names}");
+                }
                 self.phrases = triggers.tokens();
                 self.triggers = triggers;
                 self.baselines = Baselines::default();

@@ -2,7 +2,7 @@
 //! downmix to mono f32 and push into the capture ring, the single-producer single-consumer
 //! buffer that the DSP thread drains.
 
-pub mod wav;
+pub mod audio_file;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -117,10 +117,10 @@ pub fn open(cfg: &SourceConfig, preferred_rate: u32) -> Result<Box<dyn Source>> 
     })
 }
 
-/// A WAV or FLAC file, decoded as it is fed (memory does not grow with its length).
+/// An audio file, decoded as it is fed (memory does not grow with its length).
 pub struct FileSource {
     path: PathBuf,
-    stream: crate::source::wav::Stream,
+    stream: crate::source::audio_file::Stream,
     realtime: bool,
 }
 
@@ -128,7 +128,7 @@ impl FileSource {
     fn open(path: &std::path::Path, realtime: bool) -> Result<Self> {
         Ok(Self {
             path: path.to_path_buf(),
-            stream: crate::source::wav::Stream::open(path)?,
+            stream: crate::source::audio_file::Stream::open(path)?,
             realtime,
         })
     }
@@ -137,9 +137,11 @@ impl FileSource {
 impl Source for FileSource {
     fn describe(&self) -> String {
         format!(
-            "file {} ({:.1} s at {} Hz{})",
+            "file {} ({} at {} Hz{})",
             self.path.display(),
-            self.stream.seconds(),
+            self.stream
+                .seconds()
+                .map_or("length unknown".into(), |s| format!("{s:.1} s")),
             self.stream.sample_rate(),
             if self.realtime { ", real time" } else { "" }
         )
