@@ -374,7 +374,27 @@ fn a_trigger_fires_on_the_sound_it_names_and_not_on_others_with_its_discovery() 
         let c = config[0].json();
         assert_eq!(c["state_topic"], format!("hark/shed/trigger/{name}"));
         assert!(c["off_delay"].as_u64().unwrap() > 0);
+        // And an event entity, which Home Assistant fires on each message.
+        let event = sub.on(&format!(
+            "homeassistant/event/hark_shed/trigger_{name}/config"
+        ));
+        assert_eq!(event.len(), 1, "{:#?}", sub.messages());
+        let e = event[0].json();
+        assert_eq!(e["state_topic"], format!("hark/shed/trigger/{name}"));
+        assert_eq!(e["event_types"], serde_json::json!(["fired"]));
     }
+    // Every discovery document, diagnostics included, as Home Assistant reads them.
+    let docs: Vec<_> = sub
+        .messages()
+        .into_iter()
+        .filter(|m| m.topic.starts_with("homeassistant/") && !m.payload.is_empty())
+        .collect();
+    assert!(docs.len() >= 12, "{docs:#?}");
+    for d in &docs {
+        assert_schema("discovery", &d.json());
+    }
+    let lost = sub.on("homeassistant/binary_sensor/hark_shed/source_lost/config");
+    assert_eq!(lost[0].json()["entity_category"], "diagnostic");
     // A word the model never learnt is refused at start, by name.
     std::fs::write(
         &cfg,

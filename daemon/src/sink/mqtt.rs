@@ -80,6 +80,8 @@ fn discovery(
             "model": model,
             "sw_version": env!("CARGO_PKG_VERSION"),
         },
+        // What made the discovery documents (Home Assistant shows it and logs it).
+        "origin": {"name": "hark", "sw_version": env!("CARGO_PKG_VERSION")},
     });
     let with = |extra: serde_json::Value| {
         let mut v = common.clone();
@@ -136,9 +138,23 @@ fn discovery(
             })),
         ));
     }
-    // A binary sensor per trigger: on with each message on its topic, off TAG_OFF_DELAY
-    // seconds after the last (names are already topic-safe: a-z, 0-9, _ and -).
+    out.extend(diagnostics(topics, device, &with));
+    // Per trigger an event entity (HA's kind for a momentary happening, like a doorbell) and a
+    // binary sensor, on with each message on its topic and off TAG_OFF_DELAY seconds after the
+    // last, for automations on a state (names are already topic-safe: a-z, 0-9, _ and -).
     for name in triggers {
+        out.push((
+            format!("{prefix}/event/hark_{device}/trigger_{name}/config"),
+            with(serde_json::json!({
+                "name": format!("Trigger {name}"),
+                "unique_id": format!("hark_{device}_trigger_{name}_event"),
+                "state_topic": format!("{}/{name}", topics.trigger),
+                "event_types": ["fired"],
+                "value_template": "{{ {'event_type': 'fired', 'phrase': value_json.phrase, \
+                    'score': value_json.score, 'caption': value_json.caption} | to_json }}",
+                "icon": "mdi:bell-ring",
+            })),
+        ));
         out.push((
             format!("{prefix}/binary_sensor/hark_{device}/trigger_{name}/config"),
             with(serde_json::json!({
@@ -154,6 +170,77 @@ fn discovery(
         ));
     }
     out
+}
+
+/// Diagnostic entities (HA lists them apart from the controls and sensors): whether the
+/// microphone is lost, captions and windows dropped for lack of time, the real-time factor and
+/// memory from `stats`, and each caption's latency.
+fn diagnostics(
+    topics: &Topics,
+    device: &str,
+    with: &dyn Fn(serde_json::Value) -> serde_json::Value,
+) -> Vec<(String, serde_json::Value)> {
+    let Some(prefix) = &topics.discovery else {
+        return Vec::new();
+    };
+    let entity = |kind: &str, key: &str, name: &str, extra: serde_json::Value| {
+        let mut doc = with(serde_json::json!({
+            "name": name,
+            "unique_id": format!("hark_{device}_{key}"),
+            "state_topic": topics.stats,
+            "entity_category": "diagnostic",
+        }));
+        if let (Some(doc), Some(extra)) = (doc.as_object_mut(), extra.as_object()) {
+            doc.extend(extra.clone());
+        }
+        (format!("{prefix}/{kind}/hark_{device}/{key}/config"), doc)
+    };
+    vec![
+        entity(
+            "binary_sensor",
+            "source_lost",
+            "Microphone lost",
+            serde_json::json!({"device_class": "problem",
+                "value_template": "{{ 'ON' if value_json.source_lost else 'OFF' }}"}),
+        ),
+        entity(
+            "sensor",
+            "dropped_captions",
+            "Dropped captions",
+            serde_json::json!({"state_class": "total_increasing",
+                "value_template": "{{ value_json.dropped_captions }}"}),
+        ),
+        entity(
+            "sensor",
+            "skipped_windows",
+            "Skipped windows",
+            serde_json::json!({"state_class": "total_increasing",
+                "value_template": "{{ value_json.skipped_windows }}"}),
+        ),
+        entity(
+            "sensor",
+            "rtf",
+            "Real-time factor",
+            serde_json::json!({"state_class": "measurement",
+                "value_template": "{{ value_json.rtf | round(3) }}"}),
+        ),
+        entity(
+            "sensor",
+            "memory",
+            "Memory",
+            serde_json::json!({"state_class": "measurement", "device_class": "data_size",
+                "unit_of_measurement": "MB",
+                "value_template": "{{ (value_json.rss_bytes / 1000000) | round(1) }}"}),
+        ),
+        entity(
+            "sensor",
+            "latency",
+            "Caption latency",
+            serde_json::json!({"state_topic": topics.caption, "state_class": "measurement",
+                "device_class": "duration", "unit_of_measurement": "ms",
+                "value_template": "{{ value_json.latency_ms | round(0) }}"}),
+        ),
+    ]
 }
 
 /// `discovery` as the texts published.
@@ -754,12 +841,27 @@ mod tests {
                 "homeassistant/sensor/hark_kitchen/tags/config",
                 "homeassistant/binary_sensor/hark_kitchen/tag_dog/config",
                 "homeassistant/binary_sensor/hark_kitchen/tag_glass_breaking/config",
+                "homeassistant/binary_sensor/hark_kitchen/source_lost/config",
+                "homeassistant/sensor/hark_kitchen/dropped_captions/config",
+                "homeassistant/sensor/hark_kitchen/skipped_windows/config",
+                "homeassistant/sensor/hark_kitchen/rtf/config",
+                "homeassistant/sensor/hark_kitchen/memory/config",
+                "homeassistant/sensor/hark_kitchen/latency/config",
+                "homeassistant/event/hark_kitchen/trigger_window/config",
                 "homeassistant/binary_sensor/hark_kitchen/trigger_window/config",
             ]
         );
-        let window = &d[4].1;
+        let (event, window) = (&d[10].1, &d[11].1);
+        assert_eq!(event["state_topic"], "hark/kitchen/trigger/window");
+        assert_eq!(event["event_types"][0], "fired");
         assert_eq!(window["state_topic"], "hark/kitchen/trigger/window");
         assert_eq!(window["off_delay"], TAG_OFF_DELAY);
+        assert_ne!(event["unique_id"], window["unique_id"]);
+        let lost = &d[4].1;
+        assert_eq!(lost["state_topic"], "hark/kitchen/stats");
+        assert_eq!(lost["entity_category"], "diagnostic");
+        assert_eq!(d[9].1["state_topic"], "hark/kitchen/caption");
+        assert_eq!(lost["origin"]["sw_version"], env!("CARGO_PKG_VERSION"));
         let glass = &d[3].1;
         assert_eq!(glass["state_topic"], "hark/kitchen/caption");
         assert_eq!(glass["off_delay"], TAG_OFF_DELAY);
