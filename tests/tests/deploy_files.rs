@@ -124,3 +124,89 @@ fn every_board_profile_passes_check_config() {
         assert!(text(&out.stdout).contains(": ok"), "{}", text(&out.stdout));
     }
 }
+
+/// Repo-relative paths of the files the .deb ships from `[package.metadata.deb].assets`
+/// whose destination is under `prefix`, globs expanded as cargo-deb does for `dir/*` and
+/// `dir/*.ext`.
+fn deb_assets(prefix: &str) -> Vec<PathBuf> {
+    let root = repo_root();
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root.join("daemon/Cargo.toml")).unwrap()).unwrap();
+    let assets = manifest["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .unwrap();
+    let mut out = Vec::new();
+    for asset in assets {
+        let (source, dest) = (asset[0].as_str().unwrap(), asset[1].as_str().unwrap());
+        if !dest.starts_with(prefix) {
+            continue;
+        }
+        let path = normalise(&Path::new("daemon").join(source));
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if let Some(ext) = name.strip_prefix('*') {
+            let dir = path.parent().unwrap();
+            let mut found = 0;
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let file = entry.unwrap().file_name().into_string().unwrap();
+                if file.ends_with(ext) {
+                    out.push(dir.join(file));
+                    found += 1;
+                }
+            }
+            assert!(found > 0, "{source}: matches nothing");
+        } else {
+            assert!(root.join(&path).is_file(), "{source}: no such file");
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// `a/b/../c` → `a/c`.
+fn normalise(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[test]
+fn the_deb_ships_every_document_its_documents_link_to() {
+    let shipped = deb_assets("usr/share/doc/hark/");
+    let mut checked = 0;
+    for doc in shipped
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+    {
+        let text = std::fs::read_to_string(repo_root().join(doc)).unwrap();
+        // Markdown links and images: ](target) — web links and anchors aside.
+        for target in text
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+        {
+            let target = target.split('#').next().unwrap();
+            if target.is_empty() || target.contains("://") || target.contains(' ') {
+                continue;
+            }
+            let linked = normalise(&doc.parent().unwrap().join(target));
+            let found = shipped
+                .iter()
+                .any(|s| *s == linked || s.starts_with(&linked));
+            assert!(
+                found,
+                "{} links to {target}, which the .deb does not ship (daemon/Cargo.toml assets)",
+                doc.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} links checked");
+}
