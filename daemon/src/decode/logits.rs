@@ -45,6 +45,13 @@ pub fn process_row(
             }
         }
     }
+    // Constraints that leave no token (every word used under an overflowing repetition
+    // penalty, n-grams exhausted before min_len): the caption ends rather than dying.
+    if row.iter().all(|&l| l == f32::NEG_INFINITY)
+        && let Some(eos) = row.get_mut(special.eos as usize)
+    {
+        *eos = 0.0;
+    }
     if history.len() + 1 >= params.max_len {
         let eos = row[special.eos as usize];
         row.fill(f32::NEG_INFINITY);

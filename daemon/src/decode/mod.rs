@@ -3,6 +3,8 @@
 //! strategy is tested here on scripted distributions.
 
 mod logits;
+#[cfg(test)]
+mod proptests;
 mod sample;
 mod score;
 mod search;

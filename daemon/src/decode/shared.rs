@@ -233,10 +233,17 @@ impl Hypothesis {
     /// score counts the end token in the length.
     pub(super) fn ended(tokens: Vec<u32>, logprob: f32, length_penalty: f32) -> Self {
         let len = tokens.len() + 1;
+        // A huge length penalty makes the divisor infinite: -inf / inf would be NaN, and an
+        // impossible caption stays the worst, not unordered.
+        let score = if logprob == f32::NEG_INFINITY {
+            f32::NEG_INFINITY
+        } else {
+            logprob / (len as f32).powf(length_penalty)
+        };
         Self {
             tokens,
             logprob,
-            score: logprob / (len as f32).powf(length_penalty),
+            score,
         }
     }
 }
