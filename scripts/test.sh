@@ -98,7 +98,7 @@ echo "== aarch64 cross build, run under qemu"
 if [ -n "${HARK_LONG:-}" ]; then
   echo "== long: fuzzing, 10 minutes per target"
   HARK_FUZZ_SECONDS=600 cargo test -q -p hark --lib fuzz_ -- --nocapture --test-threads 1
-  echo "== long: a broker down for minutes"
+  echo "== long: a broker down for minutes, a flood of commands"
   cargo test -q -p hark-e2e --test run_mqtt -- --ignored long_ --nocapture
   echo "== long: 30-minute soak"
   ./scripts/soak.sh 30

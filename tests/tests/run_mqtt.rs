@@ -1007,3 +1007,169 @@ fn long_a_broker_down_for_minutes_costs_only_counted_captions_and_bounded_memory
         "{dropped} dropped, RSS {down} -> {peak} MB"
     );
 }
+
+/// The largest accepted `triggers` command: 16 triggers of 4 phrases (64, the most in all),
+/// each phrase different, in words the default model knows, under the 4096-byte command limit.
+fn largest_triggers_command() -> String {
+    let sounds = [
+        "a dog barks",
+        "rain falls",
+        "a bell rings",
+        "glass breaks",
+        "a car passes",
+        "wind blows",
+        "a cat meows",
+        "a bird sings",
+        "a door closes",
+        "an engine runs",
+    ];
+    let pairs: Vec<String> = (0..sounds.len())
+        .flat_map(|a| {
+            (0..sounds.len())
+                .filter(move |&b| b != a)
+                .map(move |b| (a, b))
+        })
+        .map(|(a, b)| format!("{} while {}", sounds[a], sounds[b]))
+        .collect();
+    let add: Vec<Value> = pairs[..64]
+        .chunks(4)
+        .enumerate()
+        .map(|(i, phrases)| serde_json::json!({"name": format!("flood{i:02}"), "phrases": phrases}))
+        .collect();
+    let cmd = serde_json::json!({"cmd": "triggers", "add": add}).to_string();
+    assert!(cmd.len() <= 4096, "{} bytes", cmd.len());
+    cmd
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Every command type, at the rate limit (a burst of ten, then one a second) for 60 s, with
+/// the largest payloads hark accepts, against the default model captioning live audio with
+/// the most trigger phrases it holds: caption latency and memory stay within twice their
+/// values before the flood.
+#[test]
+#[ignore = "2 minutes: run by the test command's long mode and scripts/fault-table.sh"]
+fn long_a_flood_of_commands_at_the_rate_limit_keeps_latency_and_memory() {
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/flood/#"]);
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("two-minutes.wav");
+    let samples: Vec<i16> = demo_samples()
+        .iter()
+        .copied()
+        .cycle()
+        .take(16_000 * 135)
+        .collect();
+    write_wav(&wav, &samples);
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "device = \"flood\"\n[window]\nhop_seconds = 2.0\n[events]\ndedup_hold_seconds = 0\n\
+             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\n",
+            broker.port
+        ),
+    );
+    let child = Command::new(hark_bin())
+        .args([
+            "run",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--file",
+            wav.to_str().unwrap(),
+            "--realtime",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let set = "hark/flood/set";
+    let captions = || sub.on("hark/flood/caption").len();
+    let latencies = |range: std::ops::Range<usize>| -> Vec<f64> {
+        sub.on("hark/flood/caption")[range]
+            .iter()
+            .map(|m| m.json()["latency_ms"].as_f64().unwrap())
+            .collect()
+    };
+    let watch = |seconds: u64| {
+        let mut peak = 0f64;
+        for _ in 0..seconds {
+            std::thread::sleep(Duration::from_secs(1));
+            peak = peak.max(rss_mb(child.id()));
+        }
+        peak
+    };
+    // 20 s without triggers (after the first caption: the model's first run is slower), then
+    // 25 s with the most phrases hark holds, then the flood.
+    sub.wait_until(30, "the first caption", |m| {
+        m.iter().any(|m| m.topic == "hark/flood/caption")
+    });
+    let bare_from = captions();
+    watch(20);
+    let bare = latencies(bare_from..captions());
+    let triggers = largest_triggers_command();
+    sub.publish(set, &triggers);
+    watch(5); // the new phrases' silence baselines are made with the next window
+    let idle_from = captions();
+    let idle_rss = watch(20);
+    let idle = latencies(idle_from..captions());
+
+    let names: Vec<String> = (0..16).map(|i| format!("flood{i:02}")).collect();
+    let remove = serde_json::json!({"cmd": "triggers", "remove": names}).to_string();
+    // Every decoding key at the bundle's value: the largest payload, the same work.
+    let decoding = r#"{"cmd":"decoding","params":{"strategy":"beam","beam_size":3,"groups":1,"diversity_penalty":0.5,"temperature":1.0,"top_k":0,"top_p":0.9,"samples":8,"min_len":1,"max_len":29,"length_penalty":1.0,"repetition_penalty":1.0,"no_repeat_ngram":3,"seed":0,"alternatives":2}}"#;
+    let cycle = [
+        r#"{"cmd":"stats"}"#,
+        decoding,
+        r#"{"cmd":"pause"}"#,
+        r#"{"cmd":"resume"}"#,
+        remove.as_str(),
+        triggers.as_str(),
+        r#"{"cmd":"reset_decoding"}"#,
+        triggers.as_str(),
+    ];
+    let flood_from = captions();
+    let started = Instant::now();
+    let (mut sent, mut flood_rss) = (0usize, 0f64);
+    for _ in 0..10 {
+        sub.publish(set, cycle[sent % cycle.len()]);
+        sent += 1;
+    }
+    while started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_secs(1));
+        sub.publish(set, cycle[sent % cycle.len()]);
+        sent += 1;
+        flood_rss = flood_rss.max(rss_mb(child.id()));
+    }
+    let flood = latencies(flood_from..captions());
+    drop(child);
+    let refused = sub.on("hark/flood/error").len();
+    let (bare_ms, idle_ms, flood_ms) = (median(bare), median(idle.clone()), median(flood.clone()));
+    let note = format!(
+        "caption latency median {bare_ms:.0} ms without triggers, {idle_ms:.0} ms with 64 \
+         phrases, {flood_ms:.0} ms flooded; peak RSS {idle_rss:.1} MB before, {flood_rss:.1} MB \
+         flooded; {refused} commands refused"
+    );
+    let row = serde_json::json!({
+        "case": "command flood (60 s at the rate limit)",
+        "injected": format!(
+            "{sent} set commands of every type (triggers at 64 phrases, {} bytes), a burst of \
+             10 then 1 a second, on the default model hearing live audio",
+            triggers.len()
+        ),
+        "produced": idle.len() + flood.len(), "received": idle.len() + flood.len(),
+        "lost": 0, "duplicated": 0, "recovery_s": null, "note": note,
+    });
+    println!("fault-table: {row}");
+    assert!(idle.len() >= 8 && flood.len() >= 20, "{idle:?} {flood:?}");
+    assert!(
+        flood_ms <= 2.0 * idle_ms,
+        "latency {idle_ms} -> {flood_ms} ms: {flood:?}"
+    );
+    assert!(
+        flood_rss <= 2.0 * idle_rss,
+        "RSS {idle_rss} -> {flood_rss} MB"
+    );
+}

@@ -230,7 +230,7 @@ pub fn caption_file(
             out.tokens = c.tokens;
             out.alternatives = c.alternatives;
             let baseline = if tokens.is_empty() {
-                &[][..]
+                Vec::new()
             } else {
                 baselines.get(model, params, &tokens, window.frames)?
             };

@@ -13,6 +13,27 @@ pub fn score_phrases<S: Stepper>(
     special: SpecialTokens,
     phrases: &[Vec<u32>],
 ) -> anyhow::Result<Vec<f32>> {
+    // Triggers often share phrases: each distinct one is scored once.
+    let mut distinct: Vec<Vec<u32>> = Vec::new();
+    let index: Vec<usize> = phrases
+        .iter()
+        .map(|p| {
+            distinct.iter().position(|d| d == p).unwrap_or_else(|| {
+                distinct.push(p.clone());
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    let scores = score_distinct(stepper, special, &distinct)?;
+    Ok(index.into_iter().map(|i| scores[i]).collect())
+}
+
+/// `score_phrases` of phrases that differ.
+fn score_distinct<S: Stepper>(
+    stepper: &mut S,
+    special: SpecialTokens,
+    phrases: &[Vec<u32>],
+) -> anyhow::Result<Vec<f32>> {
     if phrases.is_empty() {
         return Ok(Vec::new());
     }
@@ -82,5 +103,10 @@ mod tests {
         // Two steps for the batch of two: the longest phrase decides.
         assert_eq!(s.steps, 4);
         assert!(score_phrases(&mut s, SPECIAL, &[]).unwrap().is_empty());
+        // A phrase given twice is scored once, and both get its score.
+        s.steps = 0;
+        let twice = score_phrases(&mut s, SPECIAL, &[vec![5], vec![3, 4], vec![5]]).unwrap();
+        assert_eq!(twice, vec![scores[1], scores[0], scores[1]]);
+        assert_eq!(s.steps, 4);
     }
 }

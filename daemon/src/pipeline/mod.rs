@@ -374,7 +374,6 @@ impl Inference {
                 }
                 self.phrases = triggers.tokens();
                 self.triggers = triggers;
-                self.baselines = Baselines::default();
             }
             Err(e) => log::error!("triggers not changed: {e}"),
         }
@@ -441,7 +440,7 @@ impl Inference {
         let hits = match baseline {
             Some(baseline) => self.triggers.fired(
                 &out.phrase_scores,
-                baseline,
+                &baseline,
                 out.tag_probabilities
                     .first()
                     .map_or(&[][..], |p| p.as_slice()),

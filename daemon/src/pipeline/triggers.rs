@@ -9,6 +9,8 @@
 //! own tag head ("a dog barks": dog) adds that head's evidence, the log-odds of the label's
 //! probability (docs/triggers/TRIGGERS.md measures both).
 
+use std::collections::{HashMap, VecDeque};
+
 use serde::Serialize;
 
 use crate::config::TriggerConfig;
@@ -317,35 +319,58 @@ pub(crate) fn test_bundle() -> Bundle {
     tests::bundle()
 }
 
-/// Trigger phrases' silence baselines, by window length (a stream shorter than one window
-/// gives a shorter one):
-/// each phrase's score under that many frames of digital silence (the front end's output for
-/// zeros), what the model expects of it before hearing anything. Made once per length, the
-/// first time a window of it is scored; shared by `hark caption --trigger` and the daemon.
+/// Trigger phrases' silence baselines: each phrase's score under a window of digital silence
+/// (the front end's output for zeros) of a given length, what the model expects of it before
+/// hearing anything. Made the first time a phrase is scored with windows of that length (a
+/// stream shorter than one window gives a shorter one) and kept, up to [`BASELINES_KEPT`], so
+/// triggers removed and added again cost nothing; shared by `hark caption --trigger` and the
+/// daemon.
 #[derive(Debug, Default)]
-pub struct Baselines(Vec<(usize, Vec<f32>)>);
+pub struct Baselines {
+    scores: HashMap<(usize, Vec<u32>), f32>,
+    /// Insertion order, oldest first, for eviction.
+    order: VecDeque<(usize, Vec<u32>)>,
+}
+
+/// Baselines kept: four times the most phrases hark holds at once.
+pub const BASELINES_KEPT: usize = 4 * MAX_ALL_PHRASES;
 
 impl Baselines {
-    /// The baseline of `phrases` for windows of `frames` frames.
+    /// The baselines of `phrases` for windows of `frames` frames, in their order; the ones
+    /// not yet known are scored together in one silent window.
     pub fn get(
         &mut self,
         model: &dyn Captioner,
         params: &DecodeParams,
         phrases: &[Vec<u32>],
         frames: usize,
-    ) -> anyhow::Result<&[f32]> {
-        let i = match self.0.iter().position(|(f, _)| *f == frames) {
-            Some(i) => i,
-            None => {
-                let fe = &model.bundle().manifest.frontend;
-                let value = ((fe.log_offset).ln() - fe.norm_mean) / fe.norm_std;
-                let mel = vec![value; frames * fe.n_mels];
-                let scores = model.caption_mel(&mel, params, phrases)?.phrase_scores;
-                self.0.push((frames, scores));
-                self.0.len() - 1
+    ) -> anyhow::Result<Vec<f32>> {
+        let mut missing: Vec<Vec<u32>> = Vec::new();
+        for p in phrases {
+            if !self.scores.contains_key(&(frames, p.clone())) && !missing.contains(p) {
+                missing.push(p.clone());
             }
-        };
-        Ok(&self.0[i].1)
+        }
+        if !missing.is_empty() {
+            let fe = &model.bundle().manifest.frontend;
+            let value = ((fe.log_offset).ln() - fe.norm_mean) / fe.norm_std;
+            let mel = vec![value; frames * fe.n_mels];
+            let scores = model.caption_mel(&mel, params, &missing)?.phrase_scores;
+            for (p, s) in missing.into_iter().zip(scores) {
+                self.order.push_back((frames, p.clone()));
+                self.scores.insert((frames, p), s);
+            }
+        }
+        let out = phrases
+            .iter()
+            .map(|p| self.scores[&(frames, p.clone())])
+            .collect();
+        while self.order.len() > BASELINES_KEPT {
+            if let Some(old) = self.order.pop_front() {
+                self.scores.remove(&old);
+            }
+        }
+        Ok(out)
     }
 }
 
