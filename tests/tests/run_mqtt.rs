@@ -493,6 +493,50 @@ fn a_broker_that_hangs_and_dies_three_times_mid_stream_loses_no_caption() {
 }
 
 #[test]
+fn a_broker_that_crashes_again_and_again_is_rejoined_within_a_second_not_called_a_takeover() {
+    let mut broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/flap/status"]);
+    let mut child = spawn_stdin(&broker, "flap", "");
+    let mut stdin = child.stdin.take().unwrap();
+    let onlines = || {
+        sub.on("hark/flap/status")
+            .iter()
+            .filter(|m| m.payload == "online")
+            .count()
+    };
+    sub.wait_until(20, "online", |_| onlines() >= 1);
+    // Killed 2 s after each connection, down 3 s: the pattern that read as a takeover.
+    let mut rejoin = Vec::new();
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_secs(2));
+        broker.kill();
+        std::thread::sleep(Duration::from_secs(3));
+        broker.restart();
+        let back = Instant::now();
+        // The subscriber reconnects too (its session is lost with the broker's).
+        let sub = Subscriber::connect(broker.port, &["hark/flap/status"]);
+        sub.wait_until(10, "online again", |m| {
+            m.iter().any(|m| m.payload == "online")
+        });
+        rejoin.push(back.elapsed().as_secs_f64());
+    }
+    stdin.write_all(&segment()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        !log.contains("client id"),
+        "a crashing broker named as a takeover: {log}"
+    );
+    // Polled every second (+ up to a quarter) while down: back within about 1.3 s.
+    assert!(
+        rejoin.iter().all(|&s| s < 2.0),
+        "rejoined after {rejoin:?} s: {log}"
+    );
+}
+
+#[test]
 fn after_an_outage_that_filled_the_client_queue_hark_announces_itself_again() {
     let mut broker = Broker::start("");
     // A subscriber with a persistent session, made before the outage: the broker keeps it

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::config::MqttConfig;
 use crate::sink::commands::Received;
+use crate::sink::reconnect::{Failure, Reconnect, SHORT, TAKEOVER_AFTER, jitter};
 
 /// The topics of one device.
 #[derive(Debug, Clone)]
@@ -381,6 +382,7 @@ impl Mqtt {
             )),
             acks: acks.clone(),
             set_off_until: std::sync::Mutex::new(None),
+            online: AtomicBool::new(false),
         });
         let task = tokio::spawn(drive(
             eventloop,
@@ -454,8 +456,12 @@ impl Mqtt {
             .map_err(|e| anyhow::anyhow!("MQTT client stopped: {e}"))
     }
 
-    /// Publishes stats (QoS 0; skipped when the client's queue is full).
+    /// Publishes stats (QoS 0; skipped while disconnected or when the client's queue is
+    /// full: each carries running totals, so the next one says all a skipped one would).
     pub fn stats(&self, payload: &impl Serialize) {
+        if !self.on_connect.online.load(Relaxed) {
+            return;
+        }
         if let Ok(body) = serde_json::to_vec(payload) {
             let _ = self
                 .client
@@ -525,6 +531,9 @@ struct OnConnect {
     acks: Arc<Acks>,
     /// Until when `set` stays unsubscribed (`set_off`).
     set_off_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Connected now: stats made while not are skipped, the next one after reconnecting
+    /// carries their counts (they are totals), instead of a stale burst at reconnect.
+    online: AtomicBool,
 }
 
 impl OnConnect {
@@ -594,10 +603,8 @@ async fn drive(
     endpoint: String,
     client_id: String,
 ) {
-    let mut backoff = Duration::from_millis(500);
+    let mut reconnect = Reconnect::default();
     let mut connected_once = false;
-    let mut connected_at: Option<std::time::Instant> = None;
-    let mut flaps = Flaps::default();
     let mut unsent = Unsent::default();
     let (mut ignored, mut report_at) = (0u64, 1u64);
     loop {
@@ -614,7 +621,8 @@ async fn drive(
                     }
                 );
                 connected_once = true;
-                connected_at = Some(std::time::Instant::now());
+                reconnect.connected(std::time::Instant::now());
+                on_connect.online.store(true, Relaxed);
                 let announce = on_connect.clone().announce();
                 tokio::spawn(async move {
                     if let Err(e) = announce.await {
@@ -646,30 +654,28 @@ async fn drive(
                 if e.to_string().contains("payload size limit exceeded") {
                     on_connect.set_off(SET_OFF_AFTER_OVERSIZE);
                 }
-                // The backoff restarts only after a connection that lasted: connections the
-                // broker keeps closing at once (a client id taken over) are retried ever slower.
-                if let Some(lasted) = connected_at.take().map(|t| t.elapsed()) {
-                    if flaps.ended(lasted) {
-                        log::warn!(
-                            "MQTT {endpoint}: the broker closed {} connections in a row within \
-                             {} s of accepting them: another client probably uses the client id \
-                             {client_id:?} (two hark daemons with the same device id?); give each \
-                             its own `device` or mqtt.client_id",
-                            Flaps::WARN_AFTER,
-                            Flaps::SHORT.as_secs()
-                        );
-                    }
-                    if lasted >= Flaps::SHORT {
-                        backoff = Duration::from_millis(500);
-                    }
+                on_connect.online.store(false, Relaxed);
+                let error = e.to_string();
+                let retry = reconnect.failed(std::time::Instant::now(), Failure::of(&error));
+                if retry.takeover {
+                    log::warn!(
+                        "MQTT {endpoint}: the broker closed {TAKEOVER_AFTER} connections in a row \
+                         within {} s of accepting them while staying up: another client probably \
+                         uses the client id {client_id:?} (two hark daemons with the same device \
+                         id?); give each its own `device` or mqtt.client_id",
+                        SHORT.as_secs()
+                    );
                 }
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos());
+                let wait = jitter(retry.after, nanos);
                 log::warn!(
-                    "MQTT {endpoint}: {e}{}; retrying in {:.1} s",
-                    hint(&e.to_string(), endpoint.starts_with("mqtts")),
-                    backoff.as_secs_f32()
+                    "MQTT {endpoint}: {error}{}; retrying in {:.1} s",
+                    hint(&error, endpoint.starts_with("mqtts")),
+                    wait.as_secs_f32()
                 );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                tokio::time::sleep(wait).await;
             }
         }
     }
@@ -702,30 +708,6 @@ impl Unsent {
         self.0.extend(pending.drain(..));
         std::mem::swap(&mut self.0, pending);
         held
-    }
-}
-
-/// Counts connections that the broker closed soon after accepting them.
-#[derive(Default)]
-struct Flaps {
-    short_in_a_row: u32,
-    warned: bool,
-}
-
-impl Flaps {
-    const SHORT: Duration = Duration::from_secs(10);
-    const WARN_AFTER: u32 = 3;
-
-    /// A connection ended after `lasted`; true the first time the flapping is worth a warning.
-    fn ended(&mut self, lasted: Duration) -> bool {
-        if lasted >= Self::SHORT {
-            self.short_in_a_row = 0;
-            return false;
-        }
-        self.short_in_a_row += 1;
-        let warn = self.short_in_a_row >= Self::WARN_AFTER && !self.warned;
-        self.warned |= warn;
-        warn
     }
 }
 
@@ -780,20 +762,6 @@ mod tests {
         assert_eq!(topics, ["c1", "c2"]);
         assert_eq!(unsent.restore(&mut pending), 0, "held once, not twice");
         assert_eq!(pending.len(), 2);
-    }
-
-    #[test]
-    fn three_short_connections_in_a_row_warn_once() {
-        let mut f = Flaps::default();
-        let short = Duration::from_secs(1);
-        assert!(!f.ended(short) && !f.ended(short));
-        assert!(
-            !f.ended(Duration::from_secs(60)),
-            "a lasting connection resets the count"
-        );
-        assert!(!f.ended(short) && !f.ended(short));
-        assert!(f.ended(short));
-        assert!(!f.ended(short), "warned once");
     }
 
     #[test]
