@@ -118,8 +118,8 @@ class Measured:
 
 
 def hark_caption(hark: Path, bundle: Path, audio: Path) -> list[str]:
-    return [str(hark), "caption", "--bundle", str(bundle), "--strategy", "greedy",
-            "--alternatives", "0", "--json", str(audio)]
+    return [str(hark), "caption", "--bundle", str(bundle), "--privacy", "caption",
+            "--strategy", "greedy", "--alternatives", "0", "--json", str(audio)]
 
 
 def python_caption(bundle: Path, audio: Path) -> list[str]:

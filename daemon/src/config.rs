@@ -685,7 +685,7 @@ impl Default for TagConfig {
 }
 
 /// `[privacy] speech`: what a window with speech publishes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SpeechPolicy {
     /// The model's caption, as for any other window.

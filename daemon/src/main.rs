@@ -49,18 +49,31 @@ enum Command {
         /// one captioned; the exit status is 1 if any failed.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Model bundle directory (default: the bundle shipped with hark).
+        /// Judge windows by this configuration, as `hark run -c FILE` would: its model,
+        /// decoding, window, silence threshold, tags, privacy and triggers (fired triggers
+        /// in each window's `triggers`). The flags below override it.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Model bundle directory (default: the configuration's, else the bundle shipped
+        /// with hark).
         #[arg(long)]
         bundle: Option<PathBuf>,
         /// Runtime that runs the bundle (the values this build has).
-        #[arg(long, value_enum, default_value_t)]
-        backend: config::Backend,
-        /// Print one JSON object per window (text, tags, score, alternatives, timings).
+        #[arg(long, value_enum)]
+        backend: Option<config::Backend>,
+        /// Print one JSON object per window: the fields of the caption payload `hark run`
+        /// publishes (docs/MQTT.md) with times in seconds from the file's start, plus the
+        /// file, tokens, fired triggers, `--trigger` phrase scores and timings.
         #[arg(long)]
         json: bool,
-        /// Windows quieter than this (RMS, dBFS) are silent: no caption, as in `hark run`.
-        #[arg(long, default_value_t = -60.0, allow_negative_numbers = true)]
-        silence_dbfs: f32,
+        /// Windows quieter than this (RMS, dBFS) are silent: no caption, as in `hark run`
+        /// (default: events.silence_dbfs, -60).
+        #[arg(long, allow_negative_numbers = true)]
+        silence_dbfs: Option<f32>,
+        /// What a window with speech shows (default: privacy.speech, redact), as `hark run`
+        /// publishes it.
+        #[arg(long, value_enum)]
+        privacy: Option<config::SpeechPolicy>,
         /// Publish tags of this probability or more from every tag head (default: each
         /// head's threshold in the bundle).
         #[arg(long)]
@@ -359,50 +372,36 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Caption {
             files,
+            config,
             bundle,
             backend,
             json,
             silence_dbfs,
+            privacy,
             tag_threshold,
             triggers,
             decoding,
         } => {
-            let dir = model::resolve_bundle(bundle.as_deref())?;
-            let model = model::load(&dir, backend)?;
-            let manifest = &model.bundle().manifest;
-            let params = manifest
-                .decoding
-                .with_overrides(&decoding.overrides(), manifest.tokens.max_len)?;
-            if !(silence_dbfs.is_finite() && silence_dbfs <= 0.0) {
-                anyhow::bail!("--silence-dbfs {silence_dbfs}: must be a number <= 0");
-            }
-            let mut tags = config::TagConfig::default();
-            if let Some(t) = tag_threshold {
-                for head in &manifest.tags {
-                    tags.thresholds.insert(head.name.clone(), t);
+            // The configuration as `hark run` reads it, the flags applied on top: one place
+            // for every shared option's default and validation.
+            let cfg = config::Config::load(config.as_deref(), |cfg| {
+                if let Some(s) = silence_dbfs {
+                    cfg.events.silence_dbfs = s;
                 }
-                tags.validate(model.bundle()).map_err(|e| match e {
-                    model::TagError::Threshold { value, .. } => {
-                        anyhow::anyhow!("--tag-threshold {value}: must be in (0, 1]")
-                    }
-                    other => anyhow::anyhow!("--tag-threshold: {other}"),
-                })?;
-            }
-            let phrases = triggers
-                .iter()
-                .map(|p| {
-                    let tokens = model.bundle().phrase_tokens(p);
-                    tokens.map(|t| (p.clone(), t))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| anyhow::anyhow!("--trigger: {e}"))?;
-            let settings = cli::caption::Settings {
-                params,
-                tags,
-                silence_dbfs,
-                phrases,
-            };
-            let failed = cli::caption::caption_files(model.as_ref(), &settings, &files, json);
+                if let Some(p) = privacy {
+                    cfg.privacy.speech = p;
+                }
+                if bundle.is_some() {
+                    cfg.model.bundle = bundle;
+                }
+                if let Some(b) = backend {
+                    cfg.model.backend = b;
+                }
+                cfg.decoding.extend(decoding.overrides());
+                Ok(())
+            })?;
+            let mut settings = cli::caption::settings(&cfg, tag_threshold, &triggers)?;
+            let failed = cli::caption::caption_files(&mut settings, &files, json);
             if failed > 0 {
                 anyhow::bail!("{failed} of {} file(s) could not be captioned", files.len());
             }

@@ -68,7 +68,9 @@ impl Watchdog {
 }
 
 /// Window and hop in frames: the config's seconds, else the bundle's.
-fn window_frames(cfg: &Config, model: &dyn Captioner) -> (usize, usize) {
+/// The caption window and hop in frames: the configuration's `[window]` seconds, else the
+/// bundle's (`hark run` and `hark caption --config` alike).
+pub fn window_frames(cfg: &Config, model: &dyn Captioner) -> (usize, usize) {
     let m = &model.bundle().manifest;
     let (w, h) = m.window_frames();
     let w = cfg.window.seconds.map_or(w, |s| m.frames(s));

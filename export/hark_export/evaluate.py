@@ -205,7 +205,9 @@ def hark_caption(bundle: Path, audio: list[Path], flags: list[str], hark: Path) 
     the JSON object of each file's first window, in file order. A silent window's `text` is
     null (hark publishes nothing for it); it is read as the empty caption."""
     files = [str(a) for a in audio]
-    cmd = [str(hark), "caption", *files, "--bundle", str(bundle), "--json", *flags]
+    # --privacy caption: the model's own words on speech too (the daemon would redact them).
+    cmd = [str(hark), "caption", *files, "--bundle", str(bundle), "--json", "--privacy", "caption",
+           *flags]
     first = {}
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True) as proc:

@@ -616,3 +616,102 @@ fn hark_caption_reports_non_finite_samples_it_replaced() {
         "{err}"
     );
 }
+
+#[test]
+fn hark_caption_with_the_daemons_config_gives_the_payloads_hark_run_publishes() {
+    // Rain and a hen, then speech, then the rain again: captions, tags, a trigger and the
+    // speech gate all have something to say.
+    let dir = tempfile::tempdir().unwrap();
+    let speech = dir.path().join("speech16k.wav");
+    let status = std::process::Command::new("sox")
+        .args([
+            &speech_wav(dir.path()),
+            "-r",
+            "16000",
+            speech.to_str().unwrap(),
+        ])
+        .status()
+        .expect("sox is needed (scripts/test.sh installs it)");
+    assert!(status.success());
+    let mixed = dir.path().join("mixed.wav");
+    let status = std::process::Command::new("sox")
+        .args([
+            &demo(),
+            speech.to_str().unwrap(),
+            &demo(),
+            mixed.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/#"]);
+    let cfg = run_demo(dir.path(), "");
+    std::fs::write(
+        &cfg,
+        format!(
+            "device = \"replay\"\n[events]\ndedup_hold_seconds = 0\n\
+             [[triggers]]\nname = \"rain\"\nphrases = [\"rain falls\", \"rain is falling\"]\n\
+             threshold = 2.0\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n",
+            broker.port
+        ),
+    )
+    .unwrap();
+    let (c, m) = (cfg.to_str().unwrap(), mixed.to_str().unwrap());
+    let offline = hark(&["caption", "--json", "--config", c, m]);
+    assert!(
+        offline.status.success(),
+        "{}",
+        String::from_utf8_lossy(&offline.stderr)
+    );
+    let windows: Vec<Value> = json_lines(&offline.stdout)
+        .into_iter()
+        .filter(|w| w["text"].is_string())
+        .collect();
+    let run = hark(&["run", "-c", c, "--file", m]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    sub.wait_until(10, "every caption", |msgs| {
+        msgs.iter()
+            .filter(|m| m.topic == "hark/replay/caption")
+            .count()
+            >= windows.len()
+    });
+    let published: Vec<Value> = sub
+        .on("hark/replay/caption")
+        .iter()
+        .map(|m| m.json())
+        .collect();
+    let fired: Vec<Value> = sub
+        .on("hark/replay/trigger/rain")
+        .iter()
+        .map(|m| m.json())
+        .collect();
+    assert_eq!(
+        published.len(),
+        windows.len(),
+        "{published:#?}\n{windows:#?}"
+    );
+    assert!(windows.len() >= 4, "{windows:#?}");
+    let mut redacted = 0;
+    for (w, p) in windows.iter().zip(&published) {
+        for key in ["text", "tags", "speech", "score", "alternatives"] {
+            assert_eq!(w[key], p[key], "{key}: {w} vs {p}");
+        }
+        let triggers: Vec<Value> = fired
+            .iter()
+            .filter(|t| t["start"] == p["start"])
+            .map(|t| serde_json::json!({"trigger": t["trigger"], "phrase": t["phrase"], "score": t["score"]}))
+            .collect();
+        assert_eq!(w["triggers"], Value::Array(triggers), "{w} vs {fired:?}");
+        redacted += usize::from(w["text"] == "people are talking");
+    }
+    assert!(
+        redacted >= 1,
+        "the speech was redacted in both: {windows:#?}"
+    );
+    assert!(!fired.is_empty(), "the rain trigger fired");
+}

@@ -2,42 +2,86 @@
 //! for evaluating bundles through exactly the daemon's code path.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::config::TagConfig;
+use crate::config::Config;
 use crate::decode::DecodeParams;
+use crate::model::TagError;
 use crate::model::captioner::ms;
 use crate::model::{Alternative, Captioner, Tag};
-use crate::pipeline::triggers::Baselines;
+use crate::pipeline::judge::{Judge, Verdict};
+use crate::pipeline::triggers::Triggers;
 use crate::pipeline::window::{Window, Windower};
 use crate::source::audio_file::Stream;
 
-/// How `hark caption` judges a window: the decoding, tag thresholds, silence threshold and
-/// trigger phrases (with their tokens) the daemon would use.
+/// How `hark caption` captions: the model, the decoding, the window and the judge (tags,
+/// silence, speech policy, triggers) that `hark run` would use with the same configuration.
 pub struct Settings {
+    /// The loaded model.
+    pub model: Arc<dyn Captioner>,
     /// Decoding parameters.
     pub params: DecodeParams,
-    /// Tag thresholds.
-    pub tags: TagConfig,
-    /// Windows quieter than this (RMS, dBFS) are silent.
-    pub silence_dbfs: f32,
-    /// `--trigger` phrases and their tokens.
-    pub phrases: Vec<(String, Vec<u32>)>,
+    /// The daemon's window judge, with `--trigger` phrases as extra phrases.
+    pub judge: Judge,
+    /// Window and hop, frames.
+    pub window: (usize, usize),
+}
+
+/// The settings of `cfg` (loaded and validated as `hark run` loads it), with every tag head's
+/// threshold set to `tag_threshold` if given and `phrases` scored on every window.
+pub fn settings(cfg: &Config, tag_threshold: Option<f32>, phrases: &[String]) -> Result<Settings> {
+    let dir = crate::model::resolve_bundle(cfg.model.bundle.as_deref())?;
+    let model = crate::model::load(&dir, cfg.model.backend)?;
+    let bundle = model.bundle();
+    let manifest = &bundle.manifest;
+    let params = manifest
+        .decoding
+        .with_overrides(&cfg.decoding, manifest.tokens.max_len)?;
+    let mut tags = cfg.tags.clone();
+    if let Some(t) = tag_threshold {
+        for head in &manifest.tags {
+            tags.thresholds.insert(head.name.clone(), t);
+        }
+    }
+    tags.validate(bundle)
+        .map_err(|e| match (e, tag_threshold) {
+            (TagError::Threshold { value, .. }, Some(_)) => {
+                anyhow::anyhow!("--tag-threshold {value}: must be in (0, 1]")
+            }
+            (other, _) => anyhow::anyhow!("{other}"),
+        })?;
+    let triggers = Triggers::build(&cfg.triggers, bundle)?;
+    let extra = phrases
+        .iter()
+        .map(|p| bundle.phrase_tokens(p).map(|t| (p.clone(), t)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--trigger: {e}"))?;
+    let judge = Judge::new(
+        cfg.events.silence_dbfs,
+        tags,
+        cfg.privacy.speech,
+        triggers,
+        extra,
+    );
+    let window = crate::service::window_frames(cfg, model.as_ref());
+    Ok(Settings {
+        model,
+        params,
+        judge,
+        window,
+    })
 }
 
 /// Captions each of `files` (`-`: an audio file on standard input) in turn, printing one line
 /// (or one JSON object with `json`) per window as it is done. A file that cannot be read or
 /// decoded is reported on stderr in one line and the next one is captioned; returns how many
 /// failed.
-pub fn caption_files(
-    model: &dyn Captioner,
-    settings: &Settings,
-    files: &[PathBuf],
-    json: bool,
-) -> usize {
+pub fn caption_files(settings: &mut Settings, files: &[PathBuf], json: bool) -> usize {
+    let model = settings.model.clone();
     // A progress line on a terminal for files longer than a minute.
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut failed = 0;
@@ -66,7 +110,7 @@ pub fn caption_files(
             }
             Ok(())
         };
-        let result = stream.and_then(|s| caption_file(model, settings, s, &name, emit));
+        let result = stream.and_then(|s| caption_file(model.as_ref(), settings, s, &name, emit));
         if seconds.is_some() {
             eprintln!();
         }
@@ -95,19 +139,38 @@ pub struct FileWindow {
     pub text: Option<String>,
     /// The model that made it.
     pub model: String,
+    /// Not published: speech under `privacy.speech = "drop"`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
     /// Tags at or over their thresholds, most probable first within each source.
     pub tags: Vec<Tag>,
-    /// Its score (length-normalised log-probability).
+    /// Whether a tag head heard speech (null without a speech label).
+    pub speech: Option<bool>,
+    /// Its score (length-normalised log-probability; null when redacted).
     pub score: Option<f32>,
     /// Its token ids.
     pub tokens: Vec<u32>,
     /// Other captions, best first.
     pub alternatives: Vec<Alternative>,
+    /// The configured triggers that fired on the window (as on `trigger/<name>`).
+    pub triggers: Vec<TriggerHit>,
     /// Each `--trigger` phrase's score under the window (absent without phrases).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub phrases: Vec<PhraseScore>,
     /// Milliseconds spent per stage.
     pub timings_ms: Timings,
+}
+
+/// A trigger that fired on a window: what `hark run` publishes on `trigger/<name>`, less the
+/// window's times and caption (the window's own fields).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TriggerHit {
+    /// The trigger's name.
+    pub trigger: String,
+    /// Its best phrase on the window.
+    pub phrase: String,
+    /// That phrase's score.
+    pub score: f32,
 }
 
 /// A phrase scored under a window: its length-normalised log-probability as the start of
@@ -140,6 +203,9 @@ pub struct Timings {
 /// One line of `hark caption`'s text output: file, window, caption and tags with scores.
 pub fn describe(w: &FileWindow) -> String {
     let head = format!("{} [{:.1}-{:.1}s]", w.file, w.start, w.end);
+    if w.dropped {
+        return format!("{head} (speech, not shown: privacy.speech = \"drop\")");
+    }
     let Some(text) = &w.text else {
         return format!("{head} (silence, {:.1} dBFS)", w.level_dbfs);
     };
@@ -160,6 +226,9 @@ pub fn describe(w: &FileWindow) -> String {
             .collect();
         line += &format!("  {{{}}}", phrases.join(", "));
     }
+    for t in &w.triggers {
+        line += &format!("  fired {} (\"{}\" {:.2})", t.trigger, t.phrase, t.score);
+    }
     line
 }
 
@@ -172,29 +241,22 @@ pub fn describe(w: &FileWindow) -> String {
 // see whole; its steps are the daemon's own (Windower, caption_mel, TagConfig, triggers).
 pub fn caption_file(
     model: &dyn Captioner,
-    settings: &Settings,
+    settings: &mut Settings,
     stream: Stream,
     name: &str,
     mut emit: impl FnMut(FileWindow) -> Result<()>,
 ) -> Result<()> {
     let Settings {
         params,
-        tags,
-        silence_dbfs,
-        phrases,
+        judge,
+        window,
+        ..
     } = settings;
-    let silence_dbfs = *silence_dbfs;
     let bundle = model.bundle();
     let m = &bundle.manifest;
-    let mut windower = Windower::new(&m.frontend, stream.sample_rate(), m.window_frames())
+    let mut windower = Windower::new(&m.frontend, stream.sample_rate(), *window)
         .with_context(|| format!("{name}: cannot compute features"))?;
     let fps = m.frames_per_second();
-    let tokens: Vec<Vec<u32>> = phrases.iter().map(|(_, t)| t.clone()).collect();
-    let labels: Vec<Option<usize>> = phrases
-        .iter()
-        .map(|(p, _)| crate::pipeline::triggers::phrase_label(bundle, p))
-        .collect();
-    let mut baselines = Baselines::default();
     let mut ready = Vec::new();
     let mut failed = None;
     // Front-end time since the last window: that window's share.
@@ -212,51 +274,62 @@ pub fn caption_file(
             silent: true,
             text: None,
             model: m.name.clone(),
+            dropped: false,
             tags: Vec::new(),
+            speech: None,
             score: None,
             tokens: Vec::new(),
             alternatives: Vec::new(),
+            triggers: Vec::new(),
             phrases: Vec::new(),
             timings_ms: Timings::default(),
         };
-        if window.level_dbfs >= silence_dbfs {
-            let c = model
-                .caption_mel(&window.mel, params, &tokens)
-                .with_context(|| format!("{name}: window {start:.1}-{end:.1} s"))?;
-            out.silent = false;
-            out.tags = tags.select(bundle, &c.tag_probabilities);
-            out.text = Some(c.text);
-            out.score = Some(c.score);
-            out.tokens = c.tokens;
-            out.alternatives = c.alternatives;
-            let baseline = if tokens.is_empty() {
-                Vec::new()
-            } else {
-                baselines.get(model, params, &tokens, window.frames)?
-            };
-            let head = c
-                .tag_probabilities
-                .first()
-                .map_or(&[][..], |p| p.as_slice());
-            let round = |x: f32| (x * 1000.0).round() / 1000.0;
-            out.phrases = phrases
-                .iter()
-                .zip(&c.phrase_scores)
-                .zip(baseline.iter().zip(&labels))
-                .map(|(((phrase, _), &score), (&silence, &label))| PhraseScore {
-                    phrase: phrase.clone(),
-                    score: round(score),
-                    trigger_score: round(crate::pipeline::triggers::score(
-                        score, silence, label, head,
-                    )),
-                })
-                .collect();
-            out.timings_ms = Timings {
-                mel: mel_ms,
-                encoder: c.encoder_ms,
-                decoding: c.decoding_ms,
-                phrases: c.phrases_ms,
-            };
+        let verdict = judge
+            .judge(model, params, &window.mel, window.frames, window.level_dbfs)
+            .with_context(|| format!("{name}: window {start:.1}-{end:.1} s"))?;
+        match verdict {
+            Verdict::Silent => {}
+            Verdict::Dropped => {
+                out.silent = false;
+                out.dropped = true;
+            }
+            Verdict::Heard(heard) => {
+                let round = |x: f32| (x * 1000.0).round() / 1000.0;
+                let f = heard.findings;
+                out.silent = false;
+                out.text = Some(f.text);
+                out.score = f.score;
+                out.tags = f.tags;
+                out.speech = heard.speech;
+                out.alternatives = f.alternatives;
+                out.tokens = heard.tokens;
+                out.triggers = f
+                    .hits
+                    .into_iter()
+                    .map(|h| TriggerHit {
+                        trigger: h.trigger,
+                        phrase: h.phrase,
+                        score: h.score,
+                    })
+                    .collect();
+                out.phrases = judge
+                    .extra()
+                    .iter()
+                    .zip(heard.phrases)
+                    .map(|(phrase, (raw, trigger))| PhraseScore {
+                        phrase: phrase.clone(),
+                        score: round(raw),
+                        trigger_score: round(trigger),
+                    })
+                    .collect();
+                let [encoder, decoding, phrases] = heard.timings;
+                out.timings_ms = Timings {
+                    mel: mel_ms,
+                    encoder,
+                    decoding,
+                    phrases,
+                };
+            }
         }
         emit(out)
     };

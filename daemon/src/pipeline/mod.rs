@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! source thread / cpal callback ─▶ capture ring (SPSC) ─▶ DSP thread: resample → log-mel → windows
-//!     ─▶ bounded window queue (drop-oldest or block) ─▶ inference thread: silence gate → encoder
-//!     → decoding → de-duplication ─▶ bounded outbox (drop-oldest or block) ─▶ the sink (MQTT or
-//!     stdout, in service.rs)
+//!     ─▶ bounded window queue (drop-oldest or block) ─▶ inference thread: pause, the window's
+//!     judgement (judge.rs: silence gate → encoder → decoding → tags → triggers → speech gate),
+//!     de-duplication ─▶ bounded outbox (drop-oldest or block) ─▶ the sink (MQTT or stdout, in
+//!     service.rs)
 //! ```
 //!
 //! Every buffer is bounded, and neither queue lets a slow consumer stall the thread before it
@@ -13,6 +14,7 @@
 //! work in flight (a signal); the end of the source drains everything already captured and
 //! then ends the pipeline.
 
+pub mod judge;
 pub mod privacy;
 pub mod queue;
 pub mod triggers;
@@ -31,9 +33,9 @@ use crate::config::Overflow;
 use crate::config::SpeechPolicy;
 use crate::config::TagConfig;
 use crate::model::Captioner;
-use crate::pipeline::privacy::{Findings, Gate};
+use crate::pipeline::judge::{Heard, Judge, Verdict};
+use crate::pipeline::privacy::Findings;
 use crate::pipeline::queue::{Popped, Pushed, Queue};
-use crate::pipeline::triggers::Baselines;
 use crate::pipeline::triggers::{Fired, Triggers};
 use crate::pipeline::window::{Window, Windower};
 use crate::sink::commands::Control;
@@ -135,13 +137,14 @@ impl Pipeline {
             model: setup.model,
             control: setup.control,
             counters: setup.counters,
-            silence_dbfs: setup.silence_dbfs,
             dedup: Dedup::new(f64::from(setup.dedup_hold_seconds)),
-            tags: setup.tags,
-            speech: setup.speech,
-            triggers: Triggers::default(),
-            phrases: Vec::new(),
-            baselines: Baselines::default(),
+            judge: Judge::new(
+                setup.silence_dbfs,
+                setup.tags,
+                setup.speech,
+                Triggers::default(),
+                Vec::new(),
+            ),
             triggers_seen: None,
             device: setup.device,
             seq: 0,
@@ -293,15 +296,9 @@ struct Inference {
     model: Arc<dyn Captioner>,
     control: Arc<Control>,
     counters: Arc<Counters>,
-    silence_dbfs: f32,
     dedup: Dedup,
-    tags: TagConfig,
-    speech: SpeechPolicy,
-    triggers: Triggers,
-    /// The triggers' phrases as token ids, scored on every captioned window.
-    phrases: Vec<Vec<u32>>,
-    /// The phrases' scores under digital silence, per window length.
-    baselines: Baselines,
+    /// How a window is judged: the same as `hark caption`.
+    judge: Judge,
     /// The change count of the control's triggers these were built from.
     triggers_seen: Option<u64>,
     device: String,
@@ -372,8 +369,7 @@ impl Inference {
                     };
                     log::info!("triggers: {names}");
                 }
-                self.phrases = triggers.tokens();
-                self.triggers = triggers;
+                self.judge.set_triggers(triggers);
             }
             Err(e) => log::error!("triggers not changed: {e}"),
         }
@@ -382,8 +378,6 @@ impl Inference {
 
     /// A window's caption and fired triggers (none for a paused, silent, failed or dropped
     /// window; triggers without the caption when it repeats the last one).
-    // Long on purpose: the inference step of one window from gate to outbox, in order
-    // (pause, silence, caption, tags, privacy, triggers, dedup), so a reader follows a window.
     fn caption(&mut self, job: Job) -> Vec<Event> {
         self.refresh_triggers();
         let c = &self.counters;
@@ -392,34 +386,23 @@ impl Inference {
             c.paused_windows.fetch_add(1, Relaxed);
             return Vec::new();
         }
-        if w.level_dbfs < self.silence_dbfs {
-            c.silent_windows.fetch_add(1, Relaxed);
-            log::debug!("window {}: silence ({:.1} dBFS)", w.index, w.level_dbfs);
-            return Vec::new();
-        }
         let t0 = Instant::now();
-        let baseline = if self.phrases.is_empty() {
-            None
-        } else {
-            let params = self.control.params();
-            match self
-                .baselines
-                .get(self.model.as_ref(), &params, &self.phrases, w.frames)
-            {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    c.failed_windows.fetch_add(1, Relaxed);
-                    log::error!("triggers: cannot score the phrases under silence: {e:#}");
-                    return Vec::new();
-                }
+        let params = self.control.params();
+        let verdict =
+            self.judge
+                .judge(self.model.as_ref(), &params, &w.mel, w.frames, w.level_dbfs);
+        let heard = match verdict {
+            Ok(Verdict::Heard(heard)) => heard,
+            Ok(Verdict::Silent) => {
+                c.silent_windows.fetch_add(1, Relaxed);
+                log::debug!("window {}: silence ({:.1} dBFS)", w.index, w.level_dbfs);
+                return Vec::new();
             }
-        };
-        let result = self
-            .model
-            .caption_mel(&w.mel, &self.control.params(), &self.phrases);
-        let spent = t0.elapsed();
-        let out = match result {
-            Ok(out) => out,
+            Ok(Verdict::Dropped) => {
+                c.speech_dropped.fetch_add(1, Relaxed);
+                log::debug!("window {}: speech, not published (privacy.speech)", w.index);
+                return Vec::new();
+            }
             Err(e) => {
                 c.failed_windows.fetch_add(1, Relaxed);
                 log::error!(
@@ -431,50 +414,28 @@ impl Inference {
             }
         };
         let fps = self.model.bundle().manifest.frames_per_second();
-        c.inference_us.fetch_add(spent.as_micros() as u64, Relaxed);
+        c.inference_us
+            .fetch_add(t0.elapsed().as_micros() as u64, Relaxed);
         c.audio_us
             .fetch_add((w.frames as f64 / f64::from(fps) * 1e6) as u64, Relaxed);
-        let bundle = self.model.bundle();
-        let tags = self.tags.select(bundle, &out.tag_probabilities);
-        let speech = self.tags.speech(bundle, &tags);
-        let hits = match baseline {
-            Some(baseline) => self.triggers.fired(
-                &out.phrase_scores,
-                &baseline,
-                out.tag_probabilities
-                    .first()
-                    .map_or(&[][..], |p| p.as_slice()),
-            ),
-            None => Vec::new(),
-        };
-        // Everything published about the window passes the speech gate together.
-        let findings = Findings {
-            text: out.text,
-            score: Some(out.score),
-            alternatives: out.alternatives,
-            tags,
-            hits,
-        };
-        let findings = match self.speech.gate(speech, findings) {
-            Gate::Drop => {
-                c.speech_dropped.fetch_add(1, Relaxed);
-                log::debug!("window {}: speech, not published (privacy.speech)", w.index);
-                return Vec::new();
-            }
-            Gate::Publish { findings, redacted } => {
-                if redacted {
-                    c.speech_redacted.fetch_add(1, Relaxed);
-                }
-                findings
-            }
-        };
+        if heard.redacted {
+            c.speech_redacted.fetch_add(1, Relaxed);
+        }
+        self.events(&job, *heard)
+    }
+
+    /// The caption and fired-trigger events of a heard window (the caption left out when it
+    /// repeats the last one within the de-duplication hold).
+    fn events(&mut self, job: &Job, heard: Heard) -> Vec<Event> {
+        let (c, w) = (&self.counters, &job.window);
+        let speech = heard.speech;
         let Findings {
             text,
             score,
             alternatives,
             tags,
             hits,
-        } = findings;
+        } = heard.findings;
         let (start, end) = (events::rfc3339(job.start), events::rfc3339(job.end));
         let mut events: Vec<Event> = hits
             .into_iter()
@@ -513,7 +474,7 @@ impl Inference {
                 alternatives,
                 tags,
                 level_dbfs: w.level_dbfs,
-                model: bundle.manifest.name.clone(),
+                model: self.model.bundle().manifest.name.clone(),
                 latency_ms: job.ready.elapsed().as_secs_f64() * 1e3,
             }),
         );
