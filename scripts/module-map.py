@@ -5,7 +5,8 @@ uses which, printed as a table, and a non-zero exit when any modules use each ot
 Rust: a module is a file (`foo.rs` or `foo/mod.rs`); `crate::a::b` names module a/b when that
 file exists, else a; `super::` and a parent's own `child::` count too; unit-test modules don't. Python: a module is a file of the package; imports inside functions count.
 Also fails on a daemon function of more than 80 lines without a `// Long ...` comment above
-its signature saying why.
+its signature saying why, and on a daemon folder that uses one above it in LAYERS (a
+back-arrow: the daemon reads top-down, from the entry points to the ground floor).
 """
 
 import re
@@ -106,6 +107,39 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+# The daemon's folders (and top-level modules) from the top down: each may use those below
+# it, never one above. The ground floor (config, stats) is written or read by everyone.
+LAYERS = [
+    {"main", "lib", "fuzz"},
+    {"cli"},
+    {"service"},
+    {"sink"},
+    {"pipeline"},
+    {"source"},
+    {"model"},
+    {"decode"},
+    {"config", "stats"},
+]
+
+
+def layer(module: str) -> int:
+    top = module.split("/")[0]
+    return next(i for i, names in enumerate(LAYERS) if top in names)
+
+
+def back_arrows(graph: dict[str, set[str]]) -> list[str]:
+    """Uses of a folder in a higher layer than the user's own (or in an unlisted folder)."""
+    out = []
+    for a in sorted(graph):
+        for b in sorted(graph[a]):
+            try:
+                if a.split("/")[0] != b.split("/")[0] and layer(b) <= layer(a):
+                    out.append(f"{a} -> {b}")
+            except StopIteration:
+                out.append(f"{a} -> {b} (a folder missing from LAYERS)")
+    return out
+
+
 LONG = 80  # lines; a longer function says why in a `// Long ...` comment above its signature
 
 
@@ -152,7 +186,14 @@ def main() -> int:
         for c in found:
             print(f"CYCLE in {title}: {' <-> '.join(c)}")
         failed |= bool(found)
-        print(f"{title}: {'no module cycle' if not found else f'{len(found)} cycle(s)'}\n")
+        print(f"{title}: {'no module cycle' if not found else f'{len(found)} cycle(s)'}")
+        if title == "daemon/src":
+            arrows = back_arrows(graph)
+            for a in arrows:
+                print(f"BACK-ARROW in {title}: {a}")
+            failed |= bool(arrows)
+            print(f"{title}: {'no folder-level back-arrow' if not arrows else f'{len(arrows)} back-arrow(s)'}")
+        print()
     return 1 if failed else 0
 
 

@@ -11,3 +11,4 @@ pub mod pipeline;
 pub mod service;
 pub mod sink;
 pub mod source;
+pub mod stats;

@@ -208,6 +208,11 @@ impl RunArgs {
     }
 }
 
+/// How errors name the configuration: its file, or "configuration" without one.
+fn origin(file: Option<&std::path::Path>) -> String {
+    file.map_or("configuration".into(), |p| p.display().to_string())
+}
+
 /// `HOST`, `HOST:PORT`, an IPv6 address, or `[IPv6]:PORT`.
 fn split_broker(broker: &str) -> anyhow::Result<(String, Option<u16>)> {
     let port = |p: &str| {
@@ -323,6 +328,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             let file = args.config.clone();
             let cfg = config::Config::load(file.as_deref(), |cfg| args.apply(cfg))?;
+            source::check(&cfg.source)
+                .map_err(|e| anyhow::anyhow!("{}: {e:#}", origin(file.as_deref())))?;
             service::run(cfg)?;
         }
         Command::Devices => {
@@ -340,6 +347,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { file } => {
             let cfg = config::Config::load(Some(&file), |_| Ok(()))?;
+            source::check(&cfg.source).map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
             let dir = model::resolve_bundle(cfg.model.bundle.as_deref())?;
             // Loaded as `hark run` loads it: graphs parsed and probed by the configured
             // backend, so a damaged graph with a matching hash fails here, not at start.

@@ -13,12 +13,13 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::model::Captioner;
+use crate::pipeline::control::{Control, RateLimit};
+use crate::pipeline::events::Event;
 use crate::pipeline::queue::{Popped, Queue};
 use crate::pipeline::{Pipeline, Setup};
-use crate::sink::commands::{Command, Control, Received};
-use crate::sink::events::Event;
+use crate::sink::commands::{Command, Received};
 use crate::sink::mqtt::Mqtt;
-use crate::sink::stats::Counters;
+use crate::stats::Counters;
 
 /// Time allowed from SIGTERM to exit.
 const SHUTDOWN: Duration = Duration::from_secs(2);
@@ -160,7 +161,7 @@ struct Service {
     source_tick: tokio::time::Interval,
     source_lost: bool,
     // Answers on `error` are limited too: a flood of bad commands must not become a flood out.
-    error_answers: crate::sink::commands::RateLimit,
+    error_answers: RateLimit,
 }
 
 impl Service {
@@ -263,7 +264,7 @@ impl Service {
             progress: Watchdog::new(),
             source_tick: tokio::time::interval(Duration::from_secs(1)),
             source_lost: false,
-            error_answers: crate::sink::commands::RateLimit::new(5, 1.0),
+            error_answers: RateLimit::new(5, 1.0),
         })
     }
 
@@ -375,7 +376,7 @@ impl Service {
         }
     }
 
-    fn snapshot(&self) -> crate::sink::stats::Stats {
+    fn snapshot(&self) -> crate::stats::Stats {
         let strategy = serde_json::to_value(self.control.params().strategy)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))

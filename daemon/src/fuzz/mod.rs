@@ -36,8 +36,8 @@ pub type Target = Box<dyn FnMut(&[u8])>;
 pub fn target(name: &str) -> Target {
     match name {
         "command" => {
-            let control = crate::sink::commands::Control::new(Default::default(), 30);
-            let counters = crate::sink::stats::Counters::default();
+            let control = crate::pipeline::control::Control::new(Default::default(), 30);
+            let counters = crate::stats::Counters::default();
             Box::new(move |input: &[u8]| {
                 let msg = crate::sink::commands::Received {
                     payload: input.to_vec(),

@@ -14,6 +14,8 @@
 //! work in flight (a signal); the end of the source drains everything already captured and
 //! then ends the pipeline.
 
+pub mod control;
+pub mod events;
 pub mod judge;
 pub mod privacy;
 pub mod queue;
@@ -33,15 +35,15 @@ use crate::config::Overflow;
 use crate::config::SpeechPolicy;
 use crate::config::TagConfig;
 use crate::model::Captioner;
+use crate::pipeline::control::Control;
+use crate::pipeline::events::{Caption, Dedup, Event};
 use crate::pipeline::judge::{Heard, Judge, Verdict};
 use crate::pipeline::privacy::Findings;
 use crate::pipeline::queue::{Popped, Pushed, Queue};
 use crate::pipeline::triggers::{Fired, Triggers};
 use crate::pipeline::window::{Window, Windower};
-use crate::sink::commands::Control;
-use crate::sink::events::{self, Caption, Dedup, Event};
-use crate::sink::stats::Counters;
 use crate::source::{RingWriter, Source};
+use crate::stats::Counters;
 
 /// Everything the pipeline is built from.
 pub struct Setup {

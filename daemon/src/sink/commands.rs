@@ -2,18 +2,13 @@
 //! captioning, change or reset decoding parameters, ask for stats. A command that cannot be
 //! parsed or applied changes nothing and is answered on `<prefix>/<device>/error`.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Mutex, RwLock};
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::TriggerConfig;
-use crate::decode::DecodeParams;
-use crate::model::bundle::Bundle;
-use crate::pipeline::triggers::Triggers;
-use crate::sink::stats::Counters;
+use crate::pipeline::control::{COMMAND_BURST, COMMAND_RATE, Control};
+use crate::stats::Counters;
 
 /// A message received on `set`.
 #[derive(Debug, Clone)]
@@ -64,63 +59,6 @@ pub struct CommandError {
     pub command: String,
 }
 
-/// State that commands change and the inference thread reads.
-pub struct Control {
-    /// Decoding parameters in effect.
-    pub params: RwLock<DecodeParams>,
-    configured: DecodeParams,
-    max_len: usize,
-    /// The triggers in effect.
-    triggers: RwLock<Vec<TriggerConfig>>,
-    /// Changes made to them: the inference thread rebuilds its phrases when this moves.
-    changes: AtomicU64,
-    /// The model, to check triggers' words against; None: no trigger can be added.
-    bundle: Option<Bundle>,
-    /// Commands accepted for processing: a flood cannot keep the daemon re-deciding.
-    rate: Mutex<RateLimit>,
-}
-
-/// A token bucket: `burst` at once, then `per_second`.
-#[derive(Debug)]
-pub struct RateLimit {
-    burst: f64,
-    per_second: f64,
-    tokens: f64,
-    last: Option<Instant>,
-}
-
-impl RateLimit {
-    /// A full bucket.
-    pub fn new(burst: u32, per_second: f64) -> Self {
-        Self {
-            burst: f64::from(burst),
-            per_second,
-            tokens: f64::from(burst),
-            last: None,
-        }
-    }
-
-    /// Takes a token if there is one at `now`.
-    pub fn allow(&mut self, now: Instant) -> bool {
-        if let Some(last) = self.last {
-            let refill = now.saturating_duration_since(last).as_secs_f64() * self.per_second;
-            self.tokens = (self.tokens + refill).min(self.burst);
-        }
-        self.last = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// Commands processed: `COMMAND_BURST` at once, then `COMMAND_RATE` per second.
-pub const COMMAND_BURST: u32 = 10;
-/// See `COMMAND_BURST`.
-pub const COMMAND_RATE: f64 = 1.0;
-
 /// The commands, for error messages.
 const ALLOWED: &str =
     "pause, resume, decoding (with params), reset_decoding, stats, triggers (with add, remove)";
@@ -128,56 +66,11 @@ const ALLOWED: &str =
 /// Longest command accepted: the largest valid one (every decoding key) is under 1 KB.
 pub const MAX_COMMAND_BYTES: usize = 4096;
 
+// Commands are applied to the pipeline's control state (pipeline/control.rs).
 impl Control {
-    /// Starts from the configured parameters; `max_len` is the bundle's `tokens.max_len`.
-    pub fn new(configured: DecodeParams, max_len: usize) -> Self {
-        Self {
-            params: RwLock::new(configured.clone()),
-            configured,
-            max_len,
-            triggers: RwLock::new(Vec::new()),
-            changes: AtomicU64::new(0),
-            bundle: None,
-            rate: Mutex::new(RateLimit::new(COMMAND_BURST, COMMAND_RATE)),
-        }
-    }
-
-    /// With the configured triggers (already checked) and the model they are checked against.
-    pub fn with_triggers(mut self, triggers: Vec<TriggerConfig>, bundle: Bundle) -> Self {
-        self.triggers = RwLock::new(triggers);
-        self.bundle = Some(bundle);
-        self
-    }
-
-    /// The triggers in effect.
-    pub fn triggers(&self) -> Vec<TriggerConfig> {
-        self.triggers
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// How many times a command changed the triggers (read on every window: no lock).
-    pub fn trigger_changes(&self) -> u64 {
-        self.changes.load(Relaxed)
-    }
-
-    /// The parameters in effect.
-    pub fn params(&self) -> DecodeParams {
-        self.params
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
     /// Parses and applies a received command; the error says why nothing changed.
     pub fn apply(&self, msg: &Received, counters: &Counters) -> Result<Command, CommandError> {
-        let allowed = self
-            .rate
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .allow(Instant::now());
-        if !allowed {
+        if !self.allow_command() {
             return Err(refuse(
                 counters,
                 &msg.payload,
@@ -220,34 +113,12 @@ impl Control {
             Command::Pause => counters.paused.store(true, Relaxed),
             Command::Resume => counters.paused.store(false, Relaxed),
             Command::Decoding { params } => {
-                let next = self
-                    .params()
-                    .with_overrides(params, self.max_len)
+                self.override_params(params)
                     .map_err(|e| fail(e.to_string()))?;
-                *self.params.write().unwrap_or_else(|e| e.into_inner()) = next;
             }
-            Command::ResetDecoding => {
-                *self.params.write().unwrap_or_else(|e| e.into_inner()) = self.configured.clone();
-            }
+            Command::ResetDecoding => self.reset_params(),
             Command::Stats => {}
-            Command::Triggers { add, remove } => {
-                let mut state = self.triggers.write().unwrap_or_else(|e| e.into_inner());
-                let mut next: Vec<TriggerConfig> = state
-                    .iter()
-                    .filter(|t| !remove.contains(&t.name) && !add.iter().any(|a| a.name == t.name))
-                    .cloned()
-                    .collect();
-                next.extend(add.iter().cloned());
-                let checked = match &self.bundle {
-                    Some(b) => Triggers::build(&next, b).map_err(|e| e.to_string()),
-                    None => Err("this daemon has no model to check triggers against".into()),
-                };
-                checked.map_err(fail)?;
-                *state = next;
-                // Counted after the list is in place (and before the lock is released), so a
-                // reader that sees the new count reads the new list.
-                self.changes.fetch_add(1, Relaxed);
-            }
+            Command::Triggers { add, remove } => self.change_triggers(add, remove).map_err(fail)?,
         }
         Ok(cmd)
     }
@@ -351,6 +222,7 @@ enum ParseError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::DecodeParams;
 
     fn sent(raw: &[u8]) -> Received {
         Received {
@@ -508,22 +380,5 @@ mod tests {
                 .all(|r| r.as_ref().is_err_and(|e| e.error.contains("too many")))
         );
         assert_eq!(n.rejected_commands.load(Relaxed), 5);
-    }
-
-    #[test]
-    fn commands_beyond_the_burst_are_refused_until_the_bucket_refills() {
-        let t0 = Instant::now();
-        let mut r = RateLimit::new(3, 1.0);
-        assert!((0..3).all(|_| r.allow(t0)));
-        assert!(!r.allow(t0), "burst spent");
-        assert!(!r.allow(t0 + std::time::Duration::from_millis(500)));
-        assert!(r.allow(t0 + std::time::Duration::from_millis(1600)));
-        assert!(!r.allow(t0 + std::time::Duration::from_millis(1700)));
-        let later = t0 + std::time::Duration::from_secs(100);
-        assert!(
-            (0..3).all(|_| r.allow(later)),
-            "refilled to the burst, not beyond"
-        );
-        assert!(!r.allow(later));
     }
 }

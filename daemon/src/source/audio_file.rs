@@ -14,8 +14,7 @@ use symphonia::core::io::{MediaSourceStream, ReadOnlySource};
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
-/// Input sample rates hark accepts (sources and audio files): it resamples from any of them.
-pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
+use crate::config::SAMPLE_RATES;
 
 /// What hark reads, for messages.
 const READS: &str = "WAV, FLAC, Ogg Vorbis, MP3 or AAC/M4A";

@@ -16,7 +16,7 @@ use ringbuf::HeapProd;
 use ringbuf::traits::Producer;
 
 use crate::config::{PcmFormat, SourceConfig};
-use crate::sink::stats::Counters;
+use crate::stats::Counters;
 
 /// The writing end of the capture ring.
 pub struct RingWriter {
@@ -92,6 +92,15 @@ pub trait Source: Send {
 }
 
 /// Opens the configured source. `preferred_rate` is the model's rate, asked of devices
+/// Checks what can be checked of a configured source before anything starts: a file source's
+/// header (the microphone and stdin are found when they are opened).
+pub fn check(cfg: &SourceConfig) -> Result<()> {
+    if let SourceConfig::File { path, .. } = cfg {
+        audio_file::check(path).map_err(|e| anyhow::anyhow!("source.path: {e:#}"))?;
+    }
+    Ok(())
+}
+
 /// that can choose.
 pub fn open(cfg: &SourceConfig, preferred_rate: u32) -> Result<Box<dyn Source>> {
     Ok(match cfg {
