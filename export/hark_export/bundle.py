@@ -213,9 +213,10 @@ REQUIRED = {
     "decoder.states": ("name", "input", "output", "init_output", "shape", "batch_axis", "dtype"),
     "tags": ("name", "labels", "output"),
     "torchscript": ("encoder", "decoder"),
+    "triggers": (),
 }
-OPTIONAL = {"": ("tags", "metrics", "torchscript"), "decoder": ("states",),
-            "tags": ("threshold",)}
+OPTIONAL = {"": ("tags", "metrics", "torchscript", "triggers"), "decoder": ("states",),
+            "tags": ("threshold",), "triggers": ("threshold", "tag_weight")}
 
 
 def _check_keys(where: str, table, path: str) -> None:
@@ -259,6 +260,8 @@ def validate_bundle(bundle: Path, graphs: bool = True) -> dict:
         _check_keys("decoder.states", s, f"decoder.states[{i}]")
     if "torchscript" in m:
         _check_keys("torchscript", m["torchscript"], "torchscript")
+    if "triggers" in m:
+        _check_keys("triggers", m["triggers"], "triggers")
     if not isinstance(m.get("tags", []), list):
         raise BundleError(f"{MANIFEST}: tags must be an array of tables ([[tags]])")
     for i, t in enumerate(m.get("tags", [])):

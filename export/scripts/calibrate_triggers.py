@@ -98,6 +98,9 @@ def main() -> None:
     p.add_argument("--tag-weights", default="0,0.25,0.5,1,2",
                    help="weights of the tag head's log-odds to compare (the first one is used "
                         "for the tables)")
+    p.add_argument("--write-bundle", action="store_true",
+                   help="write the threshold and the first tag weight into the bundle's manifest "
+                        "([triggers]), where the daemon reads its trigger defaults")
     p.add_argument("--threshold", type=float, default=None,
                    help="the threshold of the tables (default: the one maximising the mean F1 "
                         "of the name phrases on this split; give the one found on another split "
@@ -114,8 +117,9 @@ def main() -> None:
     wanted = phrases_for(categories, table)
     unknown = sorted({ph for v in wanted.values() for ph in v if not known(ph, vocab)})
     phrases = [ph for v in wanted.values() for ph in v if known(ph, vocab)]
+    # --privacy caption: speech clips are scored like any other (the daemon would redact them).
     cmd = [str(args.hark), "caption", "--bundle", str(args.bundle), "--json", "--alternatives",
-           "0"] + [a for ph in phrases for a in ("--trigger", ph)] + \
+           "0", "--privacy", "caption"] + [a for ph in phrases for a in ("--trigger", ph)] + \
         [str(args.corpus / r["path_16000"]) for r in rows]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -136,7 +140,7 @@ def main() -> None:
     silence = Path(tmp.name) / "silence.wav"
     write_wav(silence, np.zeros(16000 * 10, np.float32), 16000)
     base = subprocess.run([str(args.hark), "caption", "--bundle", str(args.bundle), "--json",
-                           "--silence-dbfs", "-200", "--alternatives", "0"]
+                           "--silence-dbfs", "-200", "--alternatives", "0", "--privacy", "caption"]
                           + [a for ph in phrases for a in ("--trigger", ph)] + [str(silence)],
                           capture_output=True, text=True)
     if base.returncode != 0:
@@ -211,6 +215,15 @@ def main() -> None:
               "", f"Left out (a word the model never learnt): {', '.join(unknown) or 'none'}.",
               "", "![precision-recall](pr-curves.png) ![ROC](roc-curves.png)"]
     (args.out / "TRIGGERS.md").write_text("\n".join(lines) + "\n")
+    if args.write_bundle:
+        import tomllib
+
+        from hark_export.bundle import MANIFEST, write_manifest
+        manifest = tomllib.loads((args.bundle / MANIFEST).read_text())
+        manifest["triggers"] = {"threshold": round(float(best), 2), "tag_weight": weights[0]}
+        write_manifest(args.bundle, manifest)
+        print(f"{args.bundle / MANIFEST}: [triggers] threshold = {best:.2f}, "
+              f"tag_weight = {weights[0]:g}")
 
     import matplotlib
     matplotlib.use("Agg")

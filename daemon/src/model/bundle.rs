@@ -212,6 +212,18 @@ const fn default_tag_threshold() -> f32 {
     0.5
 }
 
+/// `[triggers]`: how this model's trigger scores are read, as calibrated on held-out
+/// recordings (export/scripts/calibrate_triggers.py --write-bundle). A bundle without it gets
+/// the daemon's defaults, which were calibrated on an earlier default model.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    /// The score at or above which a trigger fires unless it sets its own.
+    pub threshold: Option<f32>,
+    /// Weight of the tag head's log-odds in the score of a phrase naming one of its labels.
+    pub tag_weight: Option<f32>,
+}
+
 /// `[torchscript]`: the graphs traced to TorchScript, run by a `tch` build (fp32 bundles).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -253,6 +265,9 @@ pub struct Manifest {
     /// Clip-level tag heads, if any.
     #[serde(default)]
     pub tags: Vec<TagSpec>,
+    /// Trigger calibration (optional).
+    #[serde(default)]
+    pub triggers: TriggerSpec,
     /// Optional TorchScript twin of the graphs.
     pub torchscript: Option<TorchScriptSpec>,
     /// sha256 of every file.
@@ -466,6 +481,16 @@ fn check_tokens(m: &Manifest, vocab: &[String]) -> Result<(), BundleError> {
     }
     if m.tokens.max_len == 0 {
         return Err(field("tokens.max_len", "must be at least 1"));
+    }
+    if let Some(t) = m.triggers.threshold
+        && !t.is_finite()
+    {
+        return Err(field("triggers.threshold", "must be a finite number"));
+    }
+    if let Some(w) = m.triggers.tag_weight
+        && !(w.is_finite() && w >= 0.0)
+    {
+        return Err(field("triggers.tag_weight", "must be a finite number >= 0"));
     }
     m.decoding
         .validate_for(m.tokens.max_len)

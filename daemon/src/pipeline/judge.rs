@@ -135,7 +135,8 @@ impl Judge {
             .map(|(i, (p, _))| {
                 let (raw, silence) = (out.phrase_scores[n + i], baseline[n + i]);
                 let label = triggers::phrase_label(bundle, p);
-                (raw, triggers::score(raw, silence, label, head))
+                let weight = triggers::calibration(bundle).1;
+                (raw, triggers::score(raw, silence, label, head, weight))
             })
             .collect();
         let findings = Findings {

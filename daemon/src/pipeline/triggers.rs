@@ -19,14 +19,25 @@ use crate::model::Captioner;
 use crate::model::bundle::{Bundle, PhraseError};
 use crate::pipeline::privacy;
 
-/// The score at or above which a trigger fires unless it sets its own: the one threshold
-/// that maximised the mean F1 of the category names on the default model's validation
-/// recordings (docs/triggers/TRIGGERS.md).
+/// The score at or above which a trigger fires unless it or the bundle (`[triggers]
+/// threshold`) sets its own: the one threshold that maximised the mean F1 of the category
+/// names on the YAMNet default model's validation recordings (docs/triggers/TRIGGERS.md).
 pub const DEFAULT_THRESHOLD: f32 = 4.9;
 
-/// Weight of the tag head's log-odds in the score of a phrase that names one of its labels
-/// (chosen on the validation recordings: docs/triggers/TRIGGERS.md).
+/// Weight of the tag head's log-odds in the score of a phrase that names one of its labels,
+/// unless the bundle sets its own (`[triggers] tag_weight`; chosen on the validation
+/// recordings: docs/triggers/TRIGGERS.md).
 pub const TAG_WEIGHT: f32 = 1.0;
+
+/// The default threshold and tag weight for triggers on `bundle`: its calibration, else the
+/// daemon's defaults.
+pub fn calibration(bundle: &Bundle) -> (f32, f32) {
+    let t = &bundle.manifest.triggers;
+    (
+        t.threshold.unwrap_or(DEFAULT_THRESHOLD),
+        t.tag_weight.unwrap_or(TAG_WEIGHT),
+    )
+}
 
 /// At most this many triggers, from the configuration and `set` commands together.
 pub const MAX_TRIGGERS: usize = 32;
@@ -43,6 +54,8 @@ pub const MAX_PHRASE_CHARS: usize = 200;
 #[derive(Debug, Clone, Default)]
 pub struct Triggers {
     list: Vec<Trigger>,
+    /// The bundle's weight of the tag head's evidence.
+    tag_weight: f32,
 }
 
 #[derive(Debug, Clone)]
@@ -182,7 +195,7 @@ impl Triggers {
                 .map(|p| Ok((p.clone(), bundle.phrase_tokens(p)?)))
                 .collect::<Result<Vec<_>, PhraseError>>()
                 .map_err(|error| TriggerError::Phrase { index, error })?;
-            let threshold = c.threshold.unwrap_or(DEFAULT_THRESHOLD);
+            let threshold = c.threshold.unwrap_or(calibration(bundle).0);
             if !threshold.is_finite() {
                 return Err(TriggerError::Threshold { index });
             }
@@ -203,7 +216,10 @@ impl Triggers {
                 about_people,
             });
         }
-        Ok(Self { list })
+        Ok(Self {
+            list,
+            tag_weight: calibration(bundle).1,
+        })
     }
 
     /// The triggers' names, in configuration order.
@@ -233,7 +249,8 @@ impl Triggers {
                 .zip(&t.labels)
                 .enumerate()
                 .map(|(k, ((p, _), &label))| {
-                    (p, score(scores[i + k], baseline[i + k], label, tags))
+                    let s = score(scores[i + k], baseline[i + k], label, tags, self.tag_weight);
+                    (p, s)
                 })
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             i += t.phrases.len();
@@ -303,11 +320,11 @@ pub fn phrase_label(bundle: &Bundle, phrase: &str) -> Option<usize> {
 }
 
 /// A phrase's trigger score: its log-probability `raw` over its `silence` baseline, plus
-/// [`TAG_WEIGHT`] × the log-odds of its `label` in `tags` (the first head's probabilities).
-pub fn score(raw: f32, silence: f32, label: Option<usize>, tags: &[f32]) -> f32 {
+/// `tag_weight` × the log-odds of its `label` in `tags` (the first head's probabilities).
+pub fn score(raw: f32, silence: f32, label: Option<usize>, tags: &[f32], tag_weight: f32) -> f32 {
     let evidence = label.and_then(|l| tags.get(l)).map_or(0.0, |&q| {
         let q = q.clamp(1e-6, 1.0 - 1e-6);
-        TAG_WEIGHT * (q / (1.0 - q)).ln()
+        tag_weight * (q / (1.0 - q)).ln()
     });
     raw - silence + evidence
 }
@@ -411,6 +428,20 @@ mod tests {
         assert_eq!(fired, vec![hit("dog", "dog", 5.2)]);
         let fired = t.fired(&[-4.0, -5.0, -2.0], &[-3.0, -4.2, -3.5], &[]);
         assert_eq!(fired, vec![hit("glass", "glass breaks", 1.5)]);
+    }
+
+    #[test]
+    fn a_bundle_calibrated_for_triggers_sets_their_default_threshold() {
+        let mut b = bundle();
+        b.manifest.triggers.threshold = Some(6.0);
+        let t = Triggers::build(&[config("dog", &["dog"], None)], &b).unwrap();
+        // 5.2 over silence: over the daemon's default 4.9, under this bundle's 6.0.
+        assert!(t.fired(&[1.0], &[-4.2], &[]).is_empty());
+        let own = Triggers::build(&[config("dog", &["dog"], Some(5.0))], &b).unwrap();
+        assert_eq!(
+            own.fired(&[1.0], &[-4.2], &[]),
+            vec![hit("dog", "dog", 5.2)]
+        );
     }
 
     fn hit(trigger: &str, phrase: &str, score: f32) -> Hit {
