@@ -346,6 +346,10 @@ fn device_label(device: &cpal::Device) -> (String, String) {
 
 /// Every capture device: (id, description, default config).
 pub fn devices() -> Result<Vec<(String, String, String)>> {
+    alsa_to_log(list_devices)
+}
+
+fn list_devices() -> Result<Vec<(String, String, String)>> {
     let host = cpal::default_host();
     let default = host.default_input_device().map(|d| device_label(&d).0);
     let mut out = Vec::new();
@@ -416,8 +420,33 @@ fn find_device(wanted: Option<&str>) -> Result<cpal::Device> {
         })
 }
 
+/// Runs `f` with alsa-lib's own messages (which it prints to stderr, as in "ALSA lib
+/// pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM default", before hark's error could say what
+/// they mean) caught on this thread and logged at debug level (`RUST_LOG=hark=debug`).
+#[cfg(target_os = "linux")]
+fn alsa_to_log<T>(f: impl FnOnce() -> T) -> T {
+    // A fresh buffer per call: the thread's handler stays installed, its old buffer dropped.
+    let caught = alsa::Output::local_error_handler().ok();
+    let out = f();
+    if let Some(caught) = caught {
+        for line in caught.borrow().to_string().lines() {
+            log::debug!("alsa-lib: {line}");
+        }
+    }
+    out
+}
+
+#[cfg(not(target_os = "linux"))]
+fn alsa_to_log<T>(f: impl FnOnce() -> T) -> T {
+    f()
+}
+
 impl Microphone {
     fn open(wanted: Option<&str>, rate: u32, max_seconds: Option<f32>) -> Result<Self> {
+        alsa_to_log(|| Self::find(wanted, rate, max_seconds))
+    }
+
+    fn find(wanted: Option<&str>, rate: u32, max_seconds: Option<f32>) -> Result<Self> {
         let device = find_device(wanted)?;
         let (id, description) = device_label(&device);
         let name = if description.is_empty() {
@@ -556,11 +585,15 @@ impl Microphone {
             }
         };
         let counters = &sink.counters;
-        let stream = input_stream(&self.device, &self.config, sink, on_error)
-            .with_context(|| format!("cannot open capture device {}", self.name))?;
-        stream
-            .play()
-            .with_context(|| format!("cannot start capture on {}", self.name))?;
+        // Held until capture ends: dropping the stream stops it.
+        let _stream = alsa_to_log(|| {
+            let stream = input_stream(&self.device, &self.config, sink, on_error)
+                .with_context(|| format!("cannot open capture device {}", self.name))?;
+            stream
+                .play()
+                .with_context(|| format!("cannot start capture on {}", self.name))?;
+            anyhow::Ok(stream)
+        })?;
         let started = Instant::now();
         let (mut last_seen, mut last_change) = (u64::MAX, Instant::now());
         loop {
