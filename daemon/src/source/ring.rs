@@ -85,7 +85,7 @@ mod tests {
         let mut ring = RingWriter::new(producer, counters.clone());
         // Six stereo frames into room for four: the last two are overruns.
         let stereo: Vec<i16> = vec![100, 300, -200, 200, 0, 0, 50, 50, 1, 1, 2, 2];
-        ring.push_live(&stereo, 2, |s| f32::from(s));
+        ring.push_live(&stereo, 2, f32::from);
         let got: Vec<f32> = consumer.pop_iter().collect();
         assert_eq!(got, vec![200.0, 0.0, 0.0, 50.0]);
         assert_eq!(counters.samples_in.load(Relaxed), 4);
