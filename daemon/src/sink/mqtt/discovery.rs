@@ -1,0 +1,277 @@
+//! Home Assistant MQTT discovery: the documents that make hark's captions, tags, triggers and
+//! diagnostics entities of a device (docs/MQTT.md, docs/schema/discovery.schema.json).
+
+use super::Topics;
+
+/// Home Assistant MQTT discovery, as (config topic, payload) pairs: a sensor whose state is
+/// the latest caption (the rest of the payload as attributes), a sensor listing its tags, and
+/// a binary sensor per label in `tags.binary_sensors`, on while captions carry that tag and
+/// off `TAG_OFF_DELAY` seconds after the last one.
+// Long on purpose: the Home Assistant discovery documents, one literal per entity.
+pub(super) fn discovery(
+    topics: &Topics,
+    device: &str,
+    model: &str,
+    binary_sensors: &[String],
+    triggers: &[String],
+) -> Vec<(String, serde_json::Value)> {
+    let Some(prefix) = &topics.discovery else {
+        return Vec::new();
+    };
+    let common = serde_json::json!({
+        "state_topic": topics.caption,
+        "availability_topic": topics.status,
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "device": {
+            "identifiers": [format!("hark_{device}")],
+            "name": format!("hark {device}"),
+            "manufacturer": "hark",
+            "model": model,
+            "sw_version": env!("CARGO_PKG_VERSION"),
+        },
+        // What made the discovery documents (Home Assistant shows it and logs it).
+        "origin": {"name": "hark", "sw_version": env!("CARGO_PKG_VERSION")},
+    });
+    let with = |extra: serde_json::Value| {
+        let mut v = common.clone();
+        if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+            v.extend(extra.clone());
+        }
+        v
+    };
+    let mut out = vec![
+        (
+            format!("{prefix}/sensor/hark_{device}/caption/config"),
+            with(serde_json::json!({
+                "name": "Caption",
+                "unique_id": format!("hark_{device}_caption"),
+                "value_template": "{{ value_json.text[:255] }}",
+                "json_attributes_topic": topics.caption,
+                "icon": "mdi:ear-hearing",
+            })),
+        ),
+        (
+            format!("{prefix}/sensor/hark_{device}/tags/config"),
+            with(serde_json::json!({
+                "name": "Tags",
+                "unique_id": format!("hark_{device}_tags"),
+                "value_template":
+                    "{{ (value_json.tags | map(attribute='label') | join(', '))[:255] }}",
+                "icon": "mdi:tag-multiple",
+            })),
+        ),
+    ];
+    for label in binary_sensors {
+        let slug: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        // The label goes into a Jinja string literal: escape what would end it.
+        let quoted = label.replace('\\', "\\\\").replace('\'', "\\'");
+        out.push((
+            format!("{prefix}/binary_sensor/hark_{device}/tag_{slug}/config"),
+            with(serde_json::json!({
+                "name": format!("Heard {label}"),
+                "unique_id": format!("hark_{device}_tag_{slug}"),
+                "value_template": format!(
+                    "{{{{ 'ON' if value_json.tags | selectattr('label', 'equalto', '{quoted}') | list | count > 0 else 'OFF' }}}}"
+                ),
+                "off_delay": TAG_OFF_DELAY,
+                "icon": "mdi:ear-hearing",
+            })),
+        ));
+    }
+    out.extend(diagnostics(topics, device, &with));
+    // Per trigger an event entity (HA's kind for a momentary happening, like a doorbell) and a
+    // binary sensor, on with each message on its topic and off TAG_OFF_DELAY seconds after the
+    // last, for automations on a state (names are already topic-safe: a-z, 0-9, _ and -).
+    for name in triggers {
+        out.push((
+            format!("{prefix}/event/hark_{device}/trigger_{name}/config"),
+            with(serde_json::json!({
+                "name": format!("Trigger {name}"),
+                "unique_id": format!("hark_{device}_trigger_{name}_event"),
+                "state_topic": format!("{}/{name}", topics.trigger),
+                "event_types": ["fired"],
+                "value_template": "{{ {'event_type': 'fired', 'phrase': value_json.phrase, \
+                    'score': value_json.score, 'caption': value_json.caption} | to_json }}",
+                "icon": "mdi:bell-ring",
+            })),
+        ));
+        out.push((
+            format!("{prefix}/binary_sensor/hark_{device}/trigger_{name}/config"),
+            with(serde_json::json!({
+                "name": format!("Trigger {name}"),
+                "unique_id": format!("hark_{device}_trigger_{name}"),
+                "state_topic": format!("{}/{name}", topics.trigger),
+                "value_template": "ON",
+                "payload_on": "ON",
+                "off_delay": TAG_OFF_DELAY,
+                "json_attributes_topic": format!("{}/{name}", topics.trigger),
+                "icon": "mdi:bell-ring",
+            })),
+        ));
+    }
+    out
+}
+
+/// Diagnostic entities (HA lists them apart from the controls and sensors): whether the
+/// microphone is lost, captions and windows dropped for lack of time, the real-time factor and
+/// memory from `stats`, and each caption's latency.
+fn diagnostics(
+    topics: &Topics,
+    device: &str,
+    with: &dyn Fn(serde_json::Value) -> serde_json::Value,
+) -> Vec<(String, serde_json::Value)> {
+    let Some(prefix) = &topics.discovery else {
+        return Vec::new();
+    };
+    let entity = |kind: &str, key: &str, name: &str, extra: serde_json::Value| {
+        let mut doc = with(serde_json::json!({
+            "name": name,
+            "unique_id": format!("hark_{device}_{key}"),
+            "state_topic": topics.stats,
+            "entity_category": "diagnostic",
+        }));
+        if let (Some(doc), Some(extra)) = (doc.as_object_mut(), extra.as_object()) {
+            doc.extend(extra.clone());
+        }
+        (format!("{prefix}/{kind}/hark_{device}/{key}/config"), doc)
+    };
+    vec![
+        entity(
+            "binary_sensor",
+            "source_lost",
+            "Microphone lost",
+            serde_json::json!({"device_class": "problem",
+                "value_template": "{{ 'ON' if value_json.source_lost else 'OFF' }}"}),
+        ),
+        entity(
+            "sensor",
+            "dropped_captions",
+            "Dropped captions",
+            serde_json::json!({"state_class": "total_increasing",
+                "value_template": "{{ value_json.dropped_captions }}"}),
+        ),
+        entity(
+            "sensor",
+            "skipped_windows",
+            "Skipped windows",
+            serde_json::json!({"state_class": "total_increasing",
+                "value_template": "{{ value_json.skipped_windows }}"}),
+        ),
+        entity(
+            "sensor",
+            "rtf",
+            "Real-time factor",
+            serde_json::json!({"state_class": "measurement",
+                "value_template": "{{ value_json.rtf | round(3) }}"}),
+        ),
+        entity(
+            "sensor",
+            "memory",
+            "Memory",
+            serde_json::json!({"state_class": "measurement", "device_class": "data_size",
+                "unit_of_measurement": "MB",
+                "value_template": "{{ (value_json.rss_bytes / 1000000) | round(1) }}"}),
+        ),
+        entity(
+            "sensor",
+            "latency",
+            "Caption latency",
+            serde_json::json!({"state_topic": topics.caption, "state_class": "measurement",
+                "device_class": "duration", "unit_of_measurement": "ms",
+                "value_template": "{{ value_json.latency_ms | round(0) }}"}),
+        ),
+    ]
+}
+
+/// `discovery` as the texts published.
+pub(super) fn discovery_texts(
+    topics: &Topics,
+    device: &str,
+    model: &str,
+    binary_sensors: &[String],
+    triggers: &[String],
+) -> Vec<(String, String)> {
+    discovery(topics, device, model, binary_sensors, triggers)
+        .into_iter()
+        .map(|(topic, payload)| (topic, payload.to_string()))
+        .collect()
+}
+
+/// Seconds a tag's or trigger's binary sensor stays on after the last message for it.
+const TAG_OFF_DELAY: u32 = 30;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MqttConfig;
+
+    #[test]
+    fn discovery_announces_caption_tags_and_a_binary_sensor_per_configured_label() {
+        let cfg = MqttConfig::new("localhost".into());
+        let topics = Topics::new(&cfg, "kitchen");
+        let d = discovery(
+            &topics,
+            "kitchen",
+            "m",
+            &["dog".into(), "glass breaking".into()],
+            &["window".into()],
+        );
+        let names: Vec<&str> = d.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "homeassistant/sensor/hark_kitchen/caption/config",
+                "homeassistant/sensor/hark_kitchen/tags/config",
+                "homeassistant/binary_sensor/hark_kitchen/tag_dog/config",
+                "homeassistant/binary_sensor/hark_kitchen/tag_glass_breaking/config",
+                "homeassistant/binary_sensor/hark_kitchen/source_lost/config",
+                "homeassistant/sensor/hark_kitchen/dropped_captions/config",
+                "homeassistant/sensor/hark_kitchen/skipped_windows/config",
+                "homeassistant/sensor/hark_kitchen/rtf/config",
+                "homeassistant/sensor/hark_kitchen/memory/config",
+                "homeassistant/sensor/hark_kitchen/latency/config",
+                "homeassistant/event/hark_kitchen/trigger_window/config",
+                "homeassistant/binary_sensor/hark_kitchen/trigger_window/config",
+            ]
+        );
+        let (event, window) = (&d[10].1, &d[11].1);
+        assert_eq!(event["state_topic"], "hark/kitchen/trigger/window");
+        assert_eq!(event["event_types"][0], "fired");
+        assert_eq!(window["state_topic"], "hark/kitchen/trigger/window");
+        assert_eq!(window["off_delay"], TAG_OFF_DELAY);
+        assert_ne!(event["unique_id"], window["unique_id"]);
+        let lost = &d[4].1;
+        assert_eq!(lost["state_topic"], "hark/kitchen/stats");
+        assert_eq!(lost["entity_category"], "diagnostic");
+        assert_eq!(d[9].1["state_topic"], "hark/kitchen/caption");
+        assert_eq!(lost["origin"]["sw_version"], env!("CARGO_PKG_VERSION"));
+        let glass = &d[3].1;
+        assert_eq!(glass["state_topic"], "hark/kitchen/caption");
+        assert_eq!(glass["off_delay"], TAG_OFF_DELAY);
+        assert!(
+            glass["value_template"]
+                .as_str()
+                .unwrap()
+                .contains("'equalto', 'glass breaking'")
+        );
+        assert_eq!(glass["device"]["identifiers"][0], "hark_kitchen");
+    }
+
+    #[test]
+    fn without_discovery_nothing_is_announced() {
+        let mut cfg = MqttConfig::new("localhost".into());
+        cfg.discovery = false;
+        let topics = Topics::new(&cfg, "kitchen");
+        assert!(discovery(&topics, "kitchen", "m", &["dog".into()], &[]).is_empty());
+    }
+}
