@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use hark::decode::Strategy;
-use hark::{cli, config, model, pipeline, service, source};
+use hark::{cli, config, model, service, source};
 
 #[derive(Parser)]
 #[command(
@@ -43,49 +43,7 @@ enum Command {
         backend: config::Backend,
     },
     /// Caption audio files, window by window, and print the captions.
-    Caption {
-        /// Audio files: WAV, FLAC, Ogg Vorbis, MP3 or AAC/M4A, any rate and channel count;
-        /// `-` reads one from standard input. A file that fails is reported and the next
-        /// one captioned; the exit status is 1 if any failed.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Judge windows by this configuration, as `hark run -c FILE` would: its model,
-        /// decoding, window, silence threshold, tags, privacy and triggers (fired triggers
-        /// in each window's `triggers`). The flags below override it.
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Model bundle directory (default: the configuration's, else the bundle shipped
-        /// with hark).
-        #[arg(long)]
-        bundle: Option<PathBuf>,
-        /// Runtime that runs the bundle (the values this build has).
-        #[arg(long, value_enum)]
-        backend: Option<config::Backend>,
-        /// Print one JSON object per window: the fields of the caption payload `hark run`
-        /// publishes (docs/MQTT.md) with times in seconds from the file's start, plus the
-        /// file, tokens, fired triggers, `--trigger` phrase scores and timings.
-        #[arg(long)]
-        json: bool,
-        /// Windows quieter than this (RMS, dBFS) are silent: no caption, as in `hark run`
-        /// (default: events.silence_dbfs, -60).
-        #[arg(long, allow_negative_numbers = true)]
-        silence_dbfs: Option<f32>,
-        /// What a window with speech shows (default: privacy.speech, redact), as `hark run`
-        /// publishes it.
-        #[arg(long, value_enum)]
-        privacy: Option<config::SpeechPolicy>,
-        /// Publish tags of this probability or more from every tag head (default: each
-        /// head's threshold in the bundle).
-        #[arg(long)]
-        tag_threshold: Option<f32>,
-        /// Score this phrase under every window ("glass breaking"): its length-normalised
-        /// log-probability as the start of the window's caption, and the trigger score a
-        /// `[[triggers]]` table compares with its threshold. Repeatable.
-        #[arg(long = "trigger", value_name = "PHRASE")]
-        triggers: Vec<String>,
-        #[command(flatten)]
-        decoding: DecodeArgs,
-    },
+    Caption(CaptionArgs),
     /// Write the log-mel features of an audio file as a float32 .npy array [n_mels, frames].
     Features {
         /// Input audio file (WAV, FLAC, Ogg Vorbis, MP3, AAC/M4A; any rate and channel count;
@@ -101,6 +59,84 @@ enum Command {
         #[arg(long)]
         bundle: Option<PathBuf>,
     },
+}
+
+/// `hark caption` flags.
+#[derive(Args)]
+struct CaptionArgs {
+    /// Audio files: WAV, FLAC, Ogg Vorbis, MP3 or AAC/M4A, any rate and channel count;
+    /// `-` reads one from standard input. A file that fails is reported and the next
+    /// one captioned; the exit status is 1 if any failed.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Judge windows by this configuration, as `hark run -c FILE` would: its model,
+    /// decoding, window, silence threshold, tags, privacy and triggers (fired triggers
+    /// in each window's `triggers`). The flags below override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Model bundle directory (default: the configuration's, else the bundle shipped
+    /// with hark).
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// Runtime that runs the bundle (the values this build has).
+    #[arg(long, value_enum)]
+    backend: Option<config::Backend>,
+    /// Print one JSON object per window: the fields of the caption payload `hark run`
+    /// publishes (docs/MQTT.md) with times in seconds from the file's start, plus the
+    /// file, tokens, fired triggers, `--trigger` phrase scores and timings.
+    #[arg(long)]
+    json: bool,
+    /// Windows quieter than this (RMS, dBFS) are silent: no caption, as in `hark run`
+    /// (default: events.silence_dbfs, -60).
+    #[arg(long, allow_negative_numbers = true)]
+    silence_dbfs: Option<f32>,
+    /// What a window with speech shows (default: privacy.speech, redact), as `hark run`
+    /// publishes it.
+    #[arg(long, value_enum)]
+    privacy: Option<config::SpeechPolicy>,
+    /// Publish tags of this probability or more from every tag head (default: each
+    /// head's threshold in the bundle).
+    #[arg(long)]
+    tag_threshold: Option<f32>,
+    /// Score this phrase under every window ("glass breaking"): its length-normalised
+    /// log-probability as the start of the window's caption, and the trigger score a
+    /// `[[triggers]]` table compares with its threshold. Repeatable.
+    #[arg(long = "trigger", value_name = "PHRASE")]
+    triggers: Vec<String>,
+    #[command(flatten)]
+    decoding: DecodeArgs,
+}
+
+impl CaptionArgs {
+    /// Captions the files with the configuration as `hark run` reads it and these flags
+    /// applied on top: one place for every shared option's default and validation.
+    fn run(self) -> anyhow::Result<()> {
+        let cfg = config::Config::load(self.config.as_deref(), |cfg| {
+            if let Some(s) = self.silence_dbfs {
+                cfg.events.silence_dbfs = s;
+            }
+            if let Some(p) = self.privacy {
+                cfg.privacy.speech = p;
+            }
+            if self.bundle.is_some() {
+                cfg.model.bundle = self.bundle.clone();
+            }
+            if let Some(b) = self.backend {
+                cfg.model.backend = b;
+            }
+            cfg.decoding.extend(self.decoding.overrides());
+            Ok(())
+        })?;
+        let mut settings = cli::caption::settings(&cfg, self.tag_threshold, &self.triggers)?;
+        let failed = cli::caption::caption_files(&mut settings, &self.files, self.json);
+        if failed > 0 {
+            anyhow::bail!(
+                "{failed} of {} file(s) could not be captioned",
+                self.files.len()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// `hark run` flags; each overrides the configuration file and the environment.
@@ -322,7 +358,6 @@ impl DecodeArgs {
     }
 }
 
-// Long on purpose: one match arm per subcommand, each a few lines of wiring.
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
@@ -345,75 +380,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let model = model::load(&dir, backend)?;
             println!("{}: ok: {}", dir.display(), model.bundle().describe());
         }
-        Command::CheckConfig { file } => {
-            let cfg = config::Config::load(Some(&file), |_| Ok(()))?;
-            source::check(&cfg.source).map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
-            let dir = model::resolve_bundle(cfg.model.bundle.as_deref())?;
-            // Loaded as `hark run` loads it: graphs parsed and probed by the configured
-            // backend, so a damaged graph with a matching hash fails here, not at start.
-            let model = model::load(&dir, cfg.model.backend)
-                .with_context(|| format!("{}: model bundle {}", file.display(), dir.display()))?;
-            let bundle = model.bundle();
-            let m = &bundle.manifest;
-            m.decoding
-                .with_overrides(&cfg.decoding, m.tokens.max_len)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            cfg.tags
-                .validate(bundle)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            pipeline::triggers::Triggers::build(&cfg.triggers, bundle)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            println!("{}: ok", file.display());
-            println!("  device id: {}", cfg.device_id());
-            println!("  source:    {}", cfg.source.describe());
-            println!("  model:     {} ({})", bundle.manifest.name, dir.display());
-            match &cfg.mqtt {
-                Some(m) => println!(
-                    "  mqtt:      {}:{} as {}/{}/…",
-                    m.host,
-                    m.port(),
-                    m.topic_prefix,
-                    cfg.device_id()
-                ),
-                None => println!("  mqtt:      none (captions to stdout)"),
-            }
-        }
-        Command::Caption {
-            files,
-            config,
-            bundle,
-            backend,
-            json,
-            silence_dbfs,
-            privacy,
-            tag_threshold,
-            triggers,
-            decoding,
-        } => {
-            // The configuration as `hark run` reads it, the flags applied on top: one place
-            // for every shared option's default and validation.
-            let cfg = config::Config::load(config.as_deref(), |cfg| {
-                if let Some(s) = silence_dbfs {
-                    cfg.events.silence_dbfs = s;
-                }
-                if let Some(p) = privacy {
-                    cfg.privacy.speech = p;
-                }
-                if bundle.is_some() {
-                    cfg.model.bundle = bundle;
-                }
-                if let Some(b) = backend {
-                    cfg.model.backend = b;
-                }
-                cfg.decoding.extend(decoding.overrides());
-                Ok(())
-            })?;
-            let mut settings = cli::caption::settings(&cfg, tag_threshold, &triggers)?;
-            let failed = cli::caption::caption_files(&mut settings, &files, json);
-            if failed > 0 {
-                anyhow::bail!("{failed} of {} file(s) could not be captioned", files.len());
-            }
-        }
+        Command::CheckConfig { file } => cli::check::check_config(&file)?,
+        Command::Caption(args) => args.run()?,
         Command::Features {
             file,
             out,

@@ -232,13 +232,10 @@ pub fn describe(w: &FileWindow) -> String {
     line
 }
 
-/// Captions `file` as it is read: one caption per window of the bundle's length, windows
-/// `hop` apart (a file shorter than a window is one window), each handed to `emit` as soon
-/// as it is done, so memory stays flat in file length and the first caption comes after one
-/// window. Windows whose RMS level is below `silence_dbfs` are not captioned, as in
-/// `hark run`, whose DSP thread cuts windows the same way ([`Windower`]).
-// Long (~110 lines) on purpose: one read → window → caption → emit loop that a reader should
-// see whole; its steps are the daemon's own (Windower, caption_mel, TagConfig, triggers).
+/// Captions `file` as it is read: windows of the settings' length and hop (a file shorter
+/// than a window is one window), cut by the daemon's [`Windower`] and judged by its
+/// [`Judge`], each handed to `emit` as soon as it is done, so memory stays flat in file length
+/// and the first caption comes after one window.
 pub fn caption_file(
     model: &dyn Captioner,
     settings: &mut Settings,
@@ -266,72 +263,24 @@ pub fn caption_file(
             window.start_frame as f32 / fps,
             (window.start_frame as usize + window.frames) as f32 / fps,
         );
-        let mut out = FileWindow {
-            file: name.to_string(),
-            start,
-            end,
-            level_dbfs: window.level_dbfs,
-            silent: true,
-            text: None,
-            model: m.name.clone(),
-            dropped: false,
-            tags: Vec::new(),
-            speech: None,
-            score: None,
-            tokens: Vec::new(),
-            alternatives: Vec::new(),
-            triggers: Vec::new(),
-            phrases: Vec::new(),
-            timings_ms: Timings::default(),
-        };
         let verdict = judge
             .judge(model, params, &window.mel, window.frames, window.level_dbfs)
             .with_context(|| format!("{name}: window {start:.1}-{end:.1} s"))?;
-        match verdict {
-            Verdict::Silent => {}
-            Verdict::Dropped => {
-                out.silent = false;
-                out.dropped = true;
-            }
-            Verdict::Heard(heard) => {
-                let round = |x: f32| (x * 1000.0).round() / 1000.0;
-                let f = heard.findings;
-                out.silent = false;
-                out.text = Some(f.text);
-                out.score = f.score;
-                out.tags = f.tags;
-                out.speech = heard.speech;
-                out.alternatives = f.alternatives;
-                out.tokens = heard.tokens;
-                out.triggers = f
-                    .hits
-                    .into_iter()
-                    .map(|h| TriggerHit {
-                        trigger: h.trigger,
-                        phrase: h.phrase,
-                        score: h.score,
-                    })
-                    .collect();
-                out.phrases = judge
-                    .extra()
-                    .iter()
-                    .zip(heard.phrases)
-                    .map(|(phrase, (raw, trigger))| PhraseScore {
-                        phrase: phrase.clone(),
-                        score: round(raw),
-                        trigger_score: round(trigger),
-                    })
-                    .collect();
-                let [encoder, decoding, phrases] = heard.timings;
-                out.timings_ms = Timings {
-                    mel: mel_ms,
-                    encoder,
-                    decoding,
-                    phrases,
-                };
-            }
-        }
-        emit(out)
+        let out = file_window(
+            name,
+            &m.name,
+            (start, end),
+            window.level_dbfs,
+            verdict,
+            judge,
+        );
+        emit(FileWindow {
+            timings_ms: Timings {
+                mel: mel_ms,
+                ..out.timings_ms
+            },
+            ..out
+        })
     };
     stream.for_each(|block| {
         let t0 = Instant::now();
@@ -359,4 +308,79 @@ pub fn caption_file(
         log::warn!("{name}: {sanitized} non-finite sample(s) were replaced by silence");
     }
     Ok(())
+}
+
+/// A window of `name` from `start` to `end` seconds as `hark caption` prints it: what the
+/// judge's `verdict` lets out (the front end's time is the caller's to fill in).
+fn file_window(
+    name: &str,
+    model: &str,
+    (start, end): (f32, f32),
+    level_dbfs: f32,
+    verdict: Verdict,
+    judge: &Judge,
+) -> FileWindow {
+    let mut out = FileWindow {
+        file: name.to_string(),
+        start,
+        end,
+        level_dbfs,
+        silent: true,
+        text: None,
+        model: model.to_string(),
+        dropped: false,
+        tags: Vec::new(),
+        speech: None,
+        score: None,
+        tokens: Vec::new(),
+        alternatives: Vec::new(),
+        triggers: Vec::new(),
+        phrases: Vec::new(),
+        timings_ms: Timings::default(),
+    };
+    match verdict {
+        Verdict::Silent => {}
+        Verdict::Dropped => {
+            out.silent = false;
+            out.dropped = true;
+        }
+        Verdict::Heard(heard) => {
+            let round = |x: f32| (x * 1000.0).round() / 1000.0;
+            let f = heard.findings;
+            out.silent = false;
+            out.text = Some(f.text);
+            out.score = f.score;
+            out.tags = f.tags;
+            out.speech = heard.speech;
+            out.alternatives = f.alternatives;
+            out.tokens = heard.tokens;
+            out.triggers = f
+                .hits
+                .into_iter()
+                .map(|h| TriggerHit {
+                    trigger: h.trigger,
+                    phrase: h.phrase,
+                    score: h.score,
+                })
+                .collect();
+            out.phrases = judge
+                .extra()
+                .iter()
+                .zip(heard.phrases)
+                .map(|(phrase, (raw, trigger))| PhraseScore {
+                    phrase: phrase.clone(),
+                    score: round(raw),
+                    trigger_score: round(trigger),
+                })
+                .collect();
+            let [encoder, decoding, phrases] = heard.timings;
+            out.timings_ms = Timings {
+                mel: 0.0,
+                encoder,
+                decoding,
+                phrases,
+            };
+        }
+    }
+    out
 }
