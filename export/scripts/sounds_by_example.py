@@ -341,7 +341,7 @@ def markdown(results: dict, test_eps: list, val_eps: list, seconds: dict) -> str
              f"({', '.join(cats)}), {max(ep['draw'] for ep in test_eps) + 1} draws per k. "
              f"Val categories (>= k + 1 recordings) per k: "
              f"{', '.join(f'k={k}: {n}' for k, n in val_cats.items())}. Probe weight decay "
-             f"{PROBE_L2:g}. Run time (one core): embeddings {seconds['embed']:.0f} s"
+             f"{PROBE_L2:g}. Run time (wall clock, one thread): embeddings {seconds['embed']:.0f} s"
              f"{' (cached)' if seconds['embed'] < 5 else ''}, episodes {seconds['eval']:.0f} s.",
              "", "## Mean detection AP on test (val in brackets)", "",
              *ap_lines(results, test_eps, val_eps),
