@@ -125,6 +125,12 @@ fn a_replayed_file_is_published_window_by_window_like_hark_caption() {
     assert!(!stats.is_empty());
     stats.iter().for_each(|s| assert_schema("stats", s));
     let last = stats.last().unwrap();
+    // The version `hark --version` prints, as the .deb and the discovery documents carry it.
+    let version = hark_e2e::hark(&["--version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("hark {}", last["version"].as_str().unwrap())
+    );
     assert_eq!(last["windows"], expected.len() as u64 + 1);
     assert_eq!(last["captions"], expected.len() as u64);
     assert_eq!(last["silent_windows"], 1);

@@ -134,6 +134,8 @@ pub struct Stats {
     pub paused: bool,
     /// Model name.
     pub model: String,
+    /// hark's version, as `hark --version`, the .deb and Home Assistant's device show it.
+    pub version: &'static str,
     /// Decoding strategy in effect.
     pub strategy: String,
 }
@@ -170,6 +172,7 @@ impl Counters {
             rejected_commands: self.rejected_commands.load(Relaxed),
             paused: self.paused.load(Relaxed),
             model: model.to_string(),
+            version: env!("CARGO_PKG_VERSION"),
             strategy: strategy.to_string(),
         }
     }
