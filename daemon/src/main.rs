@@ -442,6 +442,19 @@ fn main() -> ExitCode {
         });
     }
     logger.init();
+    // symphonia panics on some malformed audio headers; source/audio_file.rs turns those
+    // into errors naming the file, so their panic messages go to the debug log only.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info
+            .location()
+            .is_some_and(|l| l.file().contains("symphonia"))
+        {
+            log::debug!("decoder panic, reported as an error: {info}");
+        } else {
+            default_hook(info);
+        }
+    }));
     match dispatch(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -98,8 +98,8 @@ impl Stream {
         }
         let source = ReadOnlySource::new(std::io::Cursor::new(head).chain(input));
         let stream = MediaSourceStream::new(Box::new(source), Default::default());
-        let probed = symphonia::default::get_probe()
-            .format(
+        let probed = unpanicked(&name, container, || {
+            symphonia::default::get_probe().format(
                 &hint,
                 stream,
                 // Gapless: an MP3's or AAC's encoder delay and padding are cut, so a clip
@@ -110,7 +110,8 @@ impl Stream {
                 },
                 &MetadataOptions::default(),
             )
-            .map_err(|e| unreadable(&name, container, &e))?;
+        })?
+        .map_err(|e| unreadable(&name, container, &e))?;
         let format = probed.format;
         let Some(track) = format
             .tracks()
@@ -123,9 +124,10 @@ impl Stream {
             );
         };
         let params = &track.codec_params;
-        let decoder = symphonia::default::get_codecs()
-            .make(params, &DecoderOptions::default())
-            .map_err(|_| {
+        let decoder = unpanicked(&name, container, || {
+            symphonia::default::get_codecs().make(params, &DecoderOptions::default())
+        })?
+        .map_err(|_| {
                 let codec = if params.codec == CODEC_TYPE_OPUS {
                     "Opus audio"
                 } else {
@@ -186,7 +188,7 @@ impl Stream {
         let (mut interleaved, mut mono) = (None::<SampleBuffer<f32>>, Vec::new());
         let mut frames = 0u64;
         loop {
-            let packet = match format.next_packet() {
+            let packet = match unpanicked(&name, container, || format.next_packet())? {
                 Ok(p) => p,
                 Err(DecodeError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     break;
@@ -196,7 +198,8 @@ impl Stream {
             if packet.track_id() != track {
                 continue;
             }
-            let decoded = decoder.decode(&packet).map_err(|e| corrupt(&e))?;
+            let decoded = unpanicked(&name, container, || decoder.decode(&packet))?
+                .map_err(|e| corrupt(&e))?;
             let spec = *decoded.spec();
             let channels = spec.channels.count().max(1);
             let buffer = match &mut interleaved {
@@ -226,6 +229,22 @@ impl Stream {
             _ => Ok(()),
         }
     }
+}
+
+/// Runs a symphonia call, turning a panic inside it (it panics on some malformed headers, such
+/// as a WAV declaring 0 Hz) into an error naming the file: hark never panics on input.
+fn unpanicked<T>(name: &str, container: &str, f: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        anyhow::anyhow!(
+            "{name}: {} {container} file hark cannot read: its data is malformed ({why})",
+            article(container)
+        )
+    })
 }
 
 /// The container named by a file's first bytes, for messages.
@@ -276,6 +295,25 @@ fn unreadable(name: &str, container: &str, e: &DecodeError) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_header_that_makes_the_decoder_panic_is_an_error_naming_the_file() {
+        // A float WAV declaring 0 Hz: symphonia panics building its time base.
+        let mut wav = b"RIFF\x2c\0\0\0WAVEfmt \x10\0\0\0\x03\0\x01\0".to_vec();
+        wav.extend([0u8; 4]); // sample rate 0
+        wav.extend(32_000u32.to_le_bytes());
+        wav.extend([4, 0, 32, 0]);
+        wav.extend(b"data\x08\0\0\0");
+        wav.extend([0u8; 8]);
+        let path = std::env::temp_dir().join(format!("hark-zero-rate-{}.wav", std::process::id()));
+        std::fs::write(&path, &wav).unwrap();
+        let err = Stream::open(&path).err().expect("refused").to_string();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            err.contains("hark-zero-rate") && err.contains("malformed"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn containers_are_named_by_their_first_bytes() {
