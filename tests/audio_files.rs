@@ -132,6 +132,23 @@ fn a_bad_file_among_good_ones_is_named_and_the_good_ones_are_captioned() {
 }
 
 #[test]
+fn a_reader_that_goes_away_ends_captioning_without_a_panic() {
+    // `hark caption … | head -n 1`: the pipe closes after the first line.
+    let wav = demo().display().to_string();
+    let mut child = Command::new(hark_bin())
+        .args(["caption", &wav, &wav, &wav])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{err}");
+}
+
+#[test]
 fn run_refuses_seconds_for_a_source_that_ends_by_itself() {
     let out = hark(&["run", "--file", demo().to_str().unwrap(), "--seconds", "3"]);
     let err = String::from_utf8_lossy(&out.stderr);

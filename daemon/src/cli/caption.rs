@@ -1,6 +1,7 @@
 //! `hark caption`: captions audio files window by window with a bundle, for one-off use and
 //! for evaluating bundles through exactly the daemon's code path.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,7 +15,7 @@ use crate::model::TagError;
 use crate::model::captioner::ms;
 use crate::model::{Alternative, Captioner, Tag};
 use crate::pipeline::judge::{Judge, Verdict};
-use crate::pipeline::triggers::Triggers;
+use crate::pipeline::triggers::{Phrase, Triggers};
 use crate::pipeline::window::{Window, Windower};
 use crate::source::audio_file::Stream;
 
@@ -57,7 +58,7 @@ pub fn settings(cfg: &Config, tag_threshold: Option<f32>, phrases: &[String]) ->
     let triggers = Triggers::build(&cfg.triggers, bundle)?;
     let extra = phrases
         .iter()
-        .map(|p| bundle.phrase_tokens(p).map(|t| (p.clone(), t)))
+        .map(|p| Phrase::new(bundle, p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("--trigger: {e}"))?;
     let judge = Judge::new(
@@ -99,11 +100,14 @@ pub fn caption_files(settings: &mut Settings, files: &[PathBuf], json: bool) -> 
             if seconds.is_some() {
                 eprint!("\r\x1b[K");
             }
-            if json {
-                println!("{}", serde_json::to_string(&w)?);
+            // writeln!, not println!: a reader that goes away (`| head`) ends captioning
+            // instead of panicking.
+            let line = if json {
+                serde_json::to_string(&w)?
             } else {
-                println!("{}", describe(&w));
-            }
+                describe(&w)
+            };
+            writeln!(std::io::stdout(), "{line}")?;
             if let Some(seconds) = seconds {
                 let done = (f64::from(w.end) / seconds).min(1.0);
                 eprint!("{name}: {:.0} % of {seconds:.0} s", 100.0 * done);
@@ -115,11 +119,22 @@ pub fn caption_files(settings: &mut Settings, files: &[PathBuf], json: bool) -> 
             eprintln!();
         }
         if let Err(e) = result {
+            if closed_stdout(&e) {
+                break;
+            }
             eprintln!("error: {e:#}");
             failed += 1;
         }
     }
     failed
+}
+
+/// Whether `e` is standard output's reader having gone away.
+fn closed_stdout(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// One window of a file: captioned, or silent.
@@ -183,8 +198,11 @@ pub struct PhraseScore {
     pub score: f32,
     /// What a `[[triggers]]` table compares with its threshold: `score` over the phrase's
     /// score under digital silence, plus the tag head's evidence when the phrase names one
-    /// of its labels.
+    /// of its labels, plus the bundle's caption weight when `in_caption`.
     pub trigger_score: f32,
+    /// Whether the window's caption or one of its alternatives says the phrase (its words,
+    /// or their synonyms in the bundle's `[triggers] synonyms`).
+    pub in_caption: bool,
 }
 
 /// Time per stage, milliseconds.
@@ -367,10 +385,11 @@ fn file_window(
                 .extra()
                 .iter()
                 .zip(heard.phrases)
-                .map(|(phrase, (raw, trigger))| PhraseScore {
+                .map(|(phrase, (raw, trigger, in_caption))| PhraseScore {
                     phrase: phrase.clone(),
                     score: round(raw),
                     trigger_score: round(trigger),
+                    in_caption,
                 })
                 .collect();
             let [encoder, decoding, phrases] = heard.timings;

@@ -47,6 +47,9 @@ pub struct Assembler {
     /// Samples per frame hop: audio energy is kept per block of this many samples,
     /// block `i` lying under frame `i`.
     hop_samples: usize,
+    /// Frames a centred front end adds after the audio (1: the frame centred on the last
+    /// sample, half of it padding); the stream's end window ignores them.
+    overhang: u64,
     /// The last `window` frames.
     mel: VecDeque<f32>,
     /// Frames seen.
@@ -65,12 +68,26 @@ pub struct Assembler {
 impl Assembler {
     /// Windows of `window` frames every `hop` frames (`1 <= hop <= window`).
     pub fn new(n_mels: usize, window: usize, hop: usize, hop_samples: usize) -> Self {
+        Self::centred(n_mels, window, hop, hop_samples, false)
+    }
+
+    /// As [`Assembler::new`] for a front end that centres its frames (`centred`): a stream
+    /// of exactly one window's audio then gives one window, not a second one moved by the
+    /// frame of padding at the end.
+    pub fn centred(
+        n_mels: usize,
+        window: usize,
+        hop: usize,
+        hop_samples: usize,
+        centred: bool,
+    ) -> Self {
         assert!(window >= 1 && (1..=window).contains(&hop) && n_mels >= 1 && hop_samples >= 1);
         Self {
             n_mels,
             window,
             hop,
             hop_samples,
+            overhang: u64::from(centred),
             mel: VecDeque::with_capacity(window * n_mels),
             frames: 0,
             next_end: window as u64,
@@ -125,7 +142,7 @@ impl Assembler {
         let last_end = if self.emitted == 0 {
             0
         } else {
-            (self.emitted - 1) * self.hop as u64 + self.window as u64
+            (self.emitted - 1) * self.hop as u64 + self.window as u64 + self.overhang
         };
         if self.frames == 0 || self.frames <= last_end {
             return None;
@@ -190,7 +207,13 @@ impl Windower {
         Ok(Self {
             resampler: dsp::resample::Resampler::new(source_rate, frontend.sample_rate)?,
             mel: dsp::LogMel::new(frontend).context("the bundle's front end")?,
-            assembler: Assembler::new(frontend.n_mels, window.0, window.1, frontend.hop_length),
+            assembler: Assembler::centred(
+                frontend.n_mels,
+                window.0,
+                window.1,
+                frontend.hop_length,
+                frontend.center,
+            ),
         })
     }
 
@@ -308,6 +331,26 @@ mod tests {
         let loud = 10.0 * (0.25f32 / 5.0).log10();
         assert_eq!(levels[0], FLOOR_DBFS);
         assert!((levels[1] - loud).abs() < 1e-3 && (end.level_dbfs - loud).abs() < 1e-3);
+    }
+
+    #[test]
+    fn a_centred_front_ends_padding_frame_makes_no_window_of_its_own() {
+        let run = |total: usize| {
+            let mut a = Assembler::centred(1, 5, 5, 4, true);
+            let mut starts = Vec::new();
+            for i in 0..total {
+                a.push_samples(&[0.5; 4]);
+                starts.extend(a.push_frame(&[i as f32]).map(|w| w.start_frame));
+            }
+            starts.extend(a.finish().map(|w| w.start_frame));
+            starts
+        };
+        // One window's audio is 5 frames and the padding frame: one window.
+        assert_eq!(run(6), [0]);
+        // A frame of audio more: the end window.
+        assert_eq!(run(7), [0, 2]);
+        // Shorter than one window: still captioned.
+        assert_eq!(run(1), [0]);
     }
 
     #[test]
