@@ -216,7 +216,8 @@ REQUIRED = {
     "triggers": (),
 }
 OPTIONAL = {"": ("tags", "metrics", "torchscript", "triggers"), "decoder": ("states",),
-            "tags": ("threshold",), "triggers": ("threshold", "tag_weight")}
+            "tags": ("threshold",),
+            "triggers": ("threshold", "tag_weight", "caption_weight", "synonyms")}
 
 
 def _check_keys(where: str, table, path: str) -> None:

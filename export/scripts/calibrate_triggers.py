@@ -2,12 +2,16 @@
 it, scored by `hark caption --trigger` on the held-out single-sound clips of a `hark-data real`
 corpus: average precision per phrase, precision and recall at one threshold for all, and the
 threshold that maximises the mean F1 (the default a trigger would start from), and the area
-under each phrase's ROC curve; and how much adding the tag head's evidence (the daemon's
-`TAG_WEIGHT` × the log-odds of the label a phrase names) changes the mean AP. Choose the weight
-and threshold on the validation split, then measure them on the test split:
+under each phrase's ROC curve; how much adding the tag head's evidence (the daemon's
+`TAG_WEIGHT` × the log-odds of the label a phrase names) changes the mean AP; and the weight
+added when the window's caption or an alternative says the phrase (`in_caption` of `hark
+caption --trigger`: its words or their synonyms, the bundle's `[triggers] synonyms`, which
+`--write-bundle` fills from the categories' synonyms in sounds.toml). Choose the weights and
+threshold on the validation split, then measure them on the test split:
 
-    python export/scripts/calibrate_triggers.py ... --split val --tag-weights 1,0,0.5,2
-    python export/scripts/calibrate_triggers.py ... --split test --tag-weights 1,0 --threshold T
+    python export/scripts/calibrate_triggers.py ... --split val --tag-weights 1,0,0.5,2 --write-bundle
+    python export/scripts/calibrate_triggers.py ... --split test --tag-weights 1,0 \
+        --caption-weights C --threshold T
 
     python export/scripts/calibrate_triggers.py --bundle daemon/assets/model \
         --corpus data/real --out reports/triggers [--hark target/debug/hark]
@@ -88,6 +92,16 @@ def roc(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return fpr, tpr, float(greater + 0.5 * ties)
 
 
+def write_triggers(bundle: Path, **values) -> None:
+    """Sets keys of the bundle manifest's [triggers], keeping the others."""
+    import tomllib
+
+    from hark_export.bundle import MANIFEST, write_manifest
+    manifest = tomllib.loads((bundle / MANIFEST).read_text())
+    manifest.setdefault("triggers", {}).update(values)
+    write_manifest(bundle, manifest)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bundle", type=Path, required=True)
@@ -98,15 +112,21 @@ def main() -> None:
     p.add_argument("--tag-weights", default="0,0.25,0.5,1,2",
                    help="weights of the tag head's log-odds to compare (the first one is used "
                         "for the tables)")
+    p.add_argument("--caption-weights", default="0,1,2,3,4,5,6,8",
+                   help="weights added when the caption says the phrase; the one whose best "
+                        "threshold gives the highest mean F1 of the name phrases is used (0 is "
+                        "the score without it)")
     p.add_argument("--write-bundle", action="store_true",
-                   help="write the threshold and the first tag weight into the bundle's manifest "
-                        "([triggers]), where the daemon reads its trigger defaults")
+                   help="write the synonyms (before scoring), the threshold, the first tag weight "
+                        "and the chosen caption weight into the bundle's manifest ([triggers]), "
+                        "where the daemon reads its trigger defaults")
     p.add_argument("--threshold", type=float, default=None,
                    help="the threshold of the tables (default: the one maximising the mean F1 "
                         "of the name phrases on this split; give the one found on another split "
                         "to measure it here)")
     args = p.parse_args()
     weights = [float(w) for w in args.tag_weights.split(",")]
+    caption_weights = [float(w) for w in args.caption_weights.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.corpus / "clips.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["split"] == args.split]
@@ -114,12 +134,19 @@ def main() -> None:
     categories = sorted(set(truth))
     vocab = set((args.bundle / "vocab.txt").read_text().split())
     table = load_table()
+    if args.write_bundle:
+        # The categories' synonyms, so that the daemon (and the scoring below) knows which
+        # caption words say a phrase's sound.
+        write_triggers(args.bundle, synonyms=[list(c["synonyms"])
+                                              for c in table.categories.values()])
     wanted = phrases_for(categories, table)
     unknown = sorted({ph for v in wanted.values() for ph in v if not known(ph, vocab)})
     phrases = [ph for v in wanted.values() for ph in v if known(ph, vocab)]
     # --privacy caption: speech clips are scored like any other (the daemon would redact them).
-    cmd = [str(args.hark), "caption", "--bundle", str(args.bundle), "--json", "--alternatives",
-           "0", "--privacy", "caption"] + [a for ph in phrases for a in ("--trigger", ph)] + \
+    # The bundle's own decoding and alternatives, as the daemon's: the caption and its
+    # alternatives are what `in_caption` reads.
+    cmd = [str(args.hark), "caption", "--bundle", str(args.bundle), "--json",
+           "--privacy", "caption"] + [a for ph in phrases for a in ("--trigger", ph)] + \
         [str(args.corpus / r["path_16000"]) for r in rows]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -132,6 +159,8 @@ def main() -> None:
     # Silent windows score nothing: the lowest possible score.
     scores = {ph: np.array([next((x["score"] for x in w.get("phrases", []) if x["phrase"] == ph),
                                  -np.inf) for w in windows]) for ph in phrases}
+    said = {ph: np.array([any(x["phrase"] == ph and x["in_caption"] for x in w.get("phrases", []))
+                          for w in windows]) for ph in phrases}
 
     # The phrase's score under a window of digital silence: what the model expects of the
     # phrase before it hears anything. Subtracted, it leaves how much the audio raises the
@@ -157,20 +186,32 @@ def main() -> None:
                                             for c in categories for ph in wanted[c][k:k + 1]
                                             if ph in sc]))
                        for k, kind in enumerate(("name", "paraphrase"))}
-    scores = with_tags(scores, probs, labels, weights[0])
+    tagged = with_tags(scores, probs, labels, weights[0])
 
     # One default threshold for every trigger: the one that maximises the mean F1 over the
-    # categories' name phrases.
-    names = [c for c in categories if c in scores]
-    grid = np.arange(-3.0, 8.01, 0.05)
+    # categories' name phrases; the caption weight, the one whose best threshold does best.
+    names = [c for c in categories if c in tagged]
+    grid = np.arange(-3.0, 12.01, 0.05)
 
-    def mean_f1(t):
+    def mean_f1(sc, t):
         f1 = []
         for c in names:
-            prec, rec = pr_at(scores[c], truth == c, t)
+            prec, rec = pr_at(sc[c], truth == c, t)
             f1.append(0.0 if not prec or np.isnan(prec) or not rec else 2 * prec * rec / (prec + rec))
         return float(np.mean(f1))
-    best = max(grid, key=mean_f1) if args.threshold is None else args.threshold
+
+    def with_caption(w):
+        return {ph: s + w * said[ph] for ph, s in tagged.items()}
+    by_caption = {}
+    for cw in caption_weights:
+        sc = with_caption(cw)
+        t = max(grid, key=lambda t: mean_f1(sc, t)) if args.threshold is None else args.threshold
+        ap = float(np.mean([average_precision(sc[c], truth == c) for c in names]))
+        by_caption[cw] = (t, mean_f1(sc, t), ap)
+    caption_weight = max(by_caption, key=lambda w: by_caption[w][1])
+    scores = with_caption(caption_weight)
+    best = by_caption[caption_weight][0]
+    said_rate = {c: (said[c][truth == c].mean(), said[c][truth != c].mean()) for c in names}
 
     lines = [f"# Trigger phrases on held-out single sounds ({args.split} split)", "",
              f"{len(rows)} clips, {len(names)} categories whose name the model knows. Score: the "
@@ -182,7 +223,8 @@ def main() -> None:
              f"**{best:.2f}** ("
              + ("the one maximising the mean F1 of the name phrases on this split"
                 if args.threshold is None else "given: chosen on another split")
-             + f"; mean F1 of the names {mean_f1(best):.3f}): precision and recall.", "",
+             + f"; mean F1 of the names {mean_f1(scores, best):.3f}) and caption weight "
+             f"**{caption_weight:g}**: precision and recall.", "",
              "| category | phrase | AP | ROC AUC | precision | recall | paraphrase | AP | ROC AUC | precision | recall |",
              "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     aps = {"name": [], "paraphrase": [], "raw": []}
@@ -211,19 +253,24 @@ def main() -> None:
               "head's probability for the label the phrase names (phrases naming no label keep "
               "their score); mean AP by w:", "", "| w | names | paraphrases |", "|---:|---:|---:|"]
     lines += [f"| {w:g} | {v['name']:.3f} | {v['paraphrase']:.3f} |" for w, v in combined.items()]
-    lines += ["", f"The tables above use w = {weights[0]:g}.",
+    lines += ["", f"The tables above use w = {weights[0]:g}.", "",
+              "Adding the caption: the score plus c when the window's caption or one of its "
+              "alternatives says the phrase (its words or their synonyms). A category's name is "
+              "said by the captions of "
+              f"{100 * np.mean([v[0] for v in said_rate.values()]):.1f} % of its clips on average "
+              f"and of {100 * np.mean([v[1] for v in said_rate.values()]):.1f} % of other clips. "
+              "Names' mean F1 at each c's best threshold, and mean AP:", "",
+              "| c | threshold | mean F1 | mean AP |", "|---:|---:|---:|---:|"]
+    lines += [f"| {w:g} | {t:.2f} | {f1:.3f} | {ap:.3f} |" for w, (t, f1, ap) in by_caption.items()]
+    lines += ["", f"The tables above use c = {caption_weight:g}.",
               "", f"Left out (a word the model never learnt): {', '.join(unknown) or 'none'}.",
               "", "![precision-recall](pr-curves.png) ![ROC](roc-curves.png)"]
     (args.out / "TRIGGERS.md").write_text("\n".join(lines) + "\n")
     if args.write_bundle:
-        import tomllib
-
-        from hark_export.bundle import MANIFEST, write_manifest
-        manifest = tomllib.loads((args.bundle / MANIFEST).read_text())
-        manifest["triggers"] = {"threshold": round(float(best), 2), "tag_weight": weights[0]}
-        write_manifest(args.bundle, manifest)
-        print(f"{args.bundle / MANIFEST}: [triggers] threshold = {best:.2f}, "
-              f"tag_weight = {weights[0]:g}")
+        write_triggers(args.bundle, threshold=round(float(best), 2), tag_weight=weights[0],
+                       caption_weight=caption_weight)
+        print(f"{args.bundle}: [triggers] threshold = {best:.2f}, tag_weight = {weights[0]:g}, "
+              f"caption_weight = {caption_weight:g}")
 
     import matplotlib
     matplotlib.use("Agg")

@@ -222,6 +222,12 @@ pub struct TriggerSpec {
     pub threshold: Option<f32>,
     /// Weight of the tag head's log-odds in the score of a phrase naming one of its labels.
     pub tag_weight: Option<f32>,
+    /// Added to a phrase's score when the window's caption or an alternative says it.
+    pub caption_weight: Option<f32>,
+    /// Groups of words that name one sound ("glass", "shatters", "window"): a phrase's word
+    /// is said by a caption holding any word of its groups.
+    #[serde(default)]
+    pub synonyms: Vec<Vec<String>>,
 }
 
 /// `[torchscript]`: the graphs traced to TorchScript, run by a `tch` build (fp32 bundles).
@@ -491,6 +497,25 @@ fn check_tokens(m: &Manifest, vocab: &[String]) -> Result<(), BundleError> {
         && !(w.is_finite() && w >= 0.0)
     {
         return Err(field("triggers.tag_weight", "must be a finite number >= 0"));
+    }
+    if let Some(w) = m.triggers.caption_weight
+        && !(w.is_finite() && w >= 0.0)
+    {
+        return Err(field(
+            "triggers.caption_weight",
+            "must be a finite number >= 0",
+        ));
+    }
+    if m.triggers.synonyms.iter().any(|group| {
+        group.is_empty()
+            || group
+                .iter()
+                .any(|w| w.is_empty() || w.chars().any(|c| c.is_whitespace() || c.is_uppercase()))
+    }) {
+        return Err(field(
+            "triggers.synonyms",
+            "each group must hold words, lowercase and without spaces",
+        ));
     }
     m.decoding
         .validate_for(m.tokens.max_len)

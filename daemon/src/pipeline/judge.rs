@@ -9,7 +9,7 @@ use crate::decode::DecodeParams;
 use crate::model::Captioner;
 use crate::model::captioner::ModelOutput;
 use crate::pipeline::privacy::{Findings, Gate};
-use crate::pipeline::triggers::{self, Baselines, Hit, Triggers};
+use crate::pipeline::triggers::{Baselines, Hit, Phrase, Triggers};
 
 /// What a window comes to.
 pub enum Verdict {
@@ -31,8 +31,9 @@ pub struct Heard {
     pub redacted: bool,
     /// The caption's token ids (empty when redacted).
     pub tokens: Vec<u32>,
-    /// Each extra phrase's (raw score, trigger score) in order (empty when redacted).
-    pub phrases: Vec<(f32, f32)>,
+    /// Each extra phrase's raw score, trigger score and whether the caption or an
+    /// alternative says it, in order (empty when redacted).
+    pub phrases: Vec<(f32, f32, bool)>,
     /// The model's output timings: encoder, decoding, phrases (ms).
     pub timings: [f64; 3],
 }
@@ -48,7 +49,7 @@ pub struct Judge {
     pub speech: SpeechPolicy,
     triggers: Triggers,
     /// Phrases scored on every window besides the triggers' (`hark caption --trigger`).
-    extra: Vec<(String, Vec<u32>)>,
+    extra: Vec<Phrase>,
     /// The triggers' phrases and then the extra ones, as token ids.
     phrases: Vec<Vec<u32>>,
     baselines: Baselines,
@@ -61,7 +62,7 @@ impl Judge {
         tags: TagConfig,
         speech: SpeechPolicy,
         triggers: Triggers,
-        extra: Vec<(String, Vec<u32>)>,
+        extra: Vec<Phrase>,
     ) -> Self {
         let mut judge = Self {
             silence_dbfs,
@@ -80,13 +81,13 @@ impl Judge {
     pub fn set_triggers(&mut self, triggers: Triggers) {
         self.phrases = triggers.tokens();
         self.phrases
-            .extend(self.extra.iter().map(|(_, t)| t.clone()));
+            .extend(self.extra.iter().map(|p| p.tokens.clone()));
         self.triggers = triggers;
     }
 
     /// The extra phrases, as given.
     pub fn extra(&self) -> Vec<String> {
-        self.extra.iter().map(|(p, _)| p.clone()).collect()
+        self.extra.iter().map(|p| p.text.clone()).collect()
     }
 
     /// Judges a window of `frames` frames of log-mel `mel` (frame-major) whose audio had RMS
@@ -122,21 +123,27 @@ impl Judge {
             .tag_probabilities
             .first()
             .map_or(&[][..], |p| p.as_slice());
+        // What the window's captions say counts towards a phrase (the caption model may put
+        // it after another sound, where the phrase's own score does not look).
+        let captions: Vec<&str> = std::iter::once(out.text.as_str())
+            .chain(out.alternatives.iter().map(|a| a.text.as_str()))
+            .collect();
         let n = self.phrases.len() - self.extra.len();
         let hits = self.triggers.fired(
             &out.phrase_scores[..n],
             &baseline[..n.min(baseline.len())],
             head,
+            &captions,
         );
-        let phrases: Vec<(f32, f32)> = self
+        let cal = self.triggers.calibration();
+        let phrases: Vec<(f32, f32, bool)> = self
             .extra
             .iter()
             .enumerate()
-            .map(|(i, (p, _))| {
-                let (raw, silence) = (out.phrase_scores[n + i], baseline[n + i]);
-                let label = triggers::phrase_label(bundle, p);
-                let weight = triggers::calibration(bundle).1;
-                (raw, triggers::score(raw, silence, label, head, weight))
+            .map(|(i, p)| {
+                let raw = out.phrase_scores[n + i];
+                let (score, said) = p.score(raw, baseline[n + i], head, &captions, cal);
+                (raw, score, said)
             })
             .collect();
         let findings = Findings {

@@ -7,7 +7,9 @@
 //! raises the phrase. Phrases of different length and wording start from different levels;
 //! the silence baseline puts them on one scale. A phrase that names a label of the model's
 //! own tag head ("a dog barks": dog) adds that head's evidence, the log-odds of the label's
-//! probability (docs/triggers/TRIGGERS.md measures both).
+//! probability; and a phrase that the window's caption or one of its alternatives says, in
+//! its words or their synonyms ("glass breaks" in "… glass shatters"), adds the bundle's
+//! caption weight (docs/triggers/TRIGGERS.md measures all three).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -29,14 +31,41 @@ pub const DEFAULT_THRESHOLD: f32 = 4.9;
 /// recordings: docs/triggers/TRIGGERS.md).
 pub const TAG_WEIGHT: f32 = 1.0;
 
-/// The default threshold and tag weight for triggers on `bundle`: its calibration, else the
-/// daemon's defaults.
-pub fn calibration(bundle: &Bundle) -> (f32, f32) {
+/// Added to the score of a phrase the window's caption says, unless the bundle sets its own
+/// (`[triggers] caption_weight`): as much as the default threshold, so that a phrase the
+/// caption says fires unless the audio makes it less likely than silence does.
+pub const CAPTION_WEIGHT: f32 = DEFAULT_THRESHOLD;
+
+/// How a bundle's trigger scores are read: its `[triggers]`, else the daemon's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibration {
+    /// The default threshold.
+    pub threshold: f32,
+    /// Weight of the tag head's log-odds.
+    pub tag_weight: f32,
+    /// Added when the caption says the phrase.
+    pub caption_weight: f32,
+}
+
+impl Default for Calibration {
+    /// The daemon's defaults.
+    fn default() -> Self {
+        Self {
+            threshold: DEFAULT_THRESHOLD,
+            tag_weight: TAG_WEIGHT,
+            caption_weight: CAPTION_WEIGHT,
+        }
+    }
+}
+
+/// The trigger calibration of `bundle`.
+pub fn calibration(bundle: &Bundle) -> Calibration {
     let t = &bundle.manifest.triggers;
-    (
-        t.threshold.unwrap_or(DEFAULT_THRESHOLD),
-        t.tag_weight.unwrap_or(TAG_WEIGHT),
-    )
+    Calibration {
+        threshold: t.threshold.unwrap_or(DEFAULT_THRESHOLD),
+        tag_weight: t.tag_weight.unwrap_or(TAG_WEIGHT),
+        caption_weight: t.caption_weight.unwrap_or(CAPTION_WEIGHT),
+    }
 }
 
 /// At most this many triggers, from the configuration and `set` commands together.
@@ -50,21 +79,157 @@ pub const MAX_ALL_PHRASES: usize = 64;
 /// At most this many characters per phrase (a caption is at most `tokens.max_len` words).
 pub const MAX_PHRASE_CHARS: usize = 200;
 
+/// Words a phrase can leave out of a caption and still be said by it.
+const FILLER: &[&str] = &[
+    "a",
+    "an",
+    "the",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "of",
+    "in",
+    "on",
+    "at",
+    "to",
+    "and",
+    "or",
+    "with",
+    "by",
+    "from",
+    "for",
+    "into",
+    "its",
+    "it",
+    "some",
+    "something",
+    "someone",
+    "somebody",
+    "while",
+    "then",
+    "as",
+    "there",
+];
+
+/// A phrase as every window scores it: its tokens, the tag label it names and the words a
+/// caption must hold to say it.
+#[derive(Debug, Clone)]
+pub struct Phrase {
+    /// As given.
+    pub text: String,
+    /// Token ids, as the model reads it.
+    pub tokens: Vec<u32>,
+    /// The index of the first tag head's label it names, if any.
+    label: Option<usize>,
+    /// Per word a caption must hold, the words that count for it (the word, or every word of
+    /// its synonym groups): the sound its first word names, if it names one, and its words
+    /// that name none; else each of its words but the filler. Empty: no caption says it.
+    needs: Vec<Vec<String>>,
+}
+
+impl Phrase {
+    /// Reads `text` with `bundle`'s vocabulary, tag labels and synonyms.
+    pub fn new(bundle: &Bundle, text: &str) -> Result<Self, PhraseError> {
+        let tokens = bundle.phrase_tokens(text)?;
+        let words: Vec<&str> = tokens
+            .iter()
+            .filter_map(|&t| bundle.vocab.get(t as usize).map(String::as_str))
+            .collect();
+        let groups = &bundle.manifest.triggers.synonyms;
+        // Every word of the synonym groups `w` is in.
+        let synonyms = |w: &str| -> Vec<String> {
+            let mut out: Vec<String> = groups
+                .iter()
+                .filter(|g| g.iter().any(|x| x == w))
+                .flatten()
+                .cloned()
+                .collect();
+            out.sort();
+            out.dedup();
+            out
+        };
+        let content: Vec<&str> = words
+            .iter()
+            .copied()
+            .filter(|w| !FILLER.contains(w))
+            .collect();
+        let subject = content.first().map(|w| synonyms(w)).unwrap_or_default();
+        let needs: Vec<Vec<String>> = if subject.is_empty() {
+            // No sound named first ("a woman speaks"): each word, or a synonym of it.
+            content
+                .iter()
+                .map(|w| {
+                    let s = synonyms(w);
+                    if s.is_empty() { vec![w.to_string()] } else { s }
+                })
+                .collect()
+        } else {
+            // The sound its subject names ("glass breaks": glass, shatters, window, …; its
+            // verb may be any), and the words that name no sound.
+            std::iter::once(subject)
+                .chain(
+                    content[1..]
+                        .iter()
+                        .filter(|w| synonyms(w).is_empty())
+                        .map(|w| vec![w.to_string()]),
+                )
+                .collect()
+        };
+        Ok(Self {
+            text: text.to_string(),
+            label: phrase_label(bundle, text),
+            tokens,
+            needs,
+        })
+    }
+
+    /// Whether one of `captions` says the phrase: holds, for each word it needs, that word or
+    /// a synonym.
+    pub fn said_by(&self, captions: &[&str]) -> bool {
+        !self.needs.is_empty()
+            && captions.iter().any(|c| {
+                let words: Vec<&str> = c.split_whitespace().collect();
+                self.needs
+                    .iter()
+                    .all(|need| need.iter().any(|n| words.contains(&n.as_str())))
+            })
+    }
+
+    /// The phrase's trigger score for its log-probability `raw` and silence baseline
+    /// `silence`, the first tag head's probabilities `tags` and the window's `captions` (the
+    /// caption, then the alternatives); and whether they say it.
+    pub fn score(
+        &self,
+        raw: f32,
+        silence: f32,
+        tags: &[f32],
+        captions: &[&str],
+        cal: &Calibration,
+    ) -> (f32, bool) {
+        let said = self.said_by(captions);
+        let caption = if said { cal.caption_weight } else { 0.0 };
+        (
+            score(raw, silence, self.label, tags, cal.tag_weight) + caption,
+            said,
+        )
+    }
+}
+
 /// The configured triggers with their phrases as token ids and silence baselines.
 #[derive(Debug, Clone, Default)]
 pub struct Triggers {
     list: Vec<Trigger>,
-    /// The bundle's weight of the tag head's evidence.
-    tag_weight: f32,
+    /// The bundle's calibration.
+    calibration: Calibration,
 }
 
 #[derive(Debug, Clone)]
 struct Trigger {
     name: String,
-    /// Each phrase with its token ids.
-    phrases: Vec<(String, Vec<u32>)>,
-    /// Per phrase, the index of the first tag head's label it names, if any.
-    labels: Vec<Option<usize>>,
+    phrases: Vec<Phrase>,
     threshold: f32,
     /// Whether a phrase or the tag label it names is about people speaking
     /// (`privacy::about_people`): such a trigger says nothing about a redacted window.
@@ -192,34 +357,36 @@ impl Triggers {
             let phrases = c
                 .phrases
                 .iter()
-                .map(|p| Ok((p.clone(), bundle.phrase_tokens(p)?)))
+                .map(|p| Phrase::new(bundle, p))
                 .collect::<Result<Vec<_>, PhraseError>>()
                 .map_err(|error| TriggerError::Phrase { index, error })?;
-            let threshold = c.threshold.unwrap_or(calibration(bundle).0);
+            let threshold = c.threshold.unwrap_or(calibration(bundle).threshold);
             if !threshold.is_finite() {
                 return Err(TriggerError::Threshold { index });
             }
-            let labels: Vec<Option<usize>> =
-                c.phrases.iter().map(|p| phrase_label(bundle, p)).collect();
             let head = bundle.labels.first();
             let about_people = c.phrases.iter().any(|p| privacy::about_people(p))
-                || labels
+                || phrases
                     .iter()
-                    .flatten()
-                    .filter_map(|&l| head.and_then(|h| h.get(l)))
+                    .filter_map(|p| p.label)
+                    .filter_map(|l| head.and_then(|h| h.get(l)))
                     .any(|l| privacy::about_people(l));
             list.push(Trigger {
                 name: c.name.clone(),
                 phrases,
-                labels,
                 threshold,
                 about_people,
             });
         }
         Ok(Self {
             list,
-            tag_weight: calibration(bundle).1,
+            calibration: calibration(bundle),
         })
+    }
+
+    /// The bundle's calibration the triggers were built with.
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
     }
 
     /// The triggers' names, in configuration order.
@@ -231,26 +398,37 @@ impl Triggers {
     pub fn tokens(&self) -> Vec<Vec<u32>> {
         self.list
             .iter()
-            .flat_map(|t| t.phrases.iter().map(|(_, tokens)| tokens.clone()))
+            .flat_map(|t| t.phrases.iter().map(|p| p.tokens.clone()))
             .collect()
     }
 
     /// The triggers that fire for phrase `scores` (as [`Triggers::tokens`]) minus their
     /// silence `baseline`, plus the tag head's evidence from `tags` (the first head's
-    /// probabilities; empty without heads): per trigger its best phrase, if that reaches the
-    /// threshold.
-    pub fn fired(&self, scores: &[f32], baseline: &[f32], tags: &[f32]) -> Vec<Hit> {
+    /// probabilities; empty without heads) and the caption weight for a phrase that one of
+    /// `captions` says: per trigger its best phrase, if that reaches the threshold.
+    pub fn fired(
+        &self,
+        scores: &[f32],
+        baseline: &[f32],
+        tags: &[f32],
+        captions: &[&str],
+    ) -> Vec<Hit> {
         let mut out = Vec::new();
         let mut i = 0;
         for t in &self.list {
             let best = t
                 .phrases
                 .iter()
-                .zip(&t.labels)
                 .enumerate()
-                .map(|(k, ((p, _), &label))| {
-                    let s = score(scores[i + k], baseline[i + k], label, tags, self.tag_weight);
-                    (p, s)
+                .map(|(k, p)| {
+                    let (s, _) = p.score(
+                        scores[i + k],
+                        baseline[i + k],
+                        tags,
+                        captions,
+                        &self.calibration,
+                    );
+                    (&p.text, s)
                 })
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             i += t.phrases.len();
@@ -424,9 +602,9 @@ mod tests {
         assert_eq!(t.tokens(), [vec![4, 5, 6], vec![5], vec![7, 8]]);
         // "dog" rises 5.2 over silence (fires at the default 4.9); glass rises 0.5 (below
         // its 1.0).
-        let fired = t.fired(&[-2.0, 1.0, -3.0], &[-3.0, -4.2, -3.5], &[]);
+        let fired = t.fired(&[-2.0, 1.0, -3.0], &[-3.0, -4.2, -3.5], &[], &[]);
         assert_eq!(fired, vec![hit("dog", "dog", 5.2)]);
-        let fired = t.fired(&[-4.0, -5.0, -2.0], &[-3.0, -4.2, -3.5], &[]);
+        let fired = t.fired(&[-4.0, -5.0, -2.0], &[-3.0, -4.2, -3.5], &[], &[]);
         assert_eq!(fired, vec![hit("glass", "glass breaks", 1.5)]);
     }
 
@@ -436,10 +614,10 @@ mod tests {
         b.manifest.triggers.threshold = Some(6.0);
         let t = Triggers::build(&[config("dog", &["dog"], None)], &b).unwrap();
         // 5.2 over silence: over the daemon's default 4.9, under this bundle's 6.0.
-        assert!(t.fired(&[1.0], &[-4.2], &[]).is_empty());
+        assert!(t.fired(&[1.0], &[-4.2], &[], &[]).is_empty());
         let own = Triggers::build(&[config("dog", &["dog"], Some(5.0))], &b).unwrap();
         assert_eq!(
-            own.fired(&[1.0], &[-4.2], &[]),
+            own.fired(&[1.0], &[-4.2], &[], &[]),
             vec![hit("dog", "dog", 5.2)]
         );
     }
@@ -470,7 +648,7 @@ mod tests {
         )
         .unwrap();
         let people: Vec<bool> = t
-            .fired(&[0.0; 4], &[-1.0; 4], &[0.5, 0.5])
+            .fired(&[0.0; 4], &[-1.0; 4], &[0.5, 0.5], &[])
             .iter()
             .map(|h| h.about_people)
             .collect();
@@ -544,6 +722,53 @@ mod tests {
     }
 
     #[test]
+    fn a_phrase_the_caption_says_in_its_words_or_synonyms_adds_the_caption_weight() {
+        let vocab = [
+            "<pad>", "<bos>", "<eos>", "<unk>", "a", "dog", "barks", "glass", "breaks", "shatters",
+            "then", "window", "smashes", "the", "rain", "man",
+        ];
+        let mut b = crate::model::bundle::testing::bundle(&vocab, "", vec![]);
+        b.manifest.triggers.caption_weight = Some(3.0);
+        b.manifest.triggers.synonyms = vec![
+            vec![
+                "glass".into(),
+                "shatters".into(),
+                "window".into(),
+                "smashes".into(),
+            ],
+            vec!["dog".into(), "barks".into()],
+            vec!["breaks".into(), "hits".into()],
+        ];
+        let t = Triggers::build(&[config("glass", &["glass breaks"], Some(2.0))], &b).unwrap();
+        // The probe's case: under its threshold by its own score (1.0 over silence) ...
+        let quiet = [-3.0];
+        let silence = [-4.0];
+        assert!(t.fired(&quiet, &silence, &[], &["a dog barks"]).is_empty());
+        // ... but the caption says it after another sound, or an alternative in a synonym.
+        let said = t.fired(&quiet, &silence, &[], &["a dog barks then glass shatters"]);
+        assert_eq!(said, vec![hit("glass", "glass breaks", 4.0)]);
+        let alt = t.fired(&quiet, &silence, &[], &["rain", "a window smashes"]);
+        assert_eq!(alt.len(), 1);
+        // A phrase with no synonym needs each of its words but the filler.
+        let rain = Phrase::new(&b, "the rain").unwrap();
+        assert!(rain.said_by(&["a dog barks then rain"]));
+        assert!(!rain.said_by(&["a dog barks"]));
+        // The sound a phrase's subject names is what must be said: not another one.
+        assert!(
+            !Phrase::new(&b, "glass breaks")
+                .unwrap()
+                .said_by(&["a dog barks"])
+        );
+        // A phrase naming no sound first needs each of its words.
+        let who = Phrase::new(&b, "a man barks").unwrap();
+        assert!(who.said_by(&["a man barks"]) && !who.said_by(&["a dog barks"]));
+        // Without the bundle's synonyms, a word counts only as itself.
+        let plain = Phrase::new(&bundle(), "glass breaks").unwrap();
+        assert!(!plain.said_by(&["glass shatters"]));
+        assert!(plain.said_by(&["a dog barks then glass breaks"]));
+    }
+
+    #[test]
     fn a_phrase_naming_a_tag_label_adds_the_tag_heads_log_odds() {
         let vocab = [
             "<pad>", "<bos>", "<eos>", "<unk>", "a", "dog", "barks", "glass", "breaks",
@@ -557,15 +782,15 @@ mod tests {
         .unwrap();
         // Over silence "a dog barks" rises 1.0, "glass breaks" 0.5: neither fires alone.
         assert!(
-            t.fired(&[-2.0, -3.0], &[-3.0, -3.5], &[0.5, 0.5])
+            t.fired(&[-2.0, -3.0], &[-3.0, -3.5], &[0.5, 0.5], &[])
                 .is_empty()
         );
         // The tag head says dog at 0.9: + ln 9 = 2.197 for the phrase that names it.
-        let fired = t.fired(&[-2.0, -3.0], &[-3.0, -3.5], &[0.1, 0.9]);
+        let fired = t.fired(&[-2.0, -3.0], &[-3.0, -3.5], &[0.1, 0.9], &[]);
         assert_eq!(fired, vec![hit("dog", "a dog barks", 3.197)]);
         // A low probability counts against it.
         assert!(
-            t.fired(&[-1.0, -3.0], &[-3.0, -3.5], &[0.1, 0.1])
+            t.fired(&[-1.0, -3.0], &[-3.0, -3.5], &[0.1, 0.1], &[])
                 .is_empty()
         );
     }
