@@ -51,6 +51,10 @@ grep -q "(/usr/share/hark/model)" <<<"$summary" || fail "the installed hark does
 for profile in /usr/share/hark/firmware-config/*.toml; do
   hark check-config "$profile" >/dev/null || fail "$profile does not pass check-config"
 done
+zero=$(hark check-config /usr/share/hark/firmware-config/raspberry-pi-zero-2w.toml)
+grep -q "(/usr/share/hark/model-light)" <<<"$zero" ||
+  fail "the Pi Zero 2 W profile does not use the installed light model"
+echo "package: $(du -k "$deb" | cut -f1) KiB (both models inside)"
 
 getent passwd hark | grep -q ':/nonexistent:/usr/sbin/nologin$' || fail "no system user hark"
 id -nG hark | grep -qw audio || fail "hark is not in group audio"

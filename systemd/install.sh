@@ -28,9 +28,10 @@ install -D -m 644 "$repo/systemd/hark.service" /etc/systemd/system/hark.service
 if [ ! -e /etc/hark/hark.toml ]; then
   install -D -m 644 "$repo/daemon/config/hark.toml" /etc/hark/hark.toml
 fi
-rm -rf /usr/share/hark/model /usr/share/hark/firmware-config
-install -d /usr/share/hark/model /usr/share/hark/firmware-config
+rm -rf /usr/share/hark/model /usr/share/hark/model-light /usr/share/hark/firmware-config
+install -d /usr/share/hark/model /usr/share/hark/model-light /usr/share/hark/firmware-config
 install -m 644 "$repo"/daemon/assets/model/* /usr/share/hark/model/
+install -m 644 "$repo"/daemon/assets/model-light/* /usr/share/hark/model-light/
 install -m 644 "$repo"/firmware-config/*.toml /usr/share/hark/firmware-config/
 
 if [ -d /run/systemd/system ]; then

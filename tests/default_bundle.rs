@@ -60,7 +60,7 @@ fn the_default_model_hears_the_rain_of_the_demo_clip_and_tags_it_with_scores() {
         "a 10 s clip fits one window: {windows:#?}"
     );
     let w = &windows[0];
-    assert_eq!(w["model"], "hark-real-yamnet-deep-int8");
+    assert_eq!(w["model"], "hark-real-ced-int8");
     assert!((w["end"].as_f64().unwrap() - 10.0).abs() < 0.05);
     let text = w["text"].as_str().unwrap();
     assert!(text.contains("rain"), "caption {text:?} misses the rain");
@@ -68,7 +68,7 @@ fn the_default_model_hears_the_rain_of_the_demo_clip_and_tags_it_with_scores() {
     assert!(hark_tags.contains(&"rain"), "{hark_tags:?}");
     assert!(
         !labels(w, "audioset").is_empty(),
-        "YAMNet's own AudioSet head tags it too: {w}"
+        "CED-Tiny's own AudioSet head tags it too: {w}"
     );
     for t in w["tags"].as_array().unwrap() {
         let score = t["score"].as_f64().unwrap();
@@ -312,6 +312,17 @@ fn hark_caption_scores_trigger_phrases_by_meaning_and_names_unknown_words() {
         score("rain is falling", "trigger_score") > score("a dog barks", "trigger_score") + 3.0,
         "{w}"
     );
+    // The caption tells the hen ("… chickens cluck …"): a phrase it says in a synonym is
+    // marked so, and its trigger score holds the bundle's caption weight.
+    let out = hark(&["caption", "--json", "--trigger", "a hen clucks", &demo()]);
+    let hen = &json_lines(&out.stdout)[0]["phrases"][0];
+    assert_eq!(hen["in_caption"], true, "{hen}");
+    let dog = w["phrases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["phrase"] == "a dog barks");
+    assert_eq!(dog.unwrap()["in_caption"], false, "{w}");
     let out = hark(&["caption", "--trigger", "a zorblax howls", &demo()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -113,8 +113,17 @@ fn every_board_profile_passes_check_config() {
             "raspberry-pi-zero-2w.toml",
         ]
     );
+    // A profile naming an installed bundle is checked against the repository's copy of it,
+    // which is what the .deb installs there.
+    let tmp = tempfile::tempdir().unwrap();
+    let assets = repo_root().join("daemon/assets");
     for profile in &profiles {
-        let out = hark(&["check-config", profile.to_str().unwrap()]);
+        let installed = std::fs::read_to_string(profile)
+            .unwrap()
+            .replace("\"/usr/share/hark/", &format!("\"{}/", assets.display()));
+        let copy = tmp.path().join(profile.file_name().unwrap());
+        std::fs::write(&copy, installed).unwrap();
+        let out = hark(&["check-config", copy.to_str().unwrap()]);
         assert!(
             out.status.success(),
             "{}: {}",
@@ -122,6 +131,15 @@ fn every_board_profile_passes_check_config() {
             text(&out.stderr)
         );
         assert!(text(&out.stdout).contains(": ok"), "{}", text(&out.stdout));
+        // The weakest board runs the light model, every other the default.
+        let light = profile.ends_with("raspberry-pi-zero-2w.toml");
+        assert_eq!(
+            text(&out.stdout).contains("model-light)"),
+            light,
+            "{}: {}",
+            profile.display(),
+            text(&out.stdout)
+        );
     }
 }
 

@@ -23,7 +23,8 @@ use crate::pipeline::privacy;
 
 /// The score at or above which a trigger fires unless it or the bundle (`[triggers]
 /// threshold`) sets its own: the one threshold that maximised the mean F1 of the category
-/// names on the YAMNet default model's validation recordings (docs/triggers/TRIGGERS.md).
+/// names on validation recordings for the first real-sound model, which had no `[triggers]`
+/// (the shipped bundles carry their own: docs/triggers/TRIGGERS.md).
 pub const DEFAULT_THRESHOLD: f32 = 4.9;
 
 /// Weight of the tag head's log-odds in the score of a phrase that names one of its labels,
