@@ -971,6 +971,41 @@ fn tls_with_a_password_from_a_file_and_the_password_never_logged() {
 }
 
 /// Resident memory of `pid`, MB.
+/// Plays `seconds` of the demo clip, looped, through `hark run -c CFG --file … --realtime`
+/// (a microphone's pace), with `bundle` instead of the default model if given.
+fn play_looped_demo(
+    dir: &std::path::Path,
+    seconds: usize,
+    cfg: &std::path::Path,
+    bundle: Option<std::path::PathBuf>,
+    stderr: Stdio,
+) -> Child {
+    let wav = dir.join("looped.wav");
+    let samples: Vec<i16> = demo_samples()
+        .iter()
+        .copied()
+        .cycle()
+        .take(16_000 * seconds)
+        .collect();
+    write_wav(&wav, &samples);
+    let mut cmd = Command::new(hark_bin());
+    if let Some(b) = bundle {
+        cmd.env("HARK__MODEL__BUNDLE", b);
+    }
+    cmd.args([
+        "run",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--file",
+        wav.to_str().unwrap(),
+        "--realtime",
+    ])
+    .stdout(Stdio::null())
+    .stderr(stderr)
+    .spawn()
+    .unwrap()
+}
+
 fn rss_mb(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let kb: f64 = status
@@ -991,14 +1026,6 @@ fn long_a_broker_down_for_minutes_costs_only_counted_captions_and_bounded_memory
     let dir = tempfile::tempdir().unwrap();
     // 4 minutes of audio played in real time, windows every 0.25 s: ~960 captions, ~720 of
     // them while the broker is away — more than the client (612) and the outbox (64) hold.
-    let wav = dir.path().join("four-minutes.wav");
-    let samples: Vec<i16> = demo_samples()
-        .iter()
-        .copied()
-        .cycle()
-        .take(16_000 * 240)
-        .collect();
-    write_wav(&wav, &samples);
     let cfg = write_config(
         dir.path(),
         &format!(
@@ -1008,20 +1035,7 @@ fn long_a_broker_down_for_minutes_costs_only_counted_captions_and_bounded_memory
             broker.port
         ),
     );
-    let child = Command::new(hark_bin())
-        .env("HARK__MODEL__BUNDLE", synth_bundle())
-        .args([
-            "run",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--file",
-            wav.to_str().unwrap(),
-            "--realtime",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = play_looped_demo(dir.path(), 240, &cfg, Some(synth_bundle()), Stdio::piped());
     std::thread::sleep(Duration::from_secs(30));
     broker.stop();
     let down = rss_mb(child.id());
@@ -1106,14 +1120,6 @@ fn long_a_flood_of_commands_at_the_rate_limit_keeps_latency_and_memory() {
     let broker = Broker::start("");
     let sub = Subscriber::connect(broker.port, &["hark/flood/#"]);
     let dir = tempfile::tempdir().unwrap();
-    let wav = dir.path().join("two-minutes.wav");
-    let samples: Vec<i16> = demo_samples()
-        .iter()
-        .copied()
-        .cycle()
-        .take(16_000 * 135)
-        .collect();
-    write_wav(&wav, &samples);
     let cfg = write_config(
         dir.path(),
         &format!(
@@ -1122,19 +1128,7 @@ fn long_a_flood_of_commands_at_the_rate_limit_keeps_latency_and_memory() {
             broker.port
         ),
     );
-    let child = Command::new(hark_bin())
-        .args([
-            "run",
-            "-c",
-            cfg.to_str().unwrap(),
-            "--file",
-            wav.to_str().unwrap(),
-            "--realtime",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = play_looped_demo(dir.path(), 135, &cfg, None, Stdio::null());
     let set = "hark/flood/set";
     let captions = || sub.on("hark/flood/caption").len();
     let latencies = |range: std::ops::Range<usize>| -> Vec<f64> {

@@ -523,7 +523,9 @@ pub(crate) fn test_bundle() -> Bundle {
 /// daemon.
 #[derive(Debug, Default)]
 pub struct Baselines {
-    scores: HashMap<(usize, Vec<u32>), f32>,
+    /// Per window length in frames, per phrase (looked up by `&[u32]`, so a window clones
+    /// nothing).
+    scores: HashMap<usize, HashMap<Vec<u32>, f32>>,
     /// Insertion order, oldest first, for eviction.
     order: VecDeque<(usize, Vec<u32>)>,
 }
@@ -541,9 +543,10 @@ impl Baselines {
         phrases: &[Vec<u32>],
         frames: usize,
     ) -> anyhow::Result<Vec<f32>> {
+        let known = self.scores.entry(frames).or_default();
         let mut missing: Vec<Vec<u32>> = Vec::new();
         for p in phrases {
-            if !self.scores.contains_key(&(frames, p.clone())) && !missing.contains(p) {
+            if !known.contains_key(p.as_slice()) && !missing.contains(p) {
                 missing.push(p.clone());
             }
         }
@@ -554,16 +557,15 @@ impl Baselines {
             let scores = model.caption_mel(&mel, params, &missing)?.phrase_scores;
             for (p, s) in missing.into_iter().zip(scores) {
                 self.order.push_back((frames, p.clone()));
-                self.scores.insert((frames, p), s);
+                known.insert(p, s);
             }
         }
-        let out = phrases
-            .iter()
-            .map(|p| self.scores[&(frames, p.clone())])
-            .collect();
+        let out = phrases.iter().map(|p| known[p.as_slice()]).collect();
         while self.order.len() > BASELINES_KEPT {
-            if let Some(old) = self.order.pop_front() {
-                self.scores.remove(&old);
+            if let Some((f, p)) = self.order.pop_front()
+                && let Some(m) = self.scores.get_mut(&f)
+            {
+                m.remove(p.as_slice());
             }
         }
         Ok(out)
