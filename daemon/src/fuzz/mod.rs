@@ -1,5 +1,6 @@
 //! Fuzz targets: every parser that reads outside input — `set` commands, the configuration
-//! file, a bundle's manifest (with the bundle's files beside it), audio files — as a
+//! file, a bundle's manifest (with the bundle's files beside it), audio files, trigger
+//! phrases — as a
 //! function of raw bytes that must never panic: every bad input is an error. Run by the
 //! stable mutation fuzzer in the test command (`mutation`) and by cargo-fuzz, coverage-guided,
 //! on nightly (daemon/fuzz/; docs/RELIABILITY.md).
@@ -10,7 +11,7 @@ mod mutation;
 use std::path::{Path, PathBuf};
 
 /// The target names, each with its seeds in `daemon/fuzz/corpus/<name>/`.
-pub const TARGETS: [&str; 4] = ["command", "config", "manifest", "audio"];
+pub const TARGETS: [&str; 5] = ["command", "config", "manifest", "audio", "phrase"];
 
 /// A folder for the files a target writes, removed with it.
 struct Scratch(PathBuf);
@@ -89,6 +90,45 @@ pub fn target(name: &str) -> Target {
                         let _ = stream.for_each(|_| true);
                     }
                     let _ = crate::source::audio_file::read(&path);
+                }
+            })
+        }
+        "phrase" => {
+            // The manifest target's bundle with its shipped-like manifest, and synonyms.
+            let scratch = Scratch::new(name);
+            let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/manifest");
+            for f in std::fs::read_dir(corpus.join("bundle")).expect("the fuzz bundle's files") {
+                let f = f.expect("the fuzz bundle's files").path();
+                std::fs::copy(&f, scratch.0.join(f.file_name().unwrap()))
+                    .expect("writable scratch folder");
+            }
+            std::fs::copy(
+                corpus.join("shipped.toml"),
+                scratch.0.join(crate::model::bundle::MANIFEST),
+            )
+            .expect("writable scratch folder");
+            let mut bundle =
+                crate::model::bundle::Bundle::open(&scratch.0).expect("the fuzz bundle opens");
+            let words = |w: &[&str]| w.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+            bundle.manifest.triggers.synonyms = vec![
+                words(&["dog", "dogs", "bark", "barks"]),
+                words(&["rain", "raining", "water"]),
+                words(&["water", "stream"]),
+            ];
+            Box::new(move |input: &[u8]| {
+                // A phrase as `--trigger` gives it, and lines as a `[[triggers]]` table's.
+                let text = String::from_utf8_lossy(input);
+                if let Ok(p) = crate::pipeline::triggers::Phrase::new(&bundle, &text) {
+                    let _ = p.said_by(&[&text, "a dog barks then rain"]);
+                }
+                let config = crate::config::TriggerConfig {
+                    name: "fuzz".into(),
+                    phrases: text.lines().map(String::from).collect(),
+                    threshold: None,
+                };
+                if let Ok(t) = crate::pipeline::triggers::Triggers::build(&[config], &bundle) {
+                    let n = t.tokens().len();
+                    let _ = t.fired(&vec![0.0; n], &vec![-1.0; n], &[0.5], &[&text]);
                 }
             })
         }

@@ -205,3 +205,8 @@ fn fuzz_bundle_manifests() {
 fn fuzz_audio_files() {
     fuzz("audio");
 }
+
+#[test]
+fn fuzz_trigger_phrases() {
+    fuzz("phrase");
+}
