@@ -93,45 +93,46 @@ pub fn target(name: &str) -> Target {
                 }
             })
         }
-        "phrase" => {
-            // The manifest target's bundle with its shipped-like manifest, and synonyms.
-            let scratch = Scratch::new(name);
-            let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/manifest");
-            for f in std::fs::read_dir(corpus.join("bundle")).expect("the fuzz bundle's files") {
-                let f = f.expect("the fuzz bundle's files").path();
-                std::fs::copy(&f, scratch.0.join(f.file_name().unwrap()))
-                    .expect("writable scratch folder");
-            }
-            std::fs::copy(
-                corpus.join("shipped.toml"),
-                scratch.0.join(crate::model::bundle::MANIFEST),
-            )
-            .expect("writable scratch folder");
-            let mut bundle =
-                crate::model::bundle::Bundle::open(&scratch.0).expect("the fuzz bundle opens");
-            let words = |w: &[&str]| w.iter().map(|w| w.to_string()).collect::<Vec<_>>();
-            bundle.manifest.triggers.synonyms = vec![
-                words(&["dog", "dogs", "bark", "barks"]),
-                words(&["rain", "raining", "water"]),
-                words(&["water", "stream"]),
-            ];
-            Box::new(move |input: &[u8]| {
-                // A phrase as `--trigger` gives it, and lines as a `[[triggers]]` table's.
-                let text = String::from_utf8_lossy(input);
-                if let Ok(p) = crate::pipeline::triggers::Phrase::new(&bundle, &text) {
-                    let _ = p.said_by(&[&text, "a dog barks then rain"]);
-                }
-                let config = crate::config::TriggerConfig {
-                    name: "fuzz".into(),
-                    phrases: text.lines().map(String::from).collect(),
-                    threshold: None,
-                };
-                if let Ok(t) = crate::pipeline::triggers::Triggers::build(&[config], &bundle) {
-                    let n = t.tokens().len();
-                    let _ = t.fired(&vec![0.0; n], &vec![-1.0; n], &[0.5], &[&text]);
-                }
-            })
-        }
+        "phrase" => phrase(),
         _ => panic!("no fuzz target {name}: one of {TARGETS:?}"),
     }
+}
+
+/// The trigger phrase target: a phrase as `--trigger` gives it and lines as a `[[triggers]]`
+/// table's, read with the manifest target's bundle and synonym groups.
+fn phrase() -> Target {
+    let scratch = Scratch::new("phrase");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/manifest");
+    for f in std::fs::read_dir(corpus.join("bundle")).expect("the fuzz bundle's files") {
+        let f = f.expect("the fuzz bundle's files").path();
+        std::fs::copy(&f, scratch.0.join(f.file_name().unwrap())).expect("writable scratch folder");
+    }
+    std::fs::copy(
+        corpus.join("shipped.toml"),
+        scratch.0.join(crate::model::bundle::MANIFEST),
+    )
+    .expect("writable scratch folder");
+    let mut bundle = crate::model::bundle::Bundle::open(&scratch.0).expect("the fuzz bundle opens");
+    let words = |w: &[&str]| w.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    bundle.manifest.triggers.synonyms = vec![
+        words(&["dog", "dogs", "bark", "barks"]),
+        words(&["rain", "raining", "water"]),
+        words(&["water", "stream"]),
+    ];
+    Box::new(move |input: &[u8]| {
+        // A phrase as `--trigger` gives it, and lines as a `[[triggers]]` table's.
+        let text = String::from_utf8_lossy(input);
+        if let Ok(p) = crate::pipeline::triggers::Phrase::new(&bundle, &text) {
+            let _ = p.said_by(&[&text, "a dog barks then rain"]);
+        }
+        let config = crate::config::TriggerConfig {
+            name: "fuzz".into(),
+            phrases: text.lines().map(String::from).collect(),
+            threshold: None,
+        };
+        if let Ok(t) = crate::pipeline::triggers::Triggers::build(&[config], &bundle) {
+            let n = t.tokens().len();
+            let _ = t.fired(&vec![0.0; n], &vec![-1.0; n], &[0.5], &[&text]);
+        }
+    })
 }
