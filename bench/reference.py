@@ -148,6 +148,8 @@ def caption_file(bundle: Bundle, path: Path, silence_dbfs: float):
         return max(1, int(np.floor(x + np.float32(0.5))))
     window, hop = frames(bundle.m["window"]["seconds"]), frames(bundle.m["window"]["hop_seconds"])
     frames = mel.shape[1]
+    # A centred front end's last frame is half padding: it makes no window of its own.
+    overhang = 1 if fe.get("center") else 0
     start = 0
     while True:
         # Frames after the last full hop: one more window ending with the file, as hark cuts.
@@ -167,7 +169,7 @@ def caption_file(bundle: Bundle, path: Path, silence_dbfs: float):
                        timings_ms={"encoder": (t1 - t0) * 1e3, "decoding": (t2 - t1) * 1e3,
                                    "steps": len(tokens) + 1})
         yield row
-        if start + window >= frames:
+        if start + window >= frames - overhang:
             return
         start += hop
 
