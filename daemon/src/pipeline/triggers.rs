@@ -60,7 +60,7 @@ impl Default for Calibration {
 }
 
 /// The trigger calibration of `bundle`.
-pub fn calibration(bundle: &Bundle) -> Calibration {
+fn calibration(bundle: &Bundle) -> Calibration {
     let t = &bundle.manifest.triggers;
     Calibration {
         threshold: t.threshold.unwrap_or(DEFAULT_THRESHOLD),
@@ -332,6 +332,7 @@ impl Triggers {
     /// least one phrase each, every word known to the model; errors name the key.
     pub fn build(configs: &[TriggerConfig], bundle: &Bundle) -> Result<Self, TriggerError> {
         check_sizes(configs)?;
+        let cal = calibration(bundle);
         let mut list = Vec::new();
         for (index, c) in configs.iter().enumerate() {
             if c.name.is_empty()
@@ -361,7 +362,7 @@ impl Triggers {
                 .map(|p| Phrase::new(bundle, p))
                 .collect::<Result<Vec<_>, PhraseError>>()
                 .map_err(|error| TriggerError::Phrase { index, error })?;
-            let threshold = c.threshold.unwrap_or(calibration(bundle).threshold);
+            let threshold = c.threshold.unwrap_or(cal.threshold);
             if !threshold.is_finite() {
                 return Err(TriggerError::Threshold { index });
             }
@@ -381,7 +382,7 @@ impl Triggers {
         }
         Ok(Self {
             list,
-            calibration: calibration(bundle),
+            calibration: cal,
         })
     }
 
@@ -490,7 +491,7 @@ fn check_sizes(configs: &[TriggerConfig]) -> Result<(), TriggerError> {
 
 /// The label of the model's own tag head (the first) that `phrase` names: its first word
 /// that is one ("a dog barks": dog).
-pub fn phrase_label(bundle: &Bundle, phrase: &str) -> Option<usize> {
+fn phrase_label(bundle: &Bundle, phrase: &str) -> Option<usize> {
     let head = bundle.labels.first()?;
     phrase
         .to_lowercase()
@@ -500,7 +501,7 @@ pub fn phrase_label(bundle: &Bundle, phrase: &str) -> Option<usize> {
 
 /// A phrase's trigger score: its log-probability `raw` over its `silence` baseline, plus
 /// `tag_weight` × the log-odds of its `label` in `tags` (the first head's probabilities).
-pub fn score(raw: f32, silence: f32, label: Option<usize>, tags: &[f32], tag_weight: f32) -> f32 {
+fn score(raw: f32, silence: f32, label: Option<usize>, tags: &[f32], tag_weight: f32) -> f32 {
     let evidence = label.and_then(|l| tags.get(l)).map_or(0.0, |&q| {
         let q = q.clamp(1e-6, 1.0 - 1e-6);
         tag_weight * (q / (1.0 - q)).ln()
