@@ -214,8 +214,9 @@ REQUIRED = {
     "tags": ("name", "labels", "output"),
     "torchscript": ("encoder", "decoder"),
     "triggers": (),
+    "sounds": ("output", "file", "dim", "negatives", "probe_l2", "examples", "thresholds"),
 }
-OPTIONAL = {"": ("tags", "metrics", "torchscript", "triggers"), "decoder": ("states",),
+OPTIONAL = {"": ("tags", "metrics", "torchscript", "triggers", "sounds"), "decoder": ("states",),
             "tags": ("threshold",),
             "triggers": ("threshold", "tag_weight", "caption_weight", "synonyms")}
 
@@ -263,6 +264,8 @@ def validate_bundle(bundle: Path, graphs: bool = True) -> dict:
         _check_keys("torchscript", m["torchscript"], "torchscript")
     if "triggers" in m:
         _check_keys("triggers", m["triggers"], "triggers")
+    if "sounds" in m:
+        _check_keys("sounds", m["sounds"], "sounds")
     if not isinstance(m.get("tags", []), list):
         raise BundleError(f"{MANIFEST}: tags must be an array of tables ([[tags]])")
     for i, t in enumerate(m.get("tags", [])):
@@ -271,6 +274,8 @@ def validate_bundle(bundle: Path, graphs: bool = True) -> dict:
     referenced = [("encoder.file", m["encoder"]["file"]), ("decoder.file", m["decoder"]["file"]),
                   ("tokens.vocab", m["tokens"]["vocab"])]
     referenced += [("tags.labels", t["labels"]) for t in m.get("tags", [])]
+    if "sounds" in m:
+        referenced.append(("sounds.file", m["sounds"]["file"]))
     for graph, file in m.get("torchscript", {}).items():
         referenced.append((f"torchscript.{graph}", file))
     # Plain names inside the bundle's folder, as the daemon requires.
@@ -342,9 +347,28 @@ def validate_bundle(bundle: Path, graphs: bool = True) -> dict:
                 raise BundleError(f'{at}: unknown dynamic axis "{d}" in shape; use "batch" or "steps"')
         if s["dtype"] not in ("float32", "int64"):
             raise BundleError(f"{at}: dtype = {s['dtype']!r}, must be float32 or int64")
+    if "sounds" in m:
+        _check_sounds(bundle, m["sounds"])
     if graphs:
         _probe_graphs(bundle, m, len(vocab))
     return m
+
+
+def _check_sounds(bundle: Path, s: dict) -> None:
+    """[sounds] as the daemon reads it: the reference file's size and values, one threshold
+    in (0, 1) per example count, counts ascending from 1."""
+    at = f"{MANIFEST}: sounds"
+    rows = np.fromfile(bundle / s["file"], "<f4")
+    if s["dim"] < 1 or s["negatives"] < 1 or rows.size != (1 + s["negatives"]) * s["dim"]:
+        raise BundleError(f"{at}: {s['file']} holds {rows.size} values, expected "
+                          f"(1 + negatives) x dim = (1 + {s['negatives']}) x {s['dim']}")
+    if not np.isfinite(rows).all():
+        raise BundleError(f"{at}: {s['file']} holds a value that is not finite")
+    ks, ts = s["examples"], s["thresholds"]
+    if not ks or len(ks) != len(ts) or ks[0] != 1 or sorted(set(ks)) != ks:
+        raise BundleError(f"{at}: examples must ascend from 1, one per threshold")
+    if not all(0 < t < 1 for t in ts) or not 0 <= s["probe_l2"] < 10:
+        raise BundleError(f"{at}: thresholds must be in (0, 1) and probe_l2 in [0, 10)")
 
 
 def _probe_graphs(bundle: Path, m: dict, vocab: int) -> None:
@@ -353,7 +377,8 @@ def _probe_graphs(bundle: Path, m: dict, vocab: int) -> None:
     import onnx
     enc, dec, states = m["encoder"], m["decoder"], m["decoder"].get("states", [])
     declared = {enc["file"]: ([enc["input"]], [enc["memory"]] + [s["init_output"] for s in states]
-                              + [t["output"] for t in m.get("tags", [])]),
+                              + [t["output"] for t in m.get("tags", [])]
+                              + ([m["sounds"]["output"]] if "sounds" in m else [])),
                 dec["file"]: ([dec["tokens"], dec["memory"]] + [s["input"] for s in states],
                               [dec["logits"]] + [s["output"] for s in states])}
     for file, (inputs, outputs) in declared.items():

@@ -273,6 +273,14 @@ class CEDEncoder(nn.Module):
         out = [self.side_by_side(t) for t in self.ced(self.padded(mel), self.taps)]
         return torch.cat(out, dim=2) if len(out) > 1 else out[0]
 
+    @staticmethod
+    def embedding(features):
+        """The window's sound embedding [B, 192] from the encoder's features [B, S, D]: the
+        mean of every final token, padding included, which is what CED's AudioSet head reads
+        (learned sounds compare it; export/scripts/sounds_by_example.py chose it)."""
+        final = features[..., -FREQ_PATCHES * WIDTH:]
+        return final.reshape(final.shape[0], -1, WIDTH).mean(dim=1)
+
     def audioset(self, features):
         """CED's AudioSet probabilities of the whole window, from the encoder's features
         [B, S, D]: [B, 1, 527] (one clip-level score, as CED gives)."""

@@ -46,6 +46,7 @@ from hark_export.gates import (agreement, check_int8, check_parity, greedy_token
 from hark_export.graphs import ExportRefused
 from hark_export.graphs import INT8_OPS
 from hark_export.progress import progress
+from hark_export.sounds import add_reference
 
 
 def window_seconds(audio: list[Path], frontend: dict) -> float:
@@ -88,6 +89,10 @@ def main(argv: list[str] | None = None) -> None:
                              "(default: $HARK, else the repository's debug build)")
     parser.add_argument("--card", type=Path,
                         help="Markdown appended to MODEL_CARD.md (limits, how to retrain, ...)")
+    parser.add_argument("--sounds", type=Path, metavar="CORPUS",
+                        help="a hark-data real corpus: adds learned sounds' reference (train "
+                             "mean, negatives, thresholds from its val split) to each bundle "
+                             "whose encoder gives a sound embedding (hark-sounds-reference)")
     parser.add_argument("--window", type=float,
                         help="caption window in seconds (default: the longest test clip)")
     args = parser.parse_args(argv)
@@ -108,6 +113,10 @@ def export_run(args) -> None:
         except ExportRefused:
             shutil.rmtree(bundle, ignore_errors=True)
             raise
+
+    def sounds_reference(bundle: Path) -> None:
+        if args.sounds and model.has_sound_embedding:
+            print(f"{bundle.name}: [sounds] {add_reference(bundle, args.sounds)}")
 
     torch.set_num_threads(args.threads)
     model, vocab, frontend, _ = load_checkpoint(args.run / "best.pt")
@@ -179,12 +188,14 @@ def export_run(args) -> None:
                 + (f", {', '.join(fp16)} weights stored as float16" if fp16 else "") + "; "
                 f"greedy captions equal the fp32 bundle's on {100 * a.exact:.1f}% of "
                 f"{a.clips} test clips."], data, card)
+            sounds_reference(int8_dir)
             validate_bundle(int8_dir)
             judge(int8_dir)
             int8_note = [f"An int8 variant is {int8_dir.name} ({size8:.2f} MB of graphs vs "
                          f"{metrics['onnx_megabytes']:.2f} MB)."]
     finish_bundle(args.out, {**fp32.manifest, "metrics": metrics}, parameters, int8_note, data,
                   card)
+    sounds_reference(args.out)
     validate_bundle(args.out)
     judge(args.out)
     print(json.dumps({"bundle": str(args.out), "metrics": metrics}, indent=2))

@@ -17,6 +17,7 @@ OPSET = 17
 DYNAMIC_AXES = ("batch", "steps")
 TORCHSCRIPT = {"encoder": "encoder.pt", "decoder": "decoder.pt"}
 INT8_OPS = ["MatMul", "Gemm", "Gather"]
+SOUND_EMBEDDING = "embedding"  # the encoder output learned sounds compare
 
 
 class ExportRefused(Exception):
@@ -26,15 +27,17 @@ class ExportRefused(Exception):
 
 class EncoderGraph(torch.nn.Module):
     """mel [1, n_mels, frames] -> (memory [1, steps, D], *initial states with batch 1,
-    *each tag head's probabilities [1, n_labels])."""
+    *each tag head's probabilities [1, n_labels], and the sound embedding [1, E] when the
+    encoder has one)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, mel):
-        memory, tags = self.model.encode_with_tags(mel)
-        return (memory, *self.model.init_state(memory), *tags)
+        memory, tags, embedding = self.model.encode_for_bundle(mel)
+        extra = [embedding] if embedding is not None else []
+        return (memory, *self.model.init_state(memory), *tags, *extra)
 
 
 class DecoderGraph(torch.nn.Module):
@@ -88,7 +91,8 @@ def _export_graphs(model, out: Path, n_mels: int, frames: int) -> list[dict]:
     mel = torch.randn(1, n_mels, frames, generator=torch.Generator().manual_seed(0))
     memory = model.encode(mel)
     enc_names = (["memory"] + [s["init_output"] for s in states]
-                 + [h["output"] for h in model.tag_heads()])
+                 + [h["output"] for h in model.tag_heads()]
+                 + ([SOUND_EMBEDDING] if model.has_sound_embedding else []))
     enc_axes = {"mel": {2: "frames"}, "memory": {1: "steps"}}
     for s in states:  # the encoder's batch is 1: only "steps" stays dynamic
         enc_axes[s["init_output"]] = {i: d for i, d in _axes(s["shape"]).items() if d != "batch"}

@@ -104,9 +104,18 @@ class Captioner(nn.Module):
 
     def encode_with_tags(self, mel: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """memory [B, S, D] and each of `tag_heads()`'s probabilities [B, n_labels]."""
+        memory, tags, _ = self.encode_for_bundle(mel)
+        return memory, tags
+
+    def encode_for_bundle(self, mel: torch.Tensor):
+        """What the bundle's encoder graph gives, from one encoder pass: memory, the tag
+        heads' probabilities and the sound embedding [B, E] that learned sounds compare
+        (None when the encoder has none; `has_sound_embedding`)."""
         memory = self.encode(mel)
         tags = [torch.sigmoid(self.tag_logits(memory))] if self.has_tag_head else []
-        return memory, tags
+        return memory, tags, None
+
+    has_sound_embedding = False
 
     @property
     def has_tag_head(self) -> bool:
@@ -623,16 +632,21 @@ class Pretrained(Attention):
                           "file": "audioset_labels.txt", "threshold": 0.3})
         return heads
 
-    def encode_with_tags(self, mel):
-        """Adds the encoder's own AudioSet head: per class its most probable patch (YAMNet) or
-        the window's score (CED)."""
+    @property
+    def has_sound_embedding(self) -> bool:
+        return hasattr(self.encoder.net, "embedding")
+
+    def encode_for_bundle(self, mel):
+        """Adds the encoder's own AudioSet head (per class its most probable patch for YAMNet,
+        the window's score for CED) and CED's sound embedding."""
         features = self.encoder(mel)  # (B, S, D_enc)
         audioset = self.audioset(features) if self.has_audioset else None
         memory = self._memory(features, audioset)
         tags = [torch.sigmoid(self.tag_logits(memory))] if self.has_tag_head else []
         if audioset is not None:
             tags.append(audioset.amax(dim=1))
-        return memory, tags
+        embedding = self.encoder.net.embedding(features) if self.has_sound_embedding else None
+        return memory, tags, embedding
 
 
 ARCHITECTURES = {"baseline": Baseline, "improved": Improved, "attention": Attention,

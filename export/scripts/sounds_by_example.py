@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import time
-import zlib
 from pathlib import Path
 
 # Thousands of small fits: a multithreaded BLAS only fights the other jobs (10x slower here).
@@ -42,22 +41,20 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from scipy.optimize import minimize  # noqa: E402
 
 from hark_export import data  # noqa: E402
 from hark_export.ced import FREQ_PATCHES, PATCH, WIDTH, load_ced  # noqa: E402
 from hark_export.hearing import average_precision  # noqa: E402
 from hark_export.real import load_corpus  # noqa: E402
+from hark_export.sounds import (KS, PROBE_L2, TARGET_PRECISION, fit_probe, probe_scores,  # noqa: E402
+                                rng_for, unit)
 from hark_export.yamnet import BLOCKS, load_yamnet  # noqa: E402
 
-KS = (1, 3, 5)
 MIN_RECORDINGS = 6  # test recordings a category needs: 5 examples and at least one other
 CED_MID = 7  # the block `ced-mid` taps beside the final one
-# The probe's weight decay on unit-norm inputs, chosen on val (1e-1 to 1e-4): 1e-2 is best with
-# negatives of any category (weaker decay fits the look-alikes among them), within 0.02 AP of
-# the best with other-category negatives.
-PROBE_L2 = 1e-2
-TARGET_PRECISION = 0.9
+# The probe's weight decay on unit-norm inputs (hark_export.sounds.PROBE_L2) was chosen here
+# on val (1e-1 to 1e-4): 1e-2 is best with negatives of any category (weaker decay fits the
+# look-alikes among them), within 0.02 AP of the best with other-category negatives.
 
 # name -> (cache, arrays concatenated): what is compared as one embedding.
 REPRESENTATIONS = {
@@ -130,11 +127,6 @@ def cached_embeddings(name: str, corpus: Path, rows: list[dict], out: Path) -> d
 
 # ---- episodes ----
 
-def rng_for(*key) -> np.random.Generator:
-    """A generator seeded by the key's text, so episodes do not depend on iteration order."""
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
-
-
 def episodes(rows: list[dict], split: str, min_recordings, draws: int, negatives: int) -> list:
     """Example sets and scored pools (indices into rows) of a split. `min_recordings(k)`: the
     recordings a category needs in the split."""
@@ -163,32 +155,10 @@ def episodes(rows: list[dict], split: str, min_recordings, draws: int, negatives
 
 # ---- scorers ----
 
-def unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def fit_probe(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """Weights [D + 1] of an L2-regularised logistic regression, the two classes weighted
-    equally (k examples against hundreds of negatives)."""
-    x = np.vstack([pos, neg])
-    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-    w = np.where(y == 1, 0.5 / len(pos), 0.5 / len(neg))
-
-    def loss(theta):
-        z = x @ theta[:-1] + theta[-1]
-        p = 1 / (1 + np.exp(-z))
-        g = w * (p - y)
-        value = np.sum(w * (np.logaddexp(0, z) - y * z)) + PROBE_L2 / 2 * theta[:-1] @ theta[:-1]
-        return value, np.r_[x.T @ g + PROBE_L2 * theta[:-1], g.sum()]
-
-    return minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B",
-                    options={"maxiter": 300}).x
-
-
 def probe_scorer(negatives: str):
     def score(v, ep):
         theta = fit_probe(v["centred"][ep["examples"]], v["centred"][ep[negatives]])
-        return 1 / (1 + np.exp(-(v["centred"][ep["pool"]] @ theta[:-1] + theta[-1])))
+        return probe_scores(theta, v["centred"][ep["pool"]])
     return score
 
 
