@@ -163,6 +163,9 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0  # torch CPU threads; 0 = torch's default
     resume: bool = False  # continue the run in `out` from last.pt
+    # Start from another run's best.pt (same vocabulary): e.g. LoRA on a trained frozen-encoder
+    # run, whose weights all carry over and whose adapters start at zero.
+    init: str = ""
     max_minutes: float = 0.0  # stop before an epoch that would end past this budget; 0 = none
     evaluate_test: bool = True
     # Recipe techniques (hark_export/techniques.py), all off by default:

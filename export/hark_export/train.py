@@ -262,6 +262,24 @@ class Prepared:
                          for s, c in self.clips.items()}
 
 
+def warm_start(model: Captioner, path: Path, vocab: list[str]) -> str:
+    """Loads the weights of checkpoint `path` into `model`; parameters only the model has
+    (LoRA adapters) keep their initial values. Refuses another vocabulary or architecture."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if ckpt["vocab"] != vocab:
+        raise ValueError(f"--init {path}: its vocabulary differs from this run's (train on the "
+                         "same data with the same --min-freq)")
+    own, state = model.state_dict(), {}
+    for k, v in ckpt["state_dict"].items():  # LoRA wraps a layer: its weights move down one
+        head, _, leaf = k.rpartition(".")
+        state[k if k in own else f"{head}.base_layer.{leaf}"] = v
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any("lora" not in k for k in missing):
+        raise ValueError(f"--init {path}: another architecture (unexpected {unexpected[:3]}, "
+                         f"missing {[k for k in missing if 'lora' not in k][:3]})")
+    return f"started from {path}: {len(missing)} new parameter tensors (LoRA) at their init"
+
+
 class StepLoss(torch.nn.Module):
     """caption_loss as a module's forward, so DistributedDataParallel (which synchronises
     gradients around forward/backward) can wrap one training step."""
@@ -309,6 +327,8 @@ def train(cfg: TrainConfig) -> dict:
     if not procs.main:
         prep = Prepared(cfg, quiet=True)
     model = prep.model.to(device)
+    if cfg.init and not (cfg.resume and (out / "last.pt").exists()):
+        say(warm_start(model, Path(cfg.init), prep.vocab.itos))
     if procs.main:
         prep.vocab.save(out / "vocab.txt")
         run_config = {"train": asdict(cfg), "model": asdict(prep.model_config),
