@@ -115,6 +115,7 @@ LAYERS = [
     {"service"},
     {"sink"},
     {"pipeline"},
+    {"sounds"},
     {"source"},
     {"model"},
     {"decode"},

@@ -160,6 +160,15 @@ pub struct PrivacyConfig {
     pub speech: crate::config::SpeechPolicy,
 }
 
+/// `[sounds]`: learned sounds (docs/SOUNDS.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SoundsConfig {
+    /// Their folder (default: `$STATE_DIRECTORY/sounds`, /var/lib/hark/sounds for the
+    /// service; else `$XDG_STATE_HOME/hark/sounds` or `~/.local/state/hark/sounds`).
+    pub dir: Option<PathBuf>,
+}
+
 /// What to do with a finished window when the inference thread is still busy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -331,6 +340,9 @@ pub struct Config {
     /// Meaning-level triggers (`[[triggers]]`): named phrases that fire an MQTT message.
     #[serde(default)]
     pub triggers: Vec<TriggerConfig>,
+    /// Learned sounds.
+    #[serde(default)]
+    pub sounds: SoundsConfig,
     /// Queues.
     #[serde(default)]
     pub pipeline: PipelineConfig,

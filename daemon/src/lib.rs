@@ -10,5 +10,6 @@ pub mod model;
 pub mod pipeline;
 pub mod service;
 pub mod sink;
+pub mod sounds;
 pub mod source;
 pub mod stats;

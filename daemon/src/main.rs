@@ -44,6 +44,37 @@ enum Command {
     },
     /// Caption audio files, window by window, and print the captions.
     Caption(CaptionArgs),
+    /// Teach hark a sound from recordings of it ("this is our doorbell"): each non-silent
+    /// window of each file becomes an example (docs/SOUNDS.md). Never keeps audio.
+    Learn {
+        /// The sound's name (a-z, 0-9, '_', '-'): its MQTT topic is sound/NAME.
+        name: String,
+        /// Recordings of the sound, at most 60 s each (any format `hark caption` reads).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The configuration `hark run` uses: its model, privacy, silence threshold and
+        /// sounds.dir.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Model bundle directory (default: the configuration's, else the shipped one).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// Forget the examples learned before under this name.
+        #[arg(long)]
+        replace: bool,
+        /// Fire at this score (0-1) instead of the model's default for the number of
+        /// examples.
+        #[arg(long)]
+        threshold: Option<f32>,
+    },
+    /// List, show, tune or forget learned sounds.
+    Sounds {
+        #[command(subcommand)]
+        action: SoundsAction,
+        /// The configuration whose sounds.dir (and model) to use.
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+    },
     /// Write the log-mel features of an audio file as a float32 .npy array [n_mels, frames].
     Features {
         /// Input audio file (WAV, FLAC, Ogg Vorbis, MP3, AAC/M4A; any rate and channel count;
@@ -58,6 +89,30 @@ enum Command {
         /// Use the front end of this model bundle.
         #[arg(long)]
         bundle: Option<PathBuf>,
+    },
+}
+
+/// `hark sounds` actions.
+#[derive(Subcommand)]
+enum SoundsAction {
+    /// Every learned sound, one line each.
+    List,
+    /// A sound's examples, where they came from and how the sound scores each.
+    Show {
+        /// The sound.
+        name: String,
+    },
+    /// Set the score (0-1) a sound fires at, or `default` for the model's.
+    Threshold {
+        /// The sound.
+        name: String,
+        /// A number in (0, 1), or `default`.
+        value: String,
+    },
+    /// Delete a learned sound.
+    Forget {
+        /// The sound.
+        name: String,
     },
 }
 
@@ -103,6 +158,10 @@ struct CaptionArgs {
     /// `[[triggers]]` table compares with its threshold. Repeatable.
     #[arg(long = "trigger", value_name = "PHRASE")]
     triggers: Vec<String>,
+    /// Score this learned sound on every window (`hark sounds list` names them), as
+    /// `hark run` does. Repeatable.
+    #[arg(long = "sound", value_name = "NAME")]
+    sounds: Vec<String>,
     #[command(flatten)]
     decoding: DecodeArgs,
 }
@@ -128,6 +187,9 @@ impl CaptionArgs {
             Ok(())
         })?;
         let mut settings = cli::caption::settings(&cfg, self.tag_threshold, &self.triggers)?;
+        if !self.sounds.is_empty() {
+            cli::caption::load_sounds(&cfg, &mut settings, &self.sounds)?;
+        }
         let failed = cli::caption::caption_files(&mut settings, &self.files, self.json);
         if failed > 0 {
             anyhow::bail!(
@@ -382,6 +444,33 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { file } => cli::check::check_config(&file)?,
         Command::Caption(args) => args.run()?,
+        Command::Learn {
+            name,
+            files,
+            config,
+            bundle,
+            replace,
+            threshold,
+        } => {
+            let cfg = config::Config::load(config.as_deref(), |cfg| {
+                if bundle.is_some() {
+                    cfg.model.bundle = bundle;
+                }
+                Ok(())
+            })?;
+            cli::learn::learn(&cfg, &name, &files, replace, threshold)?;
+        }
+        Command::Sounds { action, config } => {
+            let cfg = config::Config::load(config.as_deref(), |_| Ok(()))?;
+            match action {
+                SoundsAction::List => cli::learn::list(&cfg)?,
+                SoundsAction::Show { name } => cli::learn::show(&cfg, &name)?,
+                SoundsAction::Threshold { name, value } => {
+                    cli::learn::set_threshold(&cfg, &name, &value)?
+                }
+                SoundsAction::Forget { name } => cli::learn::forget(&cfg, &name)?,
+            }
+        }
         Command::Features {
             file,
             out,

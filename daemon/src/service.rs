@@ -18,7 +18,8 @@ use crate::pipeline::events::Event;
 use crate::pipeline::queue::{Popped, Queue};
 use crate::pipeline::{Pipeline, Setup};
 use crate::sink::commands::{Command, Received};
-use crate::sink::mqtt::Mqtt;
+use crate::sink::mqtt::{Entities, Mqtt};
+use crate::sounds::{Sounds, Store};
 use crate::stats::Counters;
 
 /// Time allowed from SIGTERM to exit.
@@ -207,15 +208,20 @@ impl Service {
                 cfg.privacy.speech
             );
         }
+        let sounds = learned_sounds(cfg, bundle);
         let counters = Arc::new(Counters::default());
         let (command_tx, commands) = mpsc::channel::<Received>(16);
+        let entities = Entities {
+            binary_sensors: cfg.tags.binary_sensors.clone(),
+            triggers: triggers.names(),
+            sounds: sounds.names(),
+        };
         let mqtt = match &cfg.mqtt {
             Some(m) => Some(Arc::new(Mqtt::start(
                 m,
                 &device,
                 &model_name,
-                &cfg.tags.binary_sensors,
-                &triggers.names(),
+                entities,
                 command_tx,
             )?)),
             None => None,
@@ -238,6 +244,7 @@ impl Service {
                 device: device.clone(),
                 control: control.clone(),
                 counters: counters.clone(),
+                sounds,
             },
             outbox.clone(),
         )?;
@@ -440,6 +447,26 @@ impl Service {
     }
 }
 
+/// The learned sounds in the configuration's folder that fit the model; one that does not
+/// (another model, a damaged file) is named in the log and the others still load.
+fn learned_sounds(cfg: &Config, bundle: &crate::model::Bundle) -> Sounds {
+    let profiles = match Store::of(&cfg.sounds).and_then(|s| s.all()) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("learned sounds not loaded: {e:#}");
+            return Sounds::default();
+        }
+    };
+    let (sounds, problems) = Sounds::build(bundle, profiles);
+    for p in problems {
+        log::warn!("{p}");
+    }
+    if !sounds.is_empty() {
+        log::info!("learned sounds: {}", sounds.names().join(", "));
+    }
+    sounds
+}
+
 /// Hands captions to the sink until the pipeline closes the outbox.
 async fn publish(outbox: Arc<Queue<Event>>, mqtt: Option<Arc<Mqtt>>) -> Result<()> {
     use std::io::Write as _;
@@ -456,10 +483,12 @@ async fn publish(outbox: Arc<Queue<Event>>, mqtt: Option<Arc<Mqtt>>) -> Result<(
         match (&mqtt, &event) {
             (Some(m), Event::Caption(c)) => m.caption(c).await?,
             (Some(m), Event::Trigger(t)) => m.trigger(&t.trigger, t).await?,
+            (Some(m), Event::Sound(s)) => m.sound(&s.sound, s).await?,
             (None, _) => {
                 let mut line = match &event {
                     Event::Caption(c) => serde_json::to_vec(c)?,
                     Event::Trigger(t) => serde_json::to_vec(t)?,
+                    Event::Sound(s) => serde_json::to_vec(s)?,
                 };
                 line.push(b'\n');
                 // Off the runtime: a reader that stops reading must not freeze signal handling.
@@ -476,6 +505,7 @@ async fn publish(outbox: Arc<Queue<Event>>, mqtt: Option<Arc<Mqtt>>) -> Result<(
             Event::Trigger(t) => {
                 log::info!("trigger {}: \"{}\" {:.2}", t.trigger, t.phrase, t.score)
             }
+            Event::Sound(s) => log::info!("sound {}: {:.2}", s.sound, s.score),
         }
     }
     Ok(())

@@ -17,6 +17,7 @@ use crate::model::{Alternative, Captioner, Tag};
 use crate::pipeline::judge::{Judge, Verdict};
 use crate::pipeline::triggers::{Phrase, Triggers};
 use crate::pipeline::window::{Window, Windower};
+use crate::sounds::SoundScore;
 use crate::source::audio_file::Stream;
 
 /// How `hark caption` captions: the model, the decoding, the window and the judge (tags,
@@ -75,6 +76,22 @@ pub fn settings(cfg: &Config, tag_threshold: Option<f32>, phrases: &[String]) ->
         judge,
         window,
     })
+}
+
+/// Scores the learned sounds `names` on every window, as `hark run` does.
+pub fn load_sounds(cfg: &Config, settings: &mut Settings, names: &[String]) -> Result<()> {
+    let store = crate::sounds::Store::of(&cfg.sounds)?;
+    let bundle = settings.model.bundle();
+    crate::sounds::reference(bundle)?;
+    let mut profiles = Vec::new();
+    for name in names {
+        let p = store.read(name)?;
+        p.check(bundle).with_context(|| format!("--sound {name}"))?;
+        profiles.push((name.clone(), Ok(p)));
+    }
+    let (sounds, _) = crate::sounds::Sounds::build(bundle, profiles);
+    settings.judge.set_sounds(sounds);
+    Ok(())
 }
 
 /// Captions each of `files` (`-`: an audio file on standard input) in turn, printing one line
@@ -172,6 +189,12 @@ pub struct FileWindow {
     /// Each `--trigger` phrase's score under the window (absent without phrases).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub phrases: Vec<PhraseScore>,
+    /// Each `--sound`'s score on the window, as `hark run` computes it (absent without).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sounds: Vec<SoundScore>,
+    /// The window's sound embedding (`hark learn`; never printed).
+    #[serde(skip)]
+    pub embedding: Option<Vec<f32>>,
     /// Milliseconds spent per stage.
     pub timings_ms: Timings,
 }
@@ -246,6 +269,10 @@ pub fn describe(w: &FileWindow) -> String {
     }
     for t in &w.triggers {
         line += &format!("  fired {} (\"{}\" {:.2})", t.trigger, t.phrase, t.score);
+    }
+    for s in &w.sounds {
+        let fired = if s.fired { " fired" } else { "" };
+        line += &format!("  sound {} {:.2}{fired}", s.sound, s.score);
     }
     line
 }
@@ -354,6 +381,8 @@ fn file_window(
         alternatives: Vec::new(),
         triggers: Vec::new(),
         phrases: Vec::new(),
+        sounds: Vec::new(),
+        embedding: None,
         timings_ms: Timings::default(),
     };
     match verdict {
@@ -372,6 +401,8 @@ fn file_window(
             out.speech = heard.speech;
             out.alternatives = f.alternatives;
             out.tokens = heard.tokens;
+            out.sounds = heard.sounds;
+            out.embedding = heard.embedding;
             out.triggers = f
                 .hits
                 .into_iter()

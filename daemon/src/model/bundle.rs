@@ -230,6 +230,55 @@ pub struct TriggerSpec {
     pub synonyms: Vec<Vec<String>>,
 }
 
+/// `[sounds]`: what learned sounds need besides the encoder's sound embedding, computed by
+/// `hark-sounds-reference` on a corpus: the train clips' mean embedding, negatives for the
+/// probe and a default threshold per number of examples (docs/SOUNDS.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoundSpec {
+    /// Encoder output with the window's embedding, `[1, dim]`.
+    pub output: String,
+    /// Little-endian float32 rows of `dim`: the mean, then the negatives (centred, unit
+    /// length).
+    pub file: String,
+    /// Embedding width.
+    pub dim: usize,
+    /// Rows of negatives after the mean.
+    pub negatives: usize,
+    /// The probe's weight decay.
+    pub probe_l2: f64,
+    /// Example counts the thresholds were calibrated for, ascending from 1.
+    pub examples: Vec<usize>,
+    /// The default threshold for each count.
+    pub thresholds: Vec<f32>,
+}
+
+/// `[sounds]` read: the reference learned sounds are fitted and scored against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoundReference {
+    /// The train clips' mean embedding, subtracted before scaling to unit length.
+    pub mean: Vec<f32>,
+    /// Negatives for the probe, centred and unit length.
+    pub negatives: Vec<Vec<f32>>,
+    /// The probe's weight decay.
+    pub probe_l2: f64,
+    /// (example count, default threshold), ascending.
+    pub thresholds: Vec<(usize, f32)>,
+}
+
+impl SoundReference {
+    /// The default threshold for `examples` examples: that of the largest calibrated count
+    /// not above it.
+    pub fn threshold(&self, examples: usize) -> f32 {
+        self.thresholds
+            .iter()
+            .rev()
+            .find(|(k, _)| *k <= examples)
+            .or(self.thresholds.first())
+            .map_or(0.5, |(_, t)| *t)
+    }
+}
+
 /// `[torchscript]`: the graphs traced to TorchScript, run by a `tch` build (fp32 bundles).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -274,6 +323,8 @@ pub struct Manifest {
     /// Trigger calibration (optional).
     #[serde(default)]
     pub triggers: TriggerSpec,
+    /// Learned sounds' reference (optional: without it, the bundle cannot learn sounds).
+    pub sounds: Option<SoundSpec>,
     /// Optional TorchScript twin of the graphs.
     pub torchscript: Option<TorchScriptSpec>,
     /// sha256 of every file.
@@ -312,6 +363,8 @@ pub struct Bundle {
     pub vocab: Vec<String>,
     /// The labels of each tag head, in `manifest.tags` order.
     pub labels: Vec<Vec<String>>,
+    /// Learned sounds' reference, when the manifest has `[sounds]`.
+    pub sounds: Option<SoundReference>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, BundleError> {
@@ -400,6 +453,9 @@ fn check_files(dir: &Path, m: &Manifest) -> Result<(), BundleError> {
     ];
     for tags in &m.tags {
         referenced.push(("tags.labels", &tags.labels));
+    }
+    if let Some(s) = &m.sounds {
+        referenced.push(("sounds.file", &s.file));
     }
     if let Some(ts) = &m.torchscript {
         referenced.push(("torchscript.encoder", &ts.encoder));
@@ -582,6 +638,63 @@ fn tag_labels(dir: &Path, m: &Manifest) -> Result<Vec<Vec<String>>, BundleError>
     Ok(labels)
 }
 
+/// `[sounds]`'s reference file: (1 + negatives) rows of `dim` finite values; thresholds in
+/// (0, 1), one per example count, counts ascending from 1.
+fn sound_reference(dir: &Path, m: &Manifest) -> Result<Option<SoundReference>, BundleError> {
+    let Some(s) = &m.sounds else {
+        return Ok(None);
+    };
+    let bytes = read(&dir.join(&s.file))?;
+    let values: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let rows = 1 + s.negatives;
+    if s.dim == 0 || s.negatives == 0 || bytes.len() != 4 * rows * s.dim {
+        return Err(field(
+            "sounds",
+            format!(
+                "{} holds {} bytes, expected (1 + negatives) x dim float32 = (1 + {}) x {} x 4",
+                s.file,
+                bytes.len(),
+                s.negatives,
+                s.dim
+            ),
+        ));
+    }
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(field(
+            "sounds",
+            format!("{} holds a value that is not finite", s.file),
+        ));
+    }
+    let ascending = s.examples.first() == Some(&1) && s.examples.windows(2).all(|w| w[0] < w[1]);
+    if !ascending || s.examples.len() != s.thresholds.len() {
+        return Err(field(
+            "sounds.examples",
+            "must ascend from 1, one per threshold",
+        ));
+    }
+    if s.thresholds.iter().any(|t| !(*t > 0.0 && *t < 1.0)) {
+        return Err(field("sounds.thresholds", "must be in (0, 1)"));
+    }
+    if !(s.probe_l2.is_finite() && (0.0..10.0).contains(&s.probe_l2)) {
+        return Err(field("sounds.probe_l2", "must be in [0, 10)"));
+    }
+    let mut rows = values.chunks_exact(s.dim).map(<[f32]>::to_vec);
+    Ok(Some(SoundReference {
+        mean: rows.next().unwrap_or_default(),
+        negatives: rows.collect(),
+        probe_l2: s.probe_l2,
+        thresholds: s
+            .examples
+            .iter()
+            .copied()
+            .zip(s.thresholds.iter().copied())
+            .collect(),
+    }))
+}
+
 /// `text` quoted for a message, cut to its first 80 characters: a 10,000-character phrase
 /// must not fill a log line.
 fn quoted(text: &str) -> String {
@@ -605,10 +718,12 @@ impl Bundle {
         check_tokens(m, &vocab)?;
         check_states(m)?;
         let labels = tag_labels(dir, m)?;
+        let sounds = sound_reference(dir, m)?;
         Ok(Self {
             manifest,
             vocab,
             labels,
+            sounds,
         })
     }
 
@@ -807,6 +922,7 @@ pub(crate) mod testing {
             manifest,
             vocab: vocab.iter().map(|s| s.to_string()).collect(),
             labels,
+            sounds: None,
         }
     }
 }

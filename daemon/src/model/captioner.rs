@@ -53,6 +53,8 @@ pub struct ModelOutput {
     pub tag_probabilities: Vec<Vec<f32>>,
     /// Each scored phrase's length-normalised log-probability (`decode::score_phrases`).
     pub phrase_scores: Vec<f32>,
+    /// The window's sound embedding (bundles with `[sounds]`), for learned sounds.
+    pub embedding: Option<Vec<f32>>,
     /// Encoder time, ms.
     pub encoder_ms: f64,
     /// Decoding time, ms.
@@ -183,14 +185,20 @@ impl TagConfig {
 }
 
 /// Decodes an encoded window with any runtime's stepper, then scores `phrases` under it.
+/// `vectors` are the encoder's outputs after the states: each tag head's probabilities, then
+/// the sound embedding when the bundle has `[sounds]`.
 pub fn decode_window<S: Stepper>(
     bundle: &Bundle,
     stepper: &mut S,
     params: &DecodeParams,
     encoder_ms: f64,
-    tag_probabilities: Vec<Vec<f32>>,
+    mut vectors: Vec<Vec<f32>>,
     phrases: &[Vec<u32>],
 ) -> Result<ModelOutput> {
+    let heads = bundle.manifest.tags.len();
+    let embedding = (bundle.manifest.sounds.is_some() && vectors.len() > heads)
+        .then(|| vectors.swap_remove(heads));
+    vectors.truncate(heads);
     let t0 = Instant::now();
     let hyps = decode::decode(stepper, bundle.special(), params).context("decoding failed")?;
     let decoding_ms = ms(t0);
@@ -210,8 +218,9 @@ pub fn decode_window<S: Stepper>(
                 score: h.score,
             })
             .collect(),
-        tag_probabilities,
+        tag_probabilities: vectors,
         phrase_scores,
+        embedding,
         encoder_ms,
         decoding_ms,
         phrases_ms,

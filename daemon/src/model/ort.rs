@@ -156,10 +156,12 @@ impl Captioner for OrtModel {
             .iter()
             .map(|s| Array::read(get(&s.init_output)?, s.dtype))
             .collect::<Result<Vec<_>>>()?;
-        let tags = m
+        let vectors = m
             .tags
             .iter()
-            .map(|t| Ok(get(&t.output)?.try_extract_tensor::<f32>()?.1.to_vec()))
+            .map(|t| &t.output)
+            .chain(m.sounds.iter().map(|s| &s.output))
+            .map(|name| Ok(get(name)?.try_extract_tensor::<f32>()?.1.to_vec()))
             .collect::<Result<Vec<_>>>()?;
         drop(out);
         drop(session);
@@ -175,7 +177,7 @@ impl Captioner for OrtModel {
             &mut stepper,
             params,
             encoder_ms,
-            tags,
+            vectors,
             phrases,
         )
     }

@@ -106,8 +106,9 @@ impl Captioner for TorchModel {
         let memory = out.next().context("encoder returned no memory")?;
         let n_states = self.bundle.manifest.decoder.states.len();
         let init: Vec<Tensor> = out.by_ref().take(n_states).collect();
-        // The tag heads' probabilities follow the states, as in the ONNX encoder.
-        let tags = out
+        // The tag heads' probabilities (then the sound embedding) follow the states, as in
+        // the ONNX encoder.
+        let vectors = out
             .map(|t| -> Result<Vec<f32>> {
                 let t = t.to_device(tch::Device::Cpu).flatten(0, -1);
                 Ok(Vec::<f32>::try_from(&t)?)
@@ -130,7 +131,7 @@ impl Captioner for TorchModel {
             &mut stepper,
             params,
             encoder_ms,
-            tags,
+            vectors,
             phrases,
         )
     }

@@ -76,8 +76,9 @@ impl<P: Clone> Plans<P> {
 pub struct TractEncoded {
     memory: Tensor,
     init: Vec<Tensor>,
-    /// Each tag head's probabilities, in `manifest.tags` order.
-    tags: Vec<Vec<f32>>,
+    /// Each tag head's probabilities, in `manifest.tags` order, then the sound embedding
+    /// when the bundle has `[sounds]`.
+    vectors: Vec<Vec<f32>>,
 }
 
 fn graph_error(file: &str, e: impl std::fmt::Display) -> BundleError {
@@ -187,6 +188,7 @@ impl TractModel {
         let mut enc_outputs: Vec<&str> = vec![&m.encoder.memory];
         enc_outputs.extend(m.decoder.states.iter().map(|s| s.init_output.as_str()));
         enc_outputs.extend(m.tags.iter().map(|t| t.output.as_str()));
+        enc_outputs.extend(m.sounds.iter().map(|s| s.output.as_str()));
         let mel_fact = |_: &SymbolScope| vec![InferenceFact::dt(f32::datum_type())];
         let encoder = parse_graph(
             dir,
@@ -292,7 +294,20 @@ impl TractModel {
                 ));
             }
         }
-        for ((spec, labels), probs) in m.tags.iter().zip(&self.bundle.labels).zip(&encoded.tags) {
+        if let Some(s) = &m.sounds {
+            let e = encoded.vectors.get(m.tags.len()).map_or(0, Vec::len);
+            if e != s.dim {
+                return Err(graph_error(
+                    enc_file,
+                    format!(
+                        "output \"{}\" has {e} values but [sounds] dim = {}",
+                        s.output, s.dim
+                    ),
+                ));
+            }
+        }
+        for ((spec, labels), probs) in m.tags.iter().zip(&self.bundle.labels).zip(&encoded.vectors)
+        {
             if probs.len() != labels.len() {
                 return Err(graph_error(
                     enc_file,
@@ -372,10 +387,14 @@ impl TractModel {
             .take(n_states)
             .map(|v| v.into_tensor())
             .collect();
-        let tags = out
+        let vectors = out
             .map(|t| Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect()))
             .collect::<TractResult<_>>()?;
-        Ok(TractEncoded { memory, init, tags })
+        Ok(TractEncoded {
+            memory,
+            init,
+            vectors,
+        })
     }
 
     /// The encoder optimised for windows of `frames` frames, built on first use.
@@ -396,9 +415,10 @@ impl TractModel {
         Ok(p)
     }
 
-    /// Each tag head's probabilities for the window, in `manifest.tags` order.
-    pub fn tag_probabilities<'a>(&self, encoded: &'a TractEncoded) -> &'a [Vec<f32>] {
-        &encoded.tags
+    /// Each tag head's probabilities for the window, in `manifest.tags` order, then its
+    /// sound embedding when the bundle has `[sounds]`.
+    pub fn vectors<'a>(&self, encoded: &'a TractEncoded) -> &'a [Vec<f32>] {
+        &encoded.vectors
     }
 
     /// A decoding session over one encoded window.
@@ -488,13 +508,13 @@ impl Captioner for TractModel {
             .encode(mel)
             .map_err(|e| anyhow::anyhow!("encoder failed: {e:#}"))?;
         let encoder_ms = ms(t0);
-        let tags = self.tag_probabilities(&encoded).to_vec();
+        let vectors = self.vectors(&encoded).to_vec();
         decode_window(
             &self.bundle,
             &mut self.stepper(&encoded),
             params,
             encoder_ms,
-            tags,
+            vectors,
             phrases,
         )
     }

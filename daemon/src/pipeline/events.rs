@@ -18,6 +18,8 @@ pub enum Event {
     Caption(Caption),
     /// A trigger that fired on a window (`hark/<device>/trigger/<name>`).
     Trigger(crate::pipeline::triggers::Fired),
+    /// A learned sound heard in a window (`hark/<device>/sound/<name>`).
+    Sound(crate::sounds::Detected),
 }
 
 /// One published caption.

@@ -10,6 +10,7 @@ use crate::model::Captioner;
 use crate::model::captioner::ModelOutput;
 use crate::pipeline::privacy::{Findings, Gate};
 use crate::pipeline::triggers::{Baselines, Hit, Phrase, Triggers};
+use crate::sounds::{SoundScore, Sounds};
 
 /// What a window comes to.
 pub enum Verdict {
@@ -34,6 +35,13 @@ pub struct Heard {
     /// Each extra phrase's raw score, trigger score and whether the caption or an
     /// alternative says it, in order (empty when redacted).
     pub phrases: Vec<(f32, f32, bool)>,
+    /// Every learned sound's score on the window. Sounds are learned only from windows
+    /// without speech (unless `privacy.speech = "caption"`), so they are scored on
+    /// redacted windows too.
+    pub sounds: Vec<SoundScore>,
+    /// The window's sound embedding, to learn it (none when redacted or the bundle has no
+    /// `[sounds]`).
+    pub embedding: Option<Vec<f32>>,
     /// The model's output timings: encoder, decoding, phrases (ms).
     pub timings: [f64; 3],
 }
@@ -53,6 +61,7 @@ pub struct Judge {
     /// The triggers' phrases and then the extra ones, as token ids.
     phrases: Vec<Vec<u32>>,
     baselines: Baselines,
+    sounds: Sounds,
 }
 
 impl Judge {
@@ -72,6 +81,7 @@ impl Judge {
             extra,
             phrases: Vec::new(),
             baselines: Baselines::default(),
+            sounds: Sounds::default(),
         };
         judge.set_triggers(triggers);
         judge
@@ -83,6 +93,16 @@ impl Judge {
         self.phrases
             .extend(self.extra.iter().map(|p| p.tokens.clone()));
         self.triggers = triggers;
+    }
+
+    /// Replaces the learned sounds scored on every window.
+    pub fn set_sounds(&mut self, sounds: Sounds) {
+        self.sounds = sounds;
+    }
+
+    /// The learned sounds.
+    pub fn sounds(&self) -> &Sounds {
+        &self.sounds
     }
 
     /// The extra phrases, as given.
@@ -154,6 +174,10 @@ impl Judge {
             hits,
         };
         let timings = [out.encoder_ms, out.decoding_ms, out.phrases_ms];
+        let sounds = out
+            .embedding
+            .as_deref()
+            .map_or_else(Vec::new, |e| self.sounds.score(e));
         match self.speech.gate(speech, findings) {
             Gate::Drop => Verdict::Dropped,
             Gate::Publish { findings, redacted } => Verdict::Heard(Box::new(Heard {
@@ -162,6 +186,8 @@ impl Judge {
                 redacted,
                 tokens: if redacted { Vec::new() } else { out.tokens },
                 phrases: if redacted { Vec::new() } else { phrases },
+                sounds,
+                embedding: if redacted { None } else { out.embedding },
                 timings,
             })),
         }

@@ -42,6 +42,7 @@ use crate::pipeline::privacy::Findings;
 use crate::pipeline::queue::{Popped, Pushed, Queue};
 use crate::pipeline::triggers::{Fired, Triggers};
 use crate::pipeline::window::{Window, Windower};
+use crate::sounds::{Detected, Sounds};
 use crate::source::{RingWriter, Source};
 use crate::stats::Counters;
 
@@ -74,6 +75,8 @@ pub struct Setup {
     pub control: Arc<Control>,
     /// Counters.
     pub counters: Arc<Counters>,
+    /// Learned sounds scored on every window.
+    pub sounds: Sounds,
 }
 
 /// A window on its way to inference, stamped with when it was complete.
@@ -135,18 +138,20 @@ impl Pipeline {
             }
         })?);
 
+        let mut judge = Judge::new(
+            setup.silence_dbfs,
+            setup.tags,
+            setup.speech,
+            Triggers::default(),
+            Vec::new(),
+        );
+        judge.set_sounds(setup.sounds);
         let inference = Inference {
             model: setup.model,
             control: setup.control,
             counters: setup.counters,
             dedup: Dedup::new(f64::from(setup.dedup_hold_seconds)),
-            judge: Judge::new(
-                setup.silence_dbfs,
-                setup.tags,
-                setup.speech,
-                Triggers::default(),
-                Vec::new(),
-            ),
+            judge,
             triggers_seen: None,
             device: setup.device,
             seq: 0,
@@ -439,20 +444,29 @@ impl Inference {
             hits,
         } = heard.findings;
         let (start, end) = (events::rfc3339(job.start), events::rfc3339(job.end));
-        let mut events: Vec<Event> = hits
-            .into_iter()
-            .map(|hit| {
-                Event::Trigger(Fired {
-                    v: 1,
-                    trigger: hit.trigger,
-                    phrase: hit.phrase,
-                    score: hit.score,
-                    caption: text.clone(),
-                    start: start.clone(),
-                    end: end.clone(),
-                })
+        let triggers = hits.into_iter().map(|hit| {
+            Event::Trigger(Fired {
+                v: 1,
+                trigger: hit.trigger,
+                phrase: hit.phrase,
+                score: hit.score,
+                caption: text.clone(),
+                start: start.clone(),
+                end: end.clone(),
             })
-            .collect();
+        });
+        let sounds = heard.sounds.into_iter().filter(|s| s.fired).map(|s| {
+            Event::Sound(Detected {
+                v: 1,
+                sound: s.sound,
+                score: s.score,
+                threshold: s.threshold,
+                caption: text.clone(),
+                start: start.clone(),
+                end: end.clone(),
+            })
+        });
+        let mut events: Vec<Event> = triggers.chain(sounds).collect();
         if !self.dedup.admit(&text, job.end_s) {
             c.deduplicated.fetch_add(1, Relaxed);
             log::debug!(

@@ -3,17 +3,28 @@
 
 use super::Topics;
 
+/// What a device's entities are made of besides its captions and diagnostics.
+#[derive(Debug, Clone, Default)]
+pub struct Entities {
+    /// Tag labels with a binary sensor (`tags.binary_sensors`).
+    pub binary_sensors: Vec<String>,
+    /// Trigger names.
+    pub triggers: Vec<String>,
+    /// Learned sounds' names.
+    pub sounds: Vec<String>,
+}
+
 /// Home Assistant MQTT discovery, as (config topic, payload) pairs: a sensor whose state is
-/// the latest caption (the rest of the payload as attributes), a sensor listing its tags, and
-/// a binary sensor per label in `tags.binary_sensors`, on while captions carry that tag and
-/// off `TAG_OFF_DELAY` seconds after the last one.
+/// the latest caption (the rest of the payload as attributes), a sensor listing its tags, a
+/// binary sensor per label in `tags.binary_sensors`, on while captions carry that tag and
+/// off `TAG_OFF_DELAY` seconds after the last one, and an event entity and a binary sensor
+/// per trigger and per learned sound.
 // Long on purpose: the Home Assistant discovery documents, one literal per entity.
 pub(super) fn discovery(
     topics: &Topics,
     device: &str,
     model: &str,
-    binary_sensors: &[String],
-    triggers: &[String],
+    entities: &Entities,
 ) -> Vec<(String, serde_json::Value)> {
     let Some(prefix) = &topics.discovery else {
         return Vec::new();
@@ -62,7 +73,7 @@ pub(super) fn discovery(
             })),
         ),
     ];
-    for label in binary_sensors {
+    for label in &entities.binary_sensors {
         let slug: String = label
             .chars()
             .map(|c| {
@@ -89,35 +100,49 @@ pub(super) fn discovery(
         ));
     }
     out.extend(diagnostics(topics, device, &with));
-    // Per trigger an event entity (HA's kind for a momentary happening, like a doorbell) and a
-    // binary sensor, on with each message on its topic and off TAG_OFF_DELAY seconds after the
-    // last, for automations on a state (names are already topic-safe: a-z, 0-9, _ and -).
-    for name in triggers {
-        out.push((
-            format!("{prefix}/event/hark_{device}/trigger_{name}/config"),
-            with(serde_json::json!({
-                "name": format!("Trigger {name}"),
-                "unique_id": format!("hark_{device}_trigger_{name}_event"),
-                "state_topic": format!("{}/{name}", topics.trigger),
-                "event_types": ["fired"],
-                "value_template": "{{ {'event_type': 'fired', 'phrase': value_json.phrase, \
-                    'score': value_json.score, 'caption': value_json.caption} | to_json }}",
-                "icon": "mdi:bell-ring",
-            })),
-        ));
-        out.push((
-            format!("{prefix}/binary_sensor/hark_{device}/trigger_{name}/config"),
-            with(serde_json::json!({
-                "name": format!("Trigger {name}"),
-                "unique_id": format!("hark_{device}_trigger_{name}"),
-                "state_topic": format!("{}/{name}", topics.trigger),
-                "value_template": "ON",
-                "payload_on": "ON",
-                "off_delay": TAG_OFF_DELAY,
-                "json_attributes_topic": format!("{}/{name}", topics.trigger),
-                "icon": "mdi:bell-ring",
-            })),
-        ));
+    // Per trigger and learned sound an event entity (HA's kind for a momentary happening,
+    // like a doorbell) and a binary sensor, on with each message on its topic and off
+    // TAG_OFF_DELAY seconds after the last, for automations on a state (names are already
+    // topic-safe: a-z, 0-9, _ and -).
+    let kinds = [
+        (
+            "trigger",
+            "Trigger",
+            &entities.triggers,
+            &topics.trigger,
+            "phrase",
+        ),
+        ("sound", "Sound", &entities.sounds, &topics.sound, "sound"),
+    ];
+    for (kind, title, names, topic, what) in kinds {
+        for name in names {
+            let state = format!("{topic}/{name}");
+            out.push((
+                format!("{prefix}/event/hark_{device}/{kind}_{name}/config"),
+                with(serde_json::json!({
+                    "name": format!("{title} {name}"),
+                    "unique_id": format!("hark_{device}_{kind}_{name}_event"),
+                    "state_topic": state,
+                    "event_types": ["fired"],
+                    "value_template": format!("{{{{ {{'event_type': 'fired', '{what}': value_json.{what}, \
+                        'score': value_json.score, 'caption': value_json.caption}} | to_json }}}}"),
+                    "icon": "mdi:bell-ring",
+                })),
+            ));
+            out.push((
+                format!("{prefix}/binary_sensor/hark_{device}/{kind}_{name}/config"),
+                with(serde_json::json!({
+                    "name": format!("{title} {name}"),
+                    "unique_id": format!("hark_{device}_{kind}_{name}"),
+                    "state_topic": state,
+                    "value_template": "ON",
+                    "payload_on": "ON",
+                    "off_delay": TAG_OFF_DELAY,
+                    "json_attributes_topic": state,
+                    "icon": "mdi:bell-ring",
+                })),
+            ));
+        }
     }
     out
 }
@@ -198,10 +223,9 @@ pub(super) fn discovery_texts(
     topics: &Topics,
     device: &str,
     model: &str,
-    binary_sensors: &[String],
-    triggers: &[String],
+    entities: &Entities,
 ) -> Vec<(String, String)> {
-    discovery(topics, device, model, binary_sensors, triggers)
+    discovery(topics, device, model, entities)
         .into_iter()
         .map(|(topic, payload)| (topic, payload.to_string()))
         .collect()
@@ -219,13 +243,12 @@ mod tests {
     fn discovery_announces_caption_tags_and_a_binary_sensor_per_configured_label() {
         let cfg = MqttConfig::new("localhost".into());
         let topics = Topics::new(&cfg, "kitchen");
-        let d = discovery(
-            &topics,
-            "kitchen",
-            "m",
-            &["dog".into(), "glass breaking".into()],
-            &["window".into()],
-        );
+        let entities = Entities {
+            binary_sensors: vec!["dog".into(), "glass breaking".into()],
+            triggers: vec!["window".into()],
+            sounds: vec!["doorbell".into()],
+        };
+        let d = discovery(&topics, "kitchen", "m", &entities);
         let names: Vec<&str> = d.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(
             names,
@@ -242,6 +265,8 @@ mod tests {
                 "homeassistant/sensor/hark_kitchen/latency/config",
                 "homeassistant/event/hark_kitchen/trigger_window/config",
                 "homeassistant/binary_sensor/hark_kitchen/trigger_window/config",
+                "homeassistant/event/hark_kitchen/sound_doorbell/config",
+                "homeassistant/binary_sensor/hark_kitchen/sound_doorbell/config",
             ]
         );
         let (event, window) = (&d[10].1, &d[11].1);
@@ -250,6 +275,14 @@ mod tests {
         assert_eq!(window["state_topic"], "hark/kitchen/trigger/window");
         assert_eq!(window["off_delay"], TAG_OFF_DELAY);
         assert_ne!(event["unique_id"], window["unique_id"]);
+        let bell = &d[12].1;
+        assert_eq!(bell["state_topic"], "hark/kitchen/sound/doorbell");
+        assert!(
+            bell["value_template"]
+                .as_str()
+                .unwrap()
+                .contains("value_json.sound")
+        );
         let lost = &d[4].1;
         assert_eq!(lost["state_topic"], "hark/kitchen/stats");
         assert_eq!(lost["entity_category"], "diagnostic");
@@ -272,6 +305,10 @@ mod tests {
         let mut cfg = MqttConfig::new("localhost".into());
         cfg.discovery = false;
         let topics = Topics::new(&cfg, "kitchen");
-        assert!(discovery(&topics, "kitchen", "m", &["dog".into()], &[]).is_empty());
+        let entities = Entities {
+            binary_sensors: vec!["dog".into()],
+            ..Entities::default()
+        };
+        assert!(discovery(&topics, "kitchen", "m", &entities).is_empty());
     }
 }

@@ -20,6 +20,7 @@ mod connection;
 mod discovery;
 
 use connection::drive;
+pub use discovery::Entities;
 use discovery::discovery_texts;
 
 /// The topics of one device.
@@ -37,6 +38,8 @@ pub struct Topics {
     pub error: String,
     /// Triggers: `<this>/<name>`.
     pub trigger: String,
+    /// Learned sounds: `<this>/<name>`.
+    pub sound: String,
     /// Home Assistant discovery prefix, if discovery is on.
     pub discovery: Option<String>,
 }
@@ -51,6 +54,7 @@ impl Topics {
             set: format!("{base}/set"),
             error: format!("{base}/error"),
             trigger: format!("{base}/trigger"),
+            sound: format!("{base}/sound"),
             discovery: cfg.discovery.then(|| cfg.discovery_prefix.clone()),
         }
     }
@@ -91,7 +95,7 @@ pub struct Mqtt {
     /// What discovery is made of, to announce triggers added or removed at run time.
     device: String,
     model: String,
-    binary_sensors: Vec<String>,
+    entities: std::sync::Mutex<Entities>,
     on_connect: Arc<OnConnect>,
 }
 
@@ -119,8 +123,7 @@ impl Mqtt {
         cfg: &MqttConfig,
         device: &str,
         model: &str,
-        binary_sensors: &[String],
-        triggers: &[String],
+        entities: Entities,
         commands: mpsc::Sender<Received>,
     ) -> Result<Self> {
         let topics = Topics::new(cfg, device);
@@ -168,13 +171,7 @@ impl Mqtt {
             client: client.clone(),
             topics: topics.clone(),
             qos: qos(cfg.qos),
-            discovery: std::sync::Mutex::new(discovery_texts(
-                &topics,
-                device,
-                model,
-                binary_sensors,
-                triggers,
-            )),
+            discovery: std::sync::Mutex::new(discovery_texts(&topics, device, model, &entities)),
             acks: acks.clone(),
             set_off_until: std::sync::Mutex::new(None),
             online: AtomicBool::new(false),
@@ -195,7 +192,7 @@ impl Mqtt {
             endpoint,
             device: device.to_string(),
             model: model.to_string(),
-            binary_sensors: binary_sensors.to_vec(),
+            entities: std::sync::Mutex::new(entities),
             on_connect,
         })
     }
@@ -204,13 +201,11 @@ impl Mqtt {
     /// config for each new one, an empty retained config (which deletes the entity) for each
     /// one gone; later reconnections announce the new list.
     pub async fn set_triggers(&self, names: &[String]) -> Result<()> {
-        let next = discovery_texts(
-            &self.topics,
-            &self.device,
-            &self.model,
-            &self.binary_sensors,
-            names,
-        );
+        let next = {
+            let mut entities = self.entities.lock().unwrap_or_else(|e| e.into_inner());
+            entities.triggers = names.to_vec();
+            discovery_texts(&self.topics, &self.device, &self.model, &entities)
+        };
         let changes: Vec<(String, String)> = {
             let mut current = self
                 .on_connect
@@ -269,6 +264,13 @@ impl Mqtt {
     pub async fn trigger(&self, name: &str, payload: &impl Serialize) -> Result<()> {
         let body = serde_json::to_vec(payload)?;
         let topic = format!("{}/{name}", self.topics.trigger);
+        self.publish(&topic, self.qos, false, body).await
+    }
+
+    /// Publishes a learned sound heard on `sound/<name>`.
+    pub async fn sound(&self, name: &str, payload: &impl Serialize) -> Result<()> {
+        let body = serde_json::to_vec(payload)?;
+        let topic = format!("{}/{name}", self.topics.sound);
         self.publish(&topic, self.qos, false, body).await
     }
 
