@@ -269,3 +269,132 @@ fn bad_examples_and_damaged_profiles_are_named_and_the_other_sounds_still_load()
     let listed = ok(&hark(&["sounds", "-c", &cfg, "list"]));
     assert!(!listed.contains("cut"), "{listed}");
 }
+
+/// espeak-ng's sentence (22,050 Hz) at 16 kHz, repeated to `seconds`.
+fn speech_samples(dir: &std::path::Path, seconds: usize) -> Vec<i16> {
+    let mut r = hound::WavReader::open(speech(dir)).unwrap();
+    let rate = r.spec().sample_rate as f64;
+    let src: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
+    let once: Vec<i16> = (0..(src.len() as f64 * 16_000.0 / rate) as usize)
+        .map(|i| src[((i as f64 * rate / 16_000.0) as usize).min(src.len() - 1)])
+        .collect();
+    once.iter()
+        .cycle()
+        .take(seconds * 16_000)
+        .copied()
+        .collect()
+}
+
+#[test]
+fn a_sound_learned_over_mqtt_from_the_last_window_fires_and_speech_is_refused() {
+    use std::io::Write;
+    let broker = Broker::start("");
+    let sub = Subscriber::connect(broker.port, &["hark/porch/#", "homeassistant/#"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "[window]\nseconds = 10\nhop_seconds = 10\n[events]\ndedup_hold_seconds = 0\n\
+             [mqtt]\nhost = \"127.0.0.1\"\nport = {}\n",
+            broker.port
+        ),
+    );
+    let mut child = std::process::Command::new(hark_e2e::hark_bin())
+        .args(["run", "-c", &cfg, "--stdin", "16000"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let tone: Vec<i16> = (0..10 * 16_000)
+        .map(|i| ((i as f32 * 2.0 * std::f32::consts::PI * 440.0 / 16_000.0).sin() * 3000.0) as i16)
+        .collect();
+    let demo = demo_samples();
+    let talk = speech_samples(dir.path(), 10);
+    let captions = |n: usize| {
+        sub.wait_until(30, &format!("{n} captions"), |m| {
+            m.iter().filter(|m| m.topic == "hark/porch/caption").count() >= n
+        });
+        sub.on("hark/porch/caption")
+            .iter()
+            .map(|m| m.json())
+            .collect::<Vec<Value>>()
+    };
+    // Each chunk written completes the window before it (its last frames reach into it).
+    let mut write = |samples: &[i16]| stdin.write_all(&hark_e2e::s16le(samples)).unwrap();
+    write(&tone);
+    write(&demo);
+    let first = captions(1);
+    // Home Assistant can learn from the start: a text entity sends the command.
+    sub.wait_until(10, "the learn entity", |m| {
+        m.iter()
+            .any(|m| m.topic == "homeassistant/text/hark_porch/learn/config")
+    });
+    let text = sub.on("homeassistant/text/hark_porch/learn/config")[0].json();
+    assert_schema("discovery", &text);
+    assert_eq!(text["command_topic"], "hark/porch/set");
+
+    sub.publish("hark/porch/set", r#"{"cmd":"learn","name":"beep"}"#);
+    sub.wait_until(10, "the answer", |m| {
+        m.iter().any(|m| m.topic == "hark/porch/learned")
+    });
+    let learned = sub.on("hark/porch/learned")[0].json();
+    assert_schema("learned", &learned);
+    assert_eq!(learned["sound"], "beep");
+    assert_eq!(learned["examples"], 1);
+    assert_eq!(
+        learned["start"], first[0]["start"],
+        "the last window heard: the tone"
+    );
+    sub.wait_until(10, "the sound's entities", |m| {
+        m.iter()
+            .any(|m| m.topic == "homeassistant/event/hark_porch/sound_beep/config")
+    });
+
+    write(&tone); // completes the demo's window
+    write(&talk); // completes the tone's: the sound
+    let caps = captions(3);
+    sub.wait_until(10, "the beep", |m| {
+        m.iter().any(|m| m.topic == "hark/porch/sound/beep")
+    });
+    write(&tone); // completes the speech window
+    let caps4 = captions(4);
+    assert_eq!(caps4[3]["text"], "people are talking");
+    sub.publish("hark/porch/set", r#"{"cmd":"learn","name":"talk"}"#);
+    sub.wait_until(10, "the refusal", |m| {
+        m.iter().any(|m| m.topic == "hark/porch/error")
+    });
+    let error = sub.on("hark/porch/error")[0].json();
+    assert_schema("error", &error);
+    assert!(
+        error["error"].as_str().unwrap().contains("people speaking"),
+        "{error}"
+    );
+    assert!(!dir.path().join("sounds/talk.json").exists());
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let heard: Vec<Value> = sub
+        .on("hark/porch/sound/beep")
+        .iter()
+        .map(|m| m.json())
+        .collect();
+    assert!(
+        heard.iter().any(|h| h["start"] == caps[2]["start"]),
+        "{heard:?} {caps:?}"
+    );
+    assert!(
+        heard.iter().all(|h| h["start"] != caps[1]["start"]),
+        "not on the demo: {heard:?}"
+    );
+    // A restart loads what was learned over MQTT.
+    let wav = dir.path().join("tone.wav");
+    write_wav(&wav, &tone);
+    let log = ok(&hark(&["run", "-c", &cfg, "--file", wav.to_str().unwrap()]));
+    assert!(log.contains("learned sounds: beep"), "{log}");
+}

@@ -208,13 +208,17 @@ impl Service {
                 cfg.privacy.speech
             );
         }
-        let sounds = learned_sounds(cfg, bundle);
+        let store = Store::of(&cfg.sounds)
+            .map_err(|e| log::warn!("learned sounds: {e:#}"))
+            .ok();
+        let sounds = learned_sounds(store.as_ref(), bundle);
         let counters = Arc::new(Counters::default());
         let (command_tx, commands) = mpsc::channel::<Received>(16);
         let entities = Entities {
             binary_sensors: cfg.tags.binary_sensors.clone(),
             triggers: triggers.names(),
             sounds: sounds.names(),
+            learn: bundle.sounds.is_some() && store.is_some(),
         };
         let mqtt = match &cfg.mqtt {
             Some(m) => Some(Arc::new(Mqtt::start(
@@ -245,6 +249,7 @@ impl Service {
                 control: control.clone(),
                 counters: counters.clone(),
                 sounds,
+                store,
             },
             outbox.clone(),
         )?;
@@ -447,10 +452,13 @@ impl Service {
     }
 }
 
-/// The learned sounds in the configuration's folder that fit the model; one that does not
-/// (another model, a damaged file) is named in the log and the others still load.
-fn learned_sounds(cfg: &Config, bundle: &crate::model::Bundle) -> Sounds {
-    let profiles = match Store::of(&cfg.sounds).and_then(|s| s.all()) {
+/// The learned sounds in `store` that fit the model; one that does not (another model, a
+/// damaged file) is named in the log and the others still load.
+fn learned_sounds(store: Option<&Store>, bundle: &crate::model::Bundle) -> Sounds {
+    let Some(store) = store else {
+        return Sounds::default();
+    };
+    let profiles = match store.all() {
         Ok(p) => p,
         Err(e) => {
             log::error!("learned sounds not loaded: {e:#}");
@@ -484,11 +492,29 @@ async fn publish(outbox: Arc<Queue<Event>>, mqtt: Option<Arc<Mqtt>>) -> Result<(
             (Some(m), Event::Caption(c)) => m.caption(c).await?,
             (Some(m), Event::Trigger(t)) => m.trigger(&t.trigger, t).await?,
             (Some(m), Event::Sound(s)) => m.sound(&s.sound, s).await?,
+            (Some(m), Event::Learned(l)) => {
+                m.learned(l).await?;
+                if let Err(e) = m.set_sounds(&l.loaded).await {
+                    log::warn!("cannot announce the learned sounds to Home Assistant: {e:#}");
+                }
+            }
+            (Some(m), Event::LearnRefused(why)) => {
+                m.error(&crate::sink::commands::CommandError {
+                    v: 1,
+                    error: why.clone(),
+                    command: "{\"cmd\":\"learn\"}".into(),
+                })
+                .await?
+            }
             (None, _) => {
                 let mut line = match &event {
                     Event::Caption(c) => serde_json::to_vec(c)?,
                     Event::Trigger(t) => serde_json::to_vec(t)?,
                     Event::Sound(s) => serde_json::to_vec(s)?,
+                    Event::Learned(l) => serde_json::to_vec(l)?,
+                    Event::LearnRefused(why) => {
+                        serde_json::to_vec(&serde_json::json!({"error": why}))?
+                    }
                 };
                 line.push(b'\n');
                 // Off the runtime: a reader that stops reading must not freeze signal handling.
@@ -506,6 +532,8 @@ async fn publish(outbox: Arc<Queue<Event>>, mqtt: Option<Arc<Mqtt>>) -> Result<(
                 log::info!("trigger {}: \"{}\" {:.2}", t.trigger, t.phrase, t.score)
             }
             Event::Sound(s) => log::info!("sound {}: {:.2}", s.sound, s.score),
+            Event::Learned(_) => {}
+            Event::LearnRefused(why) => log::warn!("{why}"),
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::cli::caption::{Settings, caption_file};
 use crate::config::Config;
-use crate::sounds::{self, MAX_EXAMPLES, Profile, Sounds, Store};
+use crate::sounds::{self, MAX_EXAMPLES, Sounds, Store};
 use crate::source::audio_file::Stream;
 
 /// The longest example file: an example is the sound itself, not an hour around it.
@@ -79,34 +79,17 @@ pub fn learn(
     let mut settings = crate::cli::caption::settings(cfg, None, &[])?;
     let bundle = settings.model.bundle().clone();
     let reference = sounds::reference(&bundle)?;
-    let mut profile = match store.read(name) {
-        Ok(p) if !replace => {
-            p.check(&bundle)
-                .with_context(|| format!("the learned sound {name:?} cannot take more examples (--replace starts it over)"))?;
-            p
-        }
-        _ => Profile {
-            name: name.to_string(),
-            bundle: bundle.manifest.name.clone(),
-            encoder_sha256: sounds::encoder_sha256(&bundle),
-            examples: Vec::new(),
-            sources: Vec::new(),
-            threshold: None,
-        },
-    };
+    let mut examples = Vec::new();
     for file in files {
-        for (e, source) in examples_of(&mut settings, file)? {
-            profile.examples.push(e);
-            profile.sources.push(source);
-        }
+        examples.extend(examples_of(&mut settings, file)?);
     }
-    let extra = profile.examples.len().saturating_sub(MAX_EXAMPLES);
-    profile.examples.drain(..extra);
-    profile.sources.drain(..extra);
+    let mut profile = store
+        .add(name, &bundle, examples, replace)
+        .map_err(|e| e.context("--replace starts it over"))?;
     if threshold.is_some() {
         profile.threshold = threshold;
+        store.save(&profile)?;
     }
-    store.save(&profile)?;
     let n = profile.examples.len();
     let fires = profile.threshold(reference);
     let how = if profile.threshold.is_some() {
@@ -118,8 +101,8 @@ pub fn learn(
         "learned {name}: {n} example(s), fires at a score of {fires:.2} ({how}); stored in {}",
         store.dir().join(format!("{name}.json")).display()
     );
-    if extra > 0 {
-        println!("(the {extra} oldest example(s) were dropped: a sound keeps {MAX_EXAMPLES})");
+    if n == MAX_EXAMPLES {
+        println!("(a sound keeps its newest {MAX_EXAMPLES} examples)");
     }
     Ok(())
 }

@@ -26,7 +26,21 @@ pub struct Control {
     bundle: Option<Bundle>,
     /// Commands accepted for processing: a flood cannot keep the daemon re-deciding.
     rate: Mutex<RateLimit>,
+    /// A `learn` command waiting for the inference thread, which holds the recent windows.
+    learn: Mutex<Option<LearnRequest>>,
 }
+
+/// "Learn the last `windows` windows heard as `name`" (the `learn` command).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LearnRequest {
+    /// The sound's name (checked).
+    pub name: String,
+    /// How many of the latest windows without speech become examples.
+    pub windows: usize,
+}
+
+/// The most recent windows a `learn` command can take.
+pub const MAX_LEARN_WINDOWS: usize = 6;
 
 /// A token bucket: `burst` at once, then `per_second`.
 #[derive(Debug)]
@@ -80,7 +94,37 @@ impl Control {
             changes: AtomicU64::new(0),
             bundle: None,
             rate: Mutex::new(RateLimit::new(COMMAND_BURST, COMMAND_RATE)),
+            learn: Mutex::new(None),
         }
+    }
+
+    /// Asks the inference thread to learn the last `windows` windows as `name`; refused when
+    /// the model cannot learn sounds, the name or count is bad, or a request is waiting.
+    pub fn request_learn(&self, name: &str, windows: usize) -> Result<(), String> {
+        crate::sounds::check_name(name).map_err(|e| e.to_string())?;
+        if !(1..=MAX_LEARN_WINDOWS).contains(&windows) {
+            return Err(format!(
+                "learn: windows = {windows}: from 1 to {MAX_LEARN_WINDOWS} (the latest windows without speech)"
+            ));
+        }
+        match &self.bundle {
+            Some(b) => crate::sounds::reference(b).map_err(|e| format!("{e:#}"))?,
+            None => return Err("this daemon has no model to learn with".into()),
+        };
+        let mut slot = self.learn.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            return Err("learn: another learn command is still being carried out".into());
+        }
+        *slot = Some(LearnRequest {
+            name: name.to_string(),
+            windows,
+        });
+        Ok(())
+    }
+
+    /// The waiting `learn` request, taken.
+    pub fn take_learn(&self) -> Option<LearnRequest> {
+        self.learn.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// With the configured triggers (already checked) and the model they are checked against.

@@ -20,6 +20,10 @@ pub enum Event {
     Trigger(crate::pipeline::triggers::Fired),
     /// A learned sound heard in a window (`hark/<device>/sound/<name>`).
     Sound(crate::sounds::Detected),
+    /// A `learn` command carried out (`hark/<device>/learned`).
+    Learned(crate::sounds::Learned),
+    /// A `learn` command that could not be (`hark/<device>/error`): why.
+    LearnRefused(String),
 }
 
 /// One published caption.

@@ -22,6 +22,7 @@ pub mod queue;
 pub mod triggers;
 pub mod window;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -36,13 +37,14 @@ use crate::config::SpeechPolicy;
 use crate::config::TagConfig;
 use crate::model::Captioner;
 use crate::pipeline::control::Control;
+use crate::pipeline::control::{LearnRequest, MAX_LEARN_WINDOWS};
 use crate::pipeline::events::{Caption, Dedup, Event};
 use crate::pipeline::judge::{Heard, Judge, Verdict};
 use crate::pipeline::privacy::Findings;
 use crate::pipeline::queue::{Popped, Pushed, Queue};
 use crate::pipeline::triggers::{Fired, Triggers};
 use crate::pipeline::window::{Window, Windower};
-use crate::sounds::{Detected, Sounds};
+use crate::sounds::{Detected, Learned, Sounds, Store};
 use crate::source::{RingWriter, Source};
 use crate::stats::Counters;
 
@@ -77,6 +79,8 @@ pub struct Setup {
     pub counters: Arc<Counters>,
     /// Learned sounds scored on every window.
     pub sounds: Sounds,
+    /// Where learned sounds are kept (a `learn` command adds to it); None: nowhere.
+    pub store: Option<Store>,
 }
 
 /// A window on its way to inference, stamped with when it was complete.
@@ -147,6 +151,8 @@ impl Pipeline {
         );
         judge.set_sounds(setup.sounds);
         let inference = Inference {
+            store: setup.store,
+            recent: VecDeque::new(),
             model: setup.model,
             control: setup.control,
             counters: setup.counters,
@@ -312,21 +318,30 @@ struct Inference {
     seq: u64,
     /// Captions dropped from the full outbox since the sink last took one (logged once).
     dropping: u64,
+    /// Learned sounds' folder.
+    store: Option<Store>,
+    /// The latest non-silent windows, for a `learn` command: each one's sound embedding
+    /// (None for speech, which is never learned unless privacy.speech = "caption"), start and
+    /// end. No audio.
+    recent: VecDeque<(Option<Vec<f32>>, SystemTime, SystemTime)>,
 }
 
 impl Inference {
     fn caption_windows(mut self, queue: &Queue<Job>, outbox: &Queue<Event>, stop: &AtomicBool) {
         loop {
             self.counters.inference_beats.fetch_add(1, Relaxed);
-            let job = match queue.pop(Duration::from_millis(200)) {
-                Popped::Item(job) => job,
-                Popped::TimedOut => continue,
+            let learned = self.control.take_learn().map(|r| self.learn(&r));
+            let events = match queue.pop(Duration::from_millis(200)) {
+                Popped::Item(job) => {
+                    self.counters
+                        .queue_depth
+                        .store(queue.depth() as u64, Relaxed);
+                    self.caption(job)
+                }
+                Popped::TimedOut => Vec::new(),
                 Popped::Closed => return,
             };
-            self.counters
-                .queue_depth
-                .store(queue.depth() as u64, Relaxed);
-            for event in self.caption(job) {
+            for event in learned.into_iter().chain(events) {
                 let is_caption = matches!(event, Event::Caption(_));
                 match outbox.push(event, stop, &self.counters.inference_beats) {
                     Pushed::Queued if self.dropping > 0 => {
@@ -355,6 +370,73 @@ impl Inference {
                 }
             }
         }
+    }
+
+    /// Keeps a non-silent window's embedding for a `learn` command.
+    fn remember(&mut self, embedding: Option<Vec<f32>>, job: &Job) {
+        if self.recent.len() == MAX_LEARN_WINDOWS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((embedding, job.start, job.end));
+    }
+
+    /// Carries out a `learn` command: the latest windows without speech become examples of
+    /// the sound, saved, and every learned sound is loaded again.
+    fn learn(&mut self, req: &LearnRequest) -> Event {
+        match self.learn_recent(req) {
+            Ok(answer) => {
+                log::info!("learned {}: {} example(s)", answer.sound, answer.examples);
+                Event::Learned(answer)
+            }
+            Err(e) => Event::LearnRefused(format!("learn {}: {e:#}", req.name)),
+        }
+    }
+
+    fn learn_recent(&mut self, req: &LearnRequest) -> anyhow::Result<Learned> {
+        let store = self
+            .store
+            .as_ref()
+            .context("no folder for learned sounds (set sounds.dir)")?;
+        let bundle = self.model.bundle();
+        let reference = crate::sounds::reference(bundle)?;
+        if self.recent.len() < req.windows {
+            anyhow::bail!(
+                "asked for {} window(s), but only {} non-silent were heard since the start",
+                req.windows,
+                self.recent.len()
+            );
+        }
+        let taken: Vec<_> = self
+            .recent
+            .iter()
+            .skip(self.recent.len() - req.windows)
+            .collect();
+        let (start, end) = (taken[0].1, taken[taken.len() - 1].2);
+        let mut examples = Vec::new();
+        for (e, s, _) in &taken {
+            let e = e.clone().context(
+                "hark heard people speaking in the window(s) asked for, and privacy.speech keeps \
+                 no trace of speech, learned sounds included: nothing was stored",
+            )?;
+            examples.push((e, format!("the window from {}", events::rfc3339(*s))));
+        }
+        let profile = store.add(&req.name, bundle, examples, false)?;
+        let (sounds, problems) = Sounds::build(bundle, store.all()?);
+        for p in problems {
+            log::warn!("{p}");
+        }
+        let loaded = sounds.names();
+        self.judge.set_sounds(sounds);
+        Ok(Learned {
+            v: 1,
+            sound: profile.name.clone(),
+            examples: profile.examples.len(),
+            added: req.windows,
+            threshold: profile.threshold(reference),
+            start: events::rfc3339(start),
+            end: events::rfc3339(end),
+            loaded,
+        })
     }
 
     /// Takes up the triggers in effect when a `triggers` command changed them (they were
@@ -406,6 +488,8 @@ impl Inference {
                 return Vec::new();
             }
             Ok(Verdict::Dropped) => {
+                self.remember(None, &job);
+                let c = &self.counters;
                 c.speech_dropped.fetch_add(1, Relaxed);
                 log::debug!("window {}: speech, not published (privacy.speech)", w.index);
                 return Vec::new();
@@ -434,6 +518,7 @@ impl Inference {
     /// The caption and fired-trigger events of a heard window (the caption left out when it
     /// repeats the last one within the de-duplication hold).
     fn events(&mut self, job: &Job, heard: Heard) -> Vec<Event> {
+        self.remember(heard.embedding.clone(), job);
         let (c, w) = (&self.counters, &job.window);
         let speech = heard.speech;
         let Findings {

@@ -46,6 +46,19 @@ pub enum Command {
         #[serde(default)]
         remove: Vec<String>,
     },
+    /// Learn the latest windows heard without speech as a sound (docs/SOUNDS.md); the
+    /// answer comes on `learned` (or `error`).
+    Learn {
+        /// The sound's name.
+        name: String,
+        /// How many of the latest windows (default 1).
+        #[serde(default = "one")]
+        windows: usize,
+    },
+}
+
+const fn one() -> usize {
+    1
 }
 
 /// The payload on the error topic.
@@ -60,8 +73,7 @@ pub struct CommandError {
 }
 
 /// The commands, for error messages.
-const ALLOWED: &str =
-    "pause, resume, decoding (with params), reset_decoding, stats, triggers (with add, remove)";
+const ALLOWED: &str = "pause, resume, decoding (with params), reset_decoding, stats, triggers (with add, remove), learn (with name, windows)";
 
 /// Longest command accepted: the largest valid one (every decoding key) is under 1 KB.
 pub const MAX_COMMAND_BYTES: usize = 4096;
@@ -119,6 +131,7 @@ impl Control {
             Command::ResetDecoding => self.reset_params(),
             Command::Stats => {}
             Command::Triggers { add, remove } => self.change_triggers(add, remove).map_err(fail)?,
+            Command::Learn { name, windows } => self.request_learn(name, *windows).map_err(fail)?,
         }
         Ok(cmd)
     }
@@ -146,6 +159,7 @@ fn parse(raw: &[u8]) -> Result<Command, ParseError> {
     let allowed: &[&str] = match obj.get("cmd").and_then(|c| c.as_str()) {
         Some("decoding") => &["cmd", "params"],
         Some("triggers") => &["cmd", "add", "remove"],
+        Some("learn") => &["cmd", "name", "windows"],
         _ => &["cmd"],
     };
     if let Some(extra) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {

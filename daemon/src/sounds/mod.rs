@@ -219,6 +219,58 @@ impl Store {
         Ok(p)
     }
 
+    /// The profile called `name` to add examples to: the stored one, checked against
+    /// `bundle`, or a new one when there is none.
+    pub fn read_or_new(&self, name: &str, bundle: &Bundle) -> Result<Profile> {
+        check_name(name)?;
+        if !self.path(name).exists() {
+            return Ok(Profile {
+                name: name.to_string(),
+                bundle: bundle.manifest.name.clone(),
+                encoder_sha256: encoder_sha256(bundle),
+                examples: Vec::new(),
+                sources: Vec::new(),
+                threshold: None,
+            });
+        }
+        let p = self.read(name)?;
+        p.check(bundle)
+            .with_context(|| format!("the learned sound {name:?} cannot take more examples"))?;
+        Ok(p)
+    }
+
+    /// Adds `examples` (embedding, where it came from) to the profile called `name`, keeps
+    /// the newest `MAX_EXAMPLES`, saves it and returns it.
+    pub fn add(
+        &self,
+        name: &str,
+        bundle: &Bundle,
+        examples: Vec<(Vec<f32>, String)>,
+        replace: bool,
+    ) -> Result<Profile> {
+        let mut profile = self.read_or_new(name, bundle).or_else(|e| {
+            if replace && self.path(name).exists() {
+                std::fs::remove_file(self.path(name))?;
+                self.read_or_new(name, bundle)
+            } else {
+                Err(e)
+            }
+        })?;
+        if replace {
+            profile.examples.clear();
+            profile.sources.clear();
+        }
+        for (e, source) in examples {
+            profile.examples.push(e);
+            profile.sources.push(source);
+        }
+        let extra = profile.examples.len().saturating_sub(MAX_EXAMPLES);
+        profile.examples.drain(..extra);
+        profile.sources.drain(..extra);
+        self.save(&profile)?;
+        Ok(profile)
+    }
+
     /// Writes `profile` (replacing one of the same name) atomically.
     pub fn save(&self, profile: &Profile) -> Result<()> {
         check_name(&profile.name)?;
@@ -291,6 +343,28 @@ pub struct Detected {
     pub start: String,
     /// Window end, RFC 3339.
     pub end: String,
+}
+
+/// The answer to a `learn` command: the payload of `hark/<device>/learned`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Learned {
+    /// Payload version.
+    pub v: u32,
+    /// The sound's name.
+    pub sound: String,
+    /// Its examples now.
+    pub examples: usize,
+    /// Windows this command added.
+    pub added: usize,
+    /// The score it fires at now.
+    pub threshold: f32,
+    /// Start of the earliest window taken, RFC 3339.
+    pub start: String,
+    /// End of the latest, RFC 3339.
+    pub end: String,
+    /// Every sound now loaded (for Home Assistant's entities; not published).
+    #[serde(skip)]
+    pub loaded: Vec<String>,
 }
 
 /// The detectors of one bundle.

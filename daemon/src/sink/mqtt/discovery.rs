@@ -12,6 +12,8 @@ pub struct Entities {
     pub triggers: Vec<String>,
     /// Learned sounds' names.
     pub sounds: Vec<String>,
+    /// Whether the model can learn sounds (a text entity then names the last sound heard).
+    pub learn: bool,
 }
 
 /// Home Assistant MQTT discovery, as (config topic, payload) pairs: a sensor whose state is
@@ -100,6 +102,25 @@ pub(super) fn discovery(
         ));
     }
     out.extend(diagnostics(topics, device, &with));
+    // Learning from Home Assistant's UI: typing a name learns the last window heard
+    // without speech as that sound (the `learn` command; the answer on `learned`).
+    if entities.learn {
+        out.push((
+            format!("{prefix}/text/hark_{device}/learn/config"),
+            with(serde_json::json!({
+                "name": "Learn the last sound as",
+                "unique_id": format!("hark_{device}_learn"),
+                "command_topic": topics.set,
+                "command_template": "{\"cmd\": \"learn\", \"name\": \"{{ value }}\"}",
+                "state_topic": topics.learned,
+                "value_template": "{{ value_json.sound }}",
+                "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$",
+                "min": 1,
+                "max": 32,
+                "icon": "mdi:school",
+            })),
+        ));
+    }
     // Per trigger and learned sound an event entity (HA's kind for a momentary happening,
     // like a doorbell) and a binary sensor, on with each message on its topic and off
     // TAG_OFF_DELAY seconds after the last, for automations on a state (names are already
@@ -247,6 +268,7 @@ mod tests {
             binary_sensors: vec!["dog".into(), "glass breaking".into()],
             triggers: vec!["window".into()],
             sounds: vec!["doorbell".into()],
+            learn: true,
         };
         let d = discovery(&topics, "kitchen", "m", &entities);
         let names: Vec<&str> = d.iter().map(|(t, _)| t.as_str()).collect();
@@ -263,19 +285,23 @@ mod tests {
                 "homeassistant/sensor/hark_kitchen/rtf/config",
                 "homeassistant/sensor/hark_kitchen/memory/config",
                 "homeassistant/sensor/hark_kitchen/latency/config",
+                "homeassistant/text/hark_kitchen/learn/config",
                 "homeassistant/event/hark_kitchen/trigger_window/config",
                 "homeassistant/binary_sensor/hark_kitchen/trigger_window/config",
                 "homeassistant/event/hark_kitchen/sound_doorbell/config",
                 "homeassistant/binary_sensor/hark_kitchen/sound_doorbell/config",
             ]
         );
-        let (event, window) = (&d[10].1, &d[11].1);
+        let learn = &d[10].1;
+        assert_eq!(learn["command_topic"], "hark/kitchen/set");
+        assert_eq!(learn["state_topic"], "hark/kitchen/learned");
+        let (event, window) = (&d[11].1, &d[12].1);
         assert_eq!(event["state_topic"], "hark/kitchen/trigger/window");
         assert_eq!(event["event_types"][0], "fired");
         assert_eq!(window["state_topic"], "hark/kitchen/trigger/window");
         assert_eq!(window["off_delay"], TAG_OFF_DELAY);
         assert_ne!(event["unique_id"], window["unique_id"]);
-        let bell = &d[12].1;
+        let bell = &d[13].1;
         assert_eq!(bell["state_topic"], "hark/kitchen/sound/doorbell");
         assert!(
             bell["value_template"]

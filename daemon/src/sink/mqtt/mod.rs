@@ -40,6 +40,8 @@ pub struct Topics {
     pub trigger: String,
     /// Learned sounds: `<this>/<name>`.
     pub sound: String,
+    /// Answers to `learn` commands.
+    pub learned: String,
     /// Home Assistant discovery prefix, if discovery is on.
     pub discovery: Option<String>,
 }
@@ -55,6 +57,7 @@ impl Topics {
             error: format!("{base}/error"),
             trigger: format!("{base}/trigger"),
             sound: format!("{base}/sound"),
+            learned: format!("{base}/learned"),
             discovery: cfg.discovery.then(|| cfg.discovery_prefix.clone()),
         }
     }
@@ -201,9 +204,19 @@ impl Mqtt {
     /// config for each new one, an empty retained config (which deletes the entity) for each
     /// one gone; later reconnections announce the new list.
     pub async fn set_triggers(&self, names: &[String]) -> Result<()> {
+        self.announce(|e| e.triggers = names.to_vec()).await
+    }
+
+    /// The same for learned sounds, after a `learn` command.
+    pub async fn set_sounds(&self, names: &[String]) -> Result<()> {
+        self.announce(|e| e.sounds = names.to_vec()).await
+    }
+
+    /// Announces the entities after `change`: new documents, and empty ones for those gone.
+    async fn announce(&self, change: impl FnOnce(&mut Entities)) -> Result<()> {
         let next = {
             let mut entities = self.entities.lock().unwrap_or_else(|e| e.into_inner());
-            entities.triggers = names.to_vec();
+            change(&mut entities);
             discovery_texts(&self.topics, &self.device, &self.model, &entities)
         };
         let changes: Vec<(String, String)> = {
@@ -272,6 +285,13 @@ impl Mqtt {
         let body = serde_json::to_vec(payload)?;
         let topic = format!("{}/{name}", self.topics.sound);
         self.publish(&topic, self.qos, false, body).await
+    }
+
+    /// Answers a `learn` command on `learned`.
+    pub async fn learned(&self, payload: &impl Serialize) -> Result<()> {
+        let body = serde_json::to_vec(payload)?;
+        self.publish(&self.topics.learned, self.qos, false, body)
+            .await
     }
 
     /// Answers a bad command on the error topic.
