@@ -2,7 +2,7 @@
 //! repetition penalty → bans (pad, bos, end before min_len, repeated n-grams, anything but
 //! the end token at max_len) → log-softmax.
 
-use super::shared::{DecodeParams, SpecialTokens};
+use super::contract::{DecodeParams, SpecialTokens};
 
 /// Turns one row of logits into log-probabilities for the hypothesis `history` (its
 /// generated tokens so far). Banned tokens get −∞.

@@ -2,17 +2,17 @@
 //! sample-and-rerank. Pure logic: the model is reached only through [`Stepper`], so every
 //! strategy is tested here on scripted distributions.
 
+mod contract;
 mod logits;
 #[cfg(test)]
 mod proptests;
 mod sample;
 mod score;
 mod search;
-mod shared;
 
 pub use score::score_phrases;
 
-pub use shared::{DecodeParams, Hypothesis, ParamError, SpecialTokens, Stepper, Strategy};
+pub use contract::{DecodeParams, Hypothesis, ParamError, SpecialTokens, Stepper, Strategy};
 
 /// Decodes with `params`; returns hypotheses best first (at least one, at most
 /// `1 + params.alternatives`, distinct token sequences).

@@ -1,7 +1,7 @@
 //! Sampling strategies: plain ancestral sampling and sample-and-rerank.
 
+use super::contract::{DecodeParams, Hypothesis, Live, SpecialTokens, Stepper};
 use super::logits::process_row;
-use super::shared::{DecodeParams, Hypothesis, Live, SpecialTokens, Stepper};
 
 /// SplitMix64: tiny, seedable and identical on every platform and version, so a seed
 /// reproduces its captions forever.

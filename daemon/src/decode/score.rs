@@ -1,8 +1,8 @@
 //! Scoring given phrases under the caption model (teacher forcing): how hark asks "does this
 //! window sound like `glass breaking`?" of the model itself, in words rather than label ids.
 
+use super::contract::{SpecialTokens, Stepper};
 use super::logits::log_softmax;
-use super::shared::{SpecialTokens, Stepper};
 
 /// The length-normalised log-probability of each phrase (token ids) as the start of the
 /// window's caption: every phrase is one row of a single decoder batch, fed its own tokens

@@ -9,8 +9,8 @@
 //! `width` live hypotheses again. A group stops once `width` of its hypotheses have ended
 //! (HF's `early_stopping=True`). The reference decoder in the trainer implements the same.
 
+use super::contract::{DecodeParams, Hypothesis, Live, SpecialTokens, Stepper};
 use super::logits::process_row;
-use super::shared::{DecodeParams, Hypothesis, Live, SpecialTokens, Stepper};
 
 /// Runs (diverse) beam search with `beam_size` hypotheses split into `groups` groups.
 // Long on purpose: the beam search reads best as one loop (expand, prune, finish) over its

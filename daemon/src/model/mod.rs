@@ -1,10 +1,12 @@
 //! The model: a bundle (`bundle`), the runtimes that run it (tract, ONNX Runtime, libtorch)
-//! behind one `Captioner` trait (`captioner`), loaded once and shared by every window.
+//! behind one `Captioner` trait (`captioner`), loaded once and shared by every window; which
+//! tags a window publishes (`tags`).
 
 pub mod bundle;
 pub mod captioner;
 #[cfg(feature = "ort")]
 pub mod ort;
+pub mod tags;
 #[cfg(feature = "tch")]
 pub mod torch;
 pub mod tract;
@@ -14,7 +16,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 pub use bundle::{Bundle, resolve_bundle};
-pub use captioner::{Alternative, Captioner, Tag, TagError};
+pub use captioner::{Alternative, Captioner};
+pub use tags::{Tag, TagError};
 
 use crate::config::Backend;
 
