@@ -17,6 +17,7 @@ use crate::pipeline::control::{Control, RateLimit};
 use crate::pipeline::events::Event;
 use crate::pipeline::queue::{Popped, Queue};
 use crate::pipeline::{Pipeline, Setup};
+use crate::sink::Sink;
 use crate::sink::commands::{Command, Received};
 use crate::sink::mqtt::{Entities, Mqtt};
 use crate::sounds::{Sounds, Store};
@@ -253,7 +254,8 @@ impl Service {
             },
             outbox.clone(),
         )?;
-        let publisher = tokio::spawn(publish(outbox, mqtt.clone()));
+        let sink = mqtt.clone().map_or(Sink::Stdout, Sink::Mqtt);
+        let publisher = tokio::spawn(publish(outbox, sink));
         let signals = Signals::new()?;
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         let watchdog = sd_notify::watchdog_enabled();
@@ -476,8 +478,7 @@ fn learned_sounds(store: Option<&Store>, bundle: &crate::model::Bundle) -> Sound
 }
 
 /// Hands captions to the sink until the pipeline closes the outbox.
-async fn publish(outbox: Arc<Queue<Event>>, mqtt: Option<Arc<Mqtt>>) -> Result<()> {
-    use std::io::Write as _;
+async fn publish(outbox: Arc<Queue<Event>>, sink: Sink) -> Result<()> {
     loop {
         let waiting = outbox.clone();
         let event =
@@ -488,44 +489,7 @@ async fn publish(outbox: Arc<Queue<Event>>, mqtt: Option<Arc<Mqtt>>) -> Result<(
                 Popped::TimedOut => continue,
                 Popped::Closed => break,
             };
-        match (&mqtt, &event) {
-            (Some(m), Event::Caption(c)) => m.caption(c).await?,
-            (Some(m), Event::Trigger(t)) => m.trigger(&t.trigger, t).await?,
-            (Some(m), Event::Sound(s)) => m.sound(&s.sound, s).await?,
-            (Some(m), Event::Learned(l)) => {
-                m.learned(l).await?;
-                if let Err(e) = m.set_sounds(&l.loaded).await {
-                    log::warn!("cannot announce the learned sounds to Home Assistant: {e:#}");
-                }
-            }
-            (Some(m), Event::LearnRefused(why)) => {
-                m.error(&crate::sink::commands::CommandError {
-                    v: 1,
-                    error: why.clone(),
-                    command: "{\"cmd\":\"learn\"}".into(),
-                })
-                .await?
-            }
-            (None, _) => {
-                let mut line = match &event {
-                    Event::Caption(c) => serde_json::to_vec(c)?,
-                    Event::Trigger(t) => serde_json::to_vec(t)?,
-                    Event::Sound(s) => serde_json::to_vec(s)?,
-                    Event::Learned(l) => serde_json::to_vec(l)?,
-                    Event::LearnRefused(why) => {
-                        serde_json::to_vec(&serde_json::json!({"error": why}))?
-                    }
-                };
-                line.push(b'\n');
-                // Off the runtime: a reader that stops reading must not freeze signal handling.
-                tokio::task::spawn_blocking(move || {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(&line).and_then(|()| out.flush())
-                })
-                .await?
-                .context("cannot write captions to stdout")?;
-            }
-        }
+        sink.send(&event).await?;
         match &event {
             Event::Caption(c) => log::info!("caption {}: {}", c.seq, c.text),
             Event::Trigger(t) => {
