@@ -5,12 +5,15 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::{config, model, pipeline, source};
+use crate::{config, model, pipeline, sink, source};
 
 /// Checks `file` and prints what it configures; the error names what is wrong.
 pub fn check_config(file: &Path) -> Result<()> {
     let cfg = config::Config::load(Some(file), |_| Ok(()))?;
     source::check(&cfg.source).map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
+    if let Some(tls) = cfg.mqtt.as_ref().and_then(|m| m.tls.as_ref()) {
+        sink::mqtt::tls::check(tls).map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
+    }
     let dir = model::resolve_bundle(cfg.model.bundle.as_deref())?;
     // Loaded as `hark run` loads it: graphs parsed and probed by the configured
     // backend, so a damaged graph with a matching hash fails here, not at start.

@@ -18,6 +18,7 @@ use crate::sink::commands::Received;
 
 mod connection;
 mod discovery;
+pub mod tls;
 
 use connection::drive;
 pub use discovery::Entities;
@@ -144,6 +145,7 @@ impl Mqtt {
             opts.set_credentials(user.clone(), password(cfg)?.unwrap_or_default());
         }
         if let Some(tls) = &cfg.tls {
+            tls::check(tls)?;
             // ring: one provider for the whole process (installing twice is harmless).
             let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
             let read = |key: &str, p: &std::path::Path| {
