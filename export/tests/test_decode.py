@@ -183,10 +183,10 @@ def test_greedy_search_over_a_model_equals_the_trainers_greedy_decode(arch):
 
 
 def test_decoding_defaults_are_the_daemons():
-    """Every default of DecodeParams equals daemon/src/decode/shared.rs's `Default`."""
+    """Every default of DecodeParams equals daemon/src/decode/contract.rs's `Default`."""
     import re
     from pathlib import Path
-    rust = (Path(__file__).parents[2] / "daemon" / "src" / "decode" / "shared.rs").read_text()
+    rust = (Path(__file__).parents[2] / "daemon" / "src" / "decode" / "contract.rs").read_text()
     block = rust[rust.index("impl Default for DecodeParams"):]
     block = block[: block.index("\n}\n")]
     rust_values = dict(re.findall(r"^\s+(\w+): ([^,]+),$", block, re.M))
