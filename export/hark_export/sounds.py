@@ -114,14 +114,22 @@ def precise_threshold(scored: list) -> float | None:
     return float(grid[ok[0]]) if len(ok) else None
 
 
-def embed(model: OnnxModel, corpus: Path, rows: list[dict], output: str) -> np.ndarray:
-    """The bundle's sound embedding [N, E] of each clip, as the daemon computes it."""
+def encoder_outputs(model: OnnxModel, corpus: Path, rows: list[dict],
+                    names: list[str]) -> list[np.ndarray]:
+    """The bundle's encoder outputs `names` ([1, n] each) for each clip, as the daemon
+    computes them: one [N, n] array per name."""
     enc = model.manifest["encoder"]
-    out = []
+    out = [[] for _ in names]
     for r in progress(rows, "sound embeddings", unit="clip"):
         mel = features(corpus / r["path_16000"], model.manifest["frontend"])
-        out.append(model.encoder.run([output], {enc["input"]: mel[None]})[0][0])
-    return np.asarray(out, np.float64)
+        for acc, value in zip(out, model.encoder.run(names, {enc["input"]: mel[None]})):
+            acc.append(value[0])
+    return [np.asarray(a, np.float64) for a in out]
+
+
+def embed(model: OnnxModel, corpus: Path, rows: list[dict], output: str) -> np.ndarray:
+    """The bundle's sound embedding [N, E] of each clip, as the daemon computes it."""
+    return encoder_outputs(model, corpus, rows, [output])[0]
 
 
 def reference(model: OnnxModel, corpus: Path, negatives: int, draws: int,

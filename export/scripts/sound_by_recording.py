@@ -1,7 +1,8 @@
-"""This very sound, not its kind: how well does a sound learned from a few clips of one source
-recording (the user's doorbell) find that recording again under another room and microphone,
-against other recordings of its category and everything else, and how often does it fire on
-mixed scenes that do not hold its category?
+"""Learned sounds through the shipped bundle: a category by example, and this very sound, not
+its kind — how well does a sound learned from a few clips of one source recording (the user's
+doorbell) find that recording again under another room and microphone, against other
+recordings of its category and everything else, and how often does it fire on mixed scenes
+that do not hold its category?
 
     python export/scripts/sound_by_recording.py --bundle daemon/assets/model \
         --corpus data/real --room data/real-room --scenes data/scenes --out reports/sounds
@@ -10,6 +11,12 @@ Everything goes through the bundle's own encoder graph and [sounds] reference, a
 scores windows (hark_export.sounds): embeddings are its `embedding` output, detectors the
 probe against its negatives, the threshold its default for the number of examples.
 
+0. A category by example: the episodes of export/scripts/sounds_by_example.py on the clean
+   test split (categories with at least 6 recordings there; k = 1, 3, 5 clips from k distinct
+   recordings; every clip outside those recordings scored, positive when of the category),
+   scored by the bundle's probe, and beside it by the bundle's own tag head (the category's
+   probability): mean AP, and at the bundle's threshold for k the pooled precision, the mean
+   recall and the share of other clips that fire.
 1. For each test recording with at least K + 1 clips, `--draws` seeded sets of K of its clips
    from the clean corpus are the examples; every test clip of the room corpus (export/scripts/
    room_corpus.py: the same clips replayed through rooms and microphones) outside the
@@ -38,7 +45,38 @@ from hark_export.data import features  # noqa: E402
 from hark_export.hearing import average_precision  # noqa: E402
 from hark_export.progress import progress  # noqa: E402
 from hark_export.real import load_corpus  # noqa: E402
-from hark_export.sounds import embed, fit_probe, probe_scores, rng_for, unit  # noqa: E402
+from hark_export.sounds import (KS, embed, encoder_outputs, episodes, fit_probe,  # noqa: E402
+                                probe_scores, rng_for, unit)
+
+
+def by_category(model: OnnxModel, clean: list[dict], x: np.ndarray, tags: np.ndarray,
+                negatives: np.ndarray, draws: int) -> dict:
+    """Per k: the probe's and the tag head's mean AP over categories, and the probe's pooled
+    precision, mean recall and false-alarm share at the bundle's threshold for k."""
+    labels = (model.dir / model.manifest["tags"][0]["labels"]).read_text().split("\n")
+    s = model.manifest["sounds"]
+    out = {}
+    for k in KS:
+        threshold = [t for n, t in zip(s["examples"], s["thresholds"]) if n <= k][-1]
+        probe_ap, tag_ap, tp, fp, recall, fa = {}, {}, 0, 0, [], []
+        for ep in episodes(clean, "test", lambda k: 6, draws):
+            if ep["k"] != k:
+                continue
+            scores = probe_scores(fit_probe(x[ep["examples"]], negatives), x[ep["pool"]])
+            pos, c = ep["positive"], ep["category"]
+            probe_ap.setdefault(c, []).append(average_precision(scores, pos))
+            tag_ap.setdefault(c, []).append(
+                average_precision(tags[ep["pool"], labels.index(c)], pos))
+            fired = scores >= threshold
+            tp, fp = tp + (fired & pos).sum(), fp + (fired & ~pos).sum()
+            recall.append(fired[pos].mean())
+            fa.append(fired[~pos].mean())
+        out[k] = {"probe_map": float(np.mean([np.mean(v) for v in probe_ap.values()])),
+                  "tag_head_map": float(np.mean([np.mean(v) for v in tag_ap.values()])),
+                  "categories": len(probe_ap), "threshold": threshold,
+                  "precision": float(tp / max(tp + fp, 1)), "recall": float(np.mean(recall)),
+                  "false_alarms": float(np.mean(fa))}
+    return out
 
 
 def scene_embeddings(model: OnnxModel, scenes: Path) -> tuple[np.ndarray, list[set[str]]]:
@@ -74,7 +112,9 @@ def main() -> None:
     room = {r["id"]: r for r in load_corpus(args.room) if r["split"] == "test"}
     clean = [r for r in clean if r["id"] in room]
     pool_rows = [room[r["id"]] for r in clean]
-    x_clean = unit(embed(model, args.corpus, clean, "embedding") - mean)
+    raw, tags = encoder_outputs(model, args.corpus, clean, ["embedding", "tags"])
+    x_clean = unit(raw - mean)
+    category = by_category(model, clean, x_clean, tags, negatives, args.draws)
     x_room = unit(embed(model, args.room, pool_rows, "embedding") - mean)
     x_scenes, scene_tags = scene_embeddings(model, args.scenes)
     x_scenes = unit(x_scenes - mean)
@@ -124,7 +164,8 @@ def main() -> None:
                                         "firings_per_hour_with_category")}
     seconds = time.perf_counter() - started
     lines = [
-        "# This very sound: a learned recording under another room and microphone", "",
+        "# Learned sounds through the shipped bundle", "",
+        "## This very sound: a learned recording under another room and microphone", "",
         f"Bundle {model.manifest['name']}, {args.examples} examples from the clean corpus, "
         f"{args.draws} draws per recording; {len(by_rec)} test recordings with at least "
         f"{args.examples + 1} clips; pool: the {len(clean)} room-corpus test clips outside the "
@@ -141,6 +182,16 @@ def main() -> None:
         f"{summary['false_alarms_per_hour']:.2f} |",
         f"| firings per hour of scenes with its category | "
         f"{summary['firings_per_hour_with_category']:.1f} |", "",
+        "## A category by example (clean test split)", "",
+        f"{category[1]['categories']} categories, {args.draws} draws per k; the probe against "
+        "the bundle's negatives at the bundle's threshold for k; beside it, the bundle's tag "
+        "head (the category's probability) on the same pools.", "",
+        "| k | probe mean AP | tag head mean AP | threshold | precision | recall | other clips "
+        "that fire |", "|---:|---:|---:|---:|---:|---:|---:|",
+        *[f"| {k} | {r['probe_map']:.3f} | {r['tag_head_map']:.3f} | {r['threshold']} | "
+          f"{r['precision']:.2f} | {r['recall']:.2f} | {100 * r['false_alarms']:.2f} % |"
+          for k, r in category.items()], "",
+        "## This very sound, per recording", "",
         "| recording | category | AP | AP within category | recall | false alarms / h |",
         "|---|---|---:|---:|---:|---:|",
     ]
@@ -153,7 +204,8 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     (args.out / "SOUND-BY-RECORDING.md").write_text(text)
     (args.out / "sound-by-recording.json").write_text(json.dumps(
-        {"summary": summary, "threshold": threshold, "results": results}, indent=1))
+        {"summary": summary, "threshold": threshold, "category": category, "results": results},
+        indent=1))
     print(text)
 
 
