@@ -72,10 +72,13 @@ def rng_for(*key) -> np.random.Generator:
     return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
-def episodes(rows: list[dict], split: str, min_recordings, draws: int) -> list[dict]:
+def episodes(rows: list[dict], split: str, min_recordings, draws: int,
+             extra=None) -> list[dict]:
     """Example sets and scored pools (indices into rows) of a split: for each category with
     `min_recordings(k)` source recordings there and each k, `draws` seeded sets of one clip
-    from each of k distinct recordings; the pool is every clip of the split outside them."""
+    from each of k distinct recordings; the pool is every clip of the split outside them.
+    `extra(rng, category)` adds keys to each episode, drawn from its generator after the
+    examples."""
     idx = np.array([i for i, r in enumerate(rows) if r["split"] == split])
     cat = np.array([r["category"] for r in rows])
     rec = np.array([r["recording"] for r in rows])
@@ -91,7 +94,8 @@ def episodes(rows: list[dict], split: str, min_recordings, draws: int) -> list[d
                 examples = np.array([rng.choice(idx[rec[idx] == x]) for x in chosen])
                 pool = idx[~np.isin(rec[idx], chosen)]
                 out.append({"category": c, "k": k, "draw": d, "examples": examples,
-                            "pool": pool, "positive": cat[pool] == c})
+                            "pool": pool, "positive": cat[pool] == c,
+                            **(extra(rng, c) if extra else {})})
     return out
 
 

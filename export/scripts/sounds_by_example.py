@@ -42,12 +42,12 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from hark_export import data  # noqa: E402
+from hark_export import data, sounds  # noqa: E402
 from hark_export.ced import FREQ_PATCHES, PATCH, WIDTH, load_ced  # noqa: E402
 from hark_export.hearing import average_precision  # noqa: E402
 from hark_export.real import load_corpus  # noqa: E402
 from hark_export.sounds import (KS, PROBE_L2, TARGET_PRECISION, fit_probe, probe_scores,  # noqa: E402
-                                rng_for, unit)
+                                unit)
 from hark_export.yamnet import BLOCKS, load_yamnet  # noqa: E402
 
 MIN_RECORDINGS = 6  # test recordings a category needs: 5 examples and at least one other
@@ -128,29 +128,17 @@ def cached_embeddings(name: str, corpus: Path, rows: list[dict], out: Path) -> d
 # ---- episodes ----
 
 def episodes(rows: list[dict], split: str, min_recordings, draws: int, negatives: int) -> list:
-    """Example sets and scored pools (indices into rows) of a split. `min_recordings(k)`: the
-    recordings a category needs in the split."""
-    idx = np.array([i for i, r in enumerate(rows) if r["split"] == split])
+    """hark_export.sounds.episodes, each with `negatives` random train clips of the other
+    categories (`neg_other`) and of any category (`neg_any`) for the probe."""
     train = np.array([i for i, r in enumerate(rows) if r["split"] == "train"])
     cat = np.array([r["category"] for r in rows])
-    rec = np.array([r["recording"] for r in rows])
-    out = []
-    for c in sorted(set(cat[idx])):
-        recordings = sorted(set(rec[idx][cat[idx] == c]))
-        for k in KS:
-            if len(recordings) < min_recordings(k):
-                continue
-            for d in range(draws):
-                rng = rng_for(split, c, k, d)
-                chosen = rng.choice(recordings, k, replace=False)
-                examples = np.array([rng.choice(idx[rec[idx] == x]) for x in chosen])
-                pool = idx[~np.isin(rec[idx], chosen)]
-                others = train[cat[train] != c]
-                out.append({"category": c, "k": k, "draw": d, "examples": examples,
-                            "pool": pool, "positive": cat[pool] == c,
-                            "neg_other": rng.choice(others, negatives, replace=False),
-                            "neg_any": rng.choice(train, negatives, replace=False)})
-    return out
+
+    def extra(rng, c):
+        others = train[cat[train] != c]
+        return {"neg_other": rng.choice(others, negatives, replace=False),
+                "neg_any": rng.choice(train, negatives, replace=False)}
+
+    return sounds.episodes(rows, split, min_recordings, draws, extra)
 
 
 # ---- scorers ----
