@@ -147,17 +147,11 @@ fn a_threshold_for_a_tag_head_the_model_lacks_is_refused_naming_it() {
 
 /// Ten seconds of espeak-ng reading household sentences (scripts/test.sh installs espeak-ng).
 fn speech_wav(dir: &std::path::Path) -> String {
-    let path = dir.join("speech.wav");
-    let status = std::process::Command::new("espeak-ng")
-        .args(["-w", path.to_str().unwrap()])
-        .arg(
-            "Good morning. The kettle is on and breakfast is almost ready. Could you please \
-             bring the newspaper from the front door? We are leaving for the station at eight.",
-        )
-        .status()
-        .expect("espeak-ng is needed for this test (scripts/test.sh installs it)");
-    assert!(status.success());
-    path.display().to_string()
+    hark_e2e::espeak_wav(
+        dir,
+        "Good morning. The kettle is on and breakfast is almost ready. Could you please \
+         bring the newspaper from the front door? We are leaving for the station at eight.",
+    )
 }
 
 #[test]

@@ -42,16 +42,12 @@ fn failed(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// 16 kHz samples of a 1 s espeak-ng sentence per call, made here.
+/// A short espeak-ng sentence in DIR/speech.wav; its path.
 fn speech(dir: &std::path::Path) -> String {
-    let path = dir.join("speech.wav");
-    let status = std::process::Command::new("espeak-ng")
-        .args(["-w", path.to_str().unwrap()])
-        .arg("Good morning. The kettle is on and breakfast is almost ready.")
-        .status()
-        .expect("espeak-ng is needed for this test (scripts/test.sh installs it)");
-    assert!(status.success());
-    path.display().to_string()
+    hark_e2e::espeak_wav(
+        dir,
+        "Good morning. The kettle is on and breakfast is almost ready.",
+    )
 }
 
 #[test]
@@ -104,21 +100,13 @@ fn a_sound_learned_from_a_file_is_published_with_its_entities_and_survives_a_res
         sub.wait_until(10, "the hen", |m| {
             m.iter().any(|m| m.topic == "hark/porch/sound/hen")
         });
-        let heard: Vec<Value> = sub
-            .on("hark/porch/sound/hen")
-            .iter()
-            .map(|m| m.json())
-            .collect();
+        let heard = sub.json_on("hark/porch/sound/hen");
         for h in &heard {
             assert_schema("sound", h);
             assert!(h["score"].as_f64() >= h["threshold"].as_f64(), "{h}");
         }
         // Only windows holding the demo, not the tone alone (the first window, 0-10 s).
-        let captions: Vec<Value> = sub
-            .on("hark/porch/caption")
-            .iter()
-            .map(|m| m.json())
-            .collect();
+        let captions = sub.json_on("hark/porch/caption");
         assert!(
             heard.iter().all(|h| h["start"] != captions[0]["start"]),
             "run {run}: {heard:?}"
@@ -169,43 +157,22 @@ fn bad_examples_and_damaged_profiles_are_named_and_the_other_sounds_still_load()
     let demo = demo_samples();
     let example = dir.path().join("hen.wav");
     write_wav(&example, &demo[..5 * 16_000]);
-    ok(&hark(&[
-        "learn",
-        "-c",
-        &cfg,
-        "hen",
-        example.to_str().unwrap(),
-    ]));
+    let learn = |name: &str, file: &std::path::Path| {
+        hark(&["learn", "-c", &cfg, name, file.to_str().unwrap()])
+    };
+    ok(&learn("hen", &example));
 
-    let err = failed(&hark(&[
-        "learn",
-        "-c",
-        &cfg,
-        "Door Bell",
-        example.to_str().unwrap(),
-    ]));
+    let err = failed(&learn("Door Bell", &example));
     assert!(err.contains("sound name \"Door Bell\""), "{err}");
     let err = failed(&hark(&["sounds", "-c", &cfg, "show", "nope"]));
     assert!(err.contains("no learned sound \"nope\""), "{err}");
     let silent = dir.path().join("silent.wav");
     write_wav(&silent, &vec![0i16; 3 * 16_000]);
-    let err = failed(&hark(&[
-        "learn",
-        "-c",
-        &cfg,
-        "quiet",
-        silent.to_str().unwrap(),
-    ]));
+    let err = failed(&learn("quiet", &silent));
     assert!(err.contains("quieter than the silence threshold"), "{err}");
     let empty = dir.path().join("empty.wav");
     write_wav(&empty, &[]);
-    let err = failed(&hark(&[
-        "learn",
-        "-c",
-        &cfg,
-        "quiet",
-        empty.to_str().unwrap(),
-    ]));
+    let err = failed(&learn("quiet", &empty));
     assert!(err.contains("empty.wav"), "{err}");
     // Ten hours (a sparse file: the header says so, the disk holds nothing).
     let long = dir.path().join("long.wav");
@@ -221,19 +188,13 @@ fn bad_examples_and_damaged_profiles_are_named_and_the_other_sounds_still_load()
         f.write_all(&(ten_hours as u32).to_le_bytes()).unwrap();
         f.set_len(44 + ten_hours).unwrap();
     }
-    let err = failed(&hark(&[
-        "learn",
-        "-c",
-        &cfg,
-        "long",
-        long.to_str().unwrap(),
-    ]));
+    let err = failed(&learn("long", &long));
     assert!(
         err.contains("36000 s long") && err.contains("at most 60 s"),
         "{err}"
     );
     // Speech is refused under the default privacy.speech = "redact".
-    let err = failed(&hark(&["learn", "-c", &cfg, "talk", &speech(dir.path())]));
+    let err = failed(&learn("talk", std::path::Path::new(&speech(dir.path()))));
     assert!(err.contains("people speaking"), "{err}");
 
     // Damaged by hand: cut short, another model's, a number that is not finite.
@@ -315,10 +276,7 @@ fn a_sound_learned_over_mqtt_from_the_last_window_fires_and_speech_is_refused() 
         sub.wait_until(30, &format!("{n} captions"), |m| {
             m.iter().filter(|m| m.topic == "hark/porch/caption").count() >= n
         });
-        sub.on("hark/porch/caption")
-            .iter()
-            .map(|m| m.json())
-            .collect::<Vec<Value>>()
+        sub.json_on("hark/porch/caption")
     };
     // Each chunk written completes the window before it (its last frames reach into it).
     let mut write = |samples: &[i16]| stdin.write_all(&hark_e2e::s16le(samples)).unwrap();
@@ -379,11 +337,7 @@ fn a_sound_learned_over_mqtt_from_the_last_window_fires_and_speech_is_refused() 
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let heard: Vec<Value> = sub
-        .on("hark/porch/sound/beep")
-        .iter()
-        .map(|m| m.json())
-        .collect();
+    let heard = sub.json_on("hark/porch/sound/beep");
     assert!(
         heard.iter().any(|h| h["start"] == caps[2]["start"]),
         "{heard:?} {caps:?}"

@@ -138,6 +138,18 @@ pub fn write_pcm16(path: &std::path::Path, sample_rate: u32, channels: u16, inte
     w.finalize().expect("finalize wav");
 }
 
+/// Writes `text` spoken by espeak-ng (22,050 Hz mono WAV) to DIR/speech.wav; returns its path.
+pub fn espeak_wav(dir: &std::path::Path, text: &str) -> String {
+    let path = dir.join("speech.wav");
+    let status = Command::new("espeak-ng")
+        .args(["-w", path.to_str().unwrap()])
+        .arg(text)
+        .status()
+        .expect("espeak-ng is needed for this test (scripts/test.sh installs it)");
+    assert!(status.success());
+    path.display().to_string()
+}
+
 /// Checks `value` against docs/schema/`name`.schema.json (formats such as date-time
 /// asserted); panics with every violation.
 pub fn assert_schema(name: &str, value: &serde_json::Value) {
@@ -358,6 +370,11 @@ impl Subscriber {
             .into_iter()
             .filter(|m| m.topic == topic)
             .collect()
+    }
+
+    /// The JSON payloads received on `topic`, in order.
+    pub fn json_on(&self, topic: &str) -> Vec<serde_json::Value> {
+        self.on(topic).iter().map(Message::json).collect()
     }
 
     /// Waits until `done(messages)` holds; panics after `secs` with what arrived.

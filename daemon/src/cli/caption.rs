@@ -81,15 +81,11 @@ pub fn settings(cfg: &Config, tag_threshold: Option<f32>, phrases: &[String]) ->
 /// Scores the learned sounds `names` on every window, as `hark run` does.
 pub fn load_sounds(cfg: &Config, settings: &mut Settings, names: &[String]) -> Result<()> {
     let store = crate::sounds::Store::of(&cfg.sounds)?;
-    let bundle = settings.model.bundle();
-    crate::sounds::reference(bundle)?;
-    let mut profiles = Vec::new();
-    for name in names {
-        let p = store.read(name)?;
-        p.check(bundle).with_context(|| format!("--sound {name}"))?;
-        profiles.push((name.clone(), Ok(p)));
+    let profiles = names.iter().map(|n| (n.clone(), store.read(n))).collect();
+    let (sounds, problems) = crate::sounds::Sounds::build(settings.model.bundle(), profiles);
+    if let Some(problem) = problems.first() {
+        anyhow::bail!("--sound: {problem}");
     }
-    let (sounds, _) = crate::sounds::Sounds::build(bundle, profiles);
     settings.judge.set_sounds(sounds);
     Ok(())
 }

@@ -518,7 +518,7 @@ impl Inference {
     /// The caption and fired-trigger events of a heard window (the caption left out when it
     /// repeats the last one within the de-duplication hold).
     fn events(&mut self, job: &Job, heard: Heard) -> Vec<Event> {
-        self.remember(heard.embedding.clone(), job);
+        self.remember(heard.embedding, job);
         let (c, w) = (&self.counters, &job.window);
         let speech = heard.speech;
         let Findings {

@@ -72,6 +72,18 @@ pub fn reference(bundle: &Bundle) -> Result<&SoundReference> {
 }
 
 impl Profile {
+    /// A profile called `name` of `bundle`'s encoder, without examples yet.
+    pub fn new(name: &str, bundle: &Bundle) -> Self {
+        Self {
+            name: name.to_string(),
+            bundle: bundle.manifest.name.clone(),
+            encoder_sha256: encoder_sha256(bundle),
+            examples: Vec::new(),
+            sources: Vec::new(),
+            threshold: None,
+        }
+    }
+
     /// Checks that the profile was made by `bundle`'s encoder and holds usable examples.
     pub fn check(&self, bundle: &Bundle) -> Result<()> {
         check_name(&self.name)?;
@@ -224,14 +236,7 @@ impl Store {
     pub fn read_or_new(&self, name: &str, bundle: &Bundle) -> Result<Profile> {
         check_name(name)?;
         if !self.path(name).exists() {
-            return Ok(Profile {
-                name: name.to_string(),
-                bundle: bundle.manifest.name.clone(),
-                encoder_sha256: encoder_sha256(bundle),
-                examples: Vec::new(),
-                sources: Vec::new(),
-                threshold: None,
-            });
+            return Ok(Profile::new(name, bundle));
         }
         let p = self.read(name)?;
         p.check(bundle)
@@ -239,8 +244,8 @@ impl Store {
         Ok(p)
     }
 
-    /// Adds `examples` (embedding, where it came from) to the profile called `name`, keeps
-    /// the newest `MAX_EXAMPLES`, saves it and returns it.
+    /// Adds `examples` (embedding, where it came from) to the profile called `name` (to a new
+    /// one with `replace`), keeps the newest `MAX_EXAMPLES`, saves it and returns it.
     pub fn add(
         &self,
         name: &str,
@@ -248,18 +253,12 @@ impl Store {
         examples: Vec<(Vec<f32>, String)>,
         replace: bool,
     ) -> Result<Profile> {
-        let mut profile = self.read_or_new(name, bundle).or_else(|e| {
-            if replace && self.path(name).exists() {
-                std::fs::remove_file(self.path(name))?;
-                self.read_or_new(name, bundle)
-            } else {
-                Err(e)
-            }
-        })?;
-        if replace {
-            profile.examples.clear();
-            profile.sources.clear();
-        }
+        let mut profile = if replace {
+            check_name(name)?;
+            Profile::new(name, bundle)
+        } else {
+            self.read_or_new(name, bundle)?
+        };
         for (e, source) in examples {
             profile.examples.push(e);
             profile.sources.push(source);
