@@ -44,14 +44,14 @@ dpkg-deb --contents "$deb"
 
 echo "== dpkg -i"
 dpkg -i "$deb"
-hark --version
-summary=$(hark check-config /etc/hark/hark.toml)
+/usr/bin/hark --version  # by path: an install in /usr/local/bin (scripts/install.sh) comes first on PATH
+summary=$(/usr/bin/hark check-config /etc/hark/hark.toml)
 echo "$summary"
 grep -q "(/usr/share/hark/model)" <<<"$summary" || fail "the installed hark does not use the installed model"
 for profile in /usr/share/hark/firmware-config/*.toml; do
-  hark check-config "$profile" >/dev/null || fail "$profile does not pass check-config"
+  /usr/bin/hark check-config "$profile" >/dev/null || fail "$profile does not pass check-config"
 done
-zero=$(hark check-config /usr/share/hark/firmware-config/raspberry-pi-zero-2w.toml)
+zero=$(/usr/bin/hark check-config /usr/share/hark/firmware-config/raspberry-pi-zero-2w.toml)
 grep -q "(/usr/share/hark/model-light)" <<<"$zero" ||
   fail "the Pi Zero 2 W profile does not use the installed light model"
 echo "package: $(du -k "$deb" | cut -f1) KiB (both models inside)"
@@ -71,7 +71,7 @@ demo=$(mktemp -d)
 trap 'rm -rf "$demo"' EXIT
 chmod 755 "$demo"
 cp daemon/assets/demo.wav "$demo/"
-captions=$(runuser -u hark -- hark run -c /etc/hark/hark.toml --file "$demo/demo.wav")
+captions=$(runuser -u hark -- /usr/bin/hark run -c /etc/hark/hark.toml --file "$demo/demo.wav")
 grep -q '"text"' <<<"$captions" || fail "hark run as user hark captioned nothing"
 
 echo "== dpkg --purge"

@@ -91,6 +91,9 @@ else
   skip "the .deb check needs root and a machine without hark installed (run scripts/check-deb.sh)"
 fi
 
+echo "== README examples, as printed, in fresh shells (install.sh with the test build)"
+HARK_PROFILE=dev ./scripts/readme-examples.sh
+
 echo "== aarch64 cross build, run under qemu"
 ./scripts/cross-aarch64.sh
 
