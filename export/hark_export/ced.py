@@ -179,15 +179,19 @@ class CED(nn.Module):
     def forward(self, mel, taps: tuple[int, ...] = (DEPTH - 1,)):
         """The outputs of the blocks in `taps` (the last one after the final norm), each
         [B, 4 x Tp, 192] frequency-major (token f * Tp + t), Tp = T // 16 <= 63."""
-        x = self.init_bn(mel.unsqueeze(2)).squeeze(2).unsqueeze(1)  # (B, 1, 64, T)
-        x = self.patch_embed(x)  # (B, 192, 4, Tp)
-        x = x + self.time_pos_embed[..., :x.shape[3]] + self.freq_pos_embed
-        x, out = x.flatten(2).transpose(1, 2), []
+        x, out = self.patches(mel), []
         for i, block in enumerate(self.blocks[:max(taps) + 1]):
             x = block(x)
             if i in taps:
                 out.append(self.norm(x) if i == DEPTH - 1 else x)
         return out
+
+    def patches(self, mel):
+        """The first tokens [B, 4 x Tp, 192] (frequency-major), before any block."""
+        x = self.init_bn(mel.unsqueeze(2)).squeeze(2).unsqueeze(1)  # (B, 1, 64, T)
+        x = self.patch_embed(x)  # (B, 192, 4, Tp)
+        x = x + self.time_pos_embed[..., :x.shape[3]] + self.freq_pos_embed
+        return x.flatten(2).transpose(1, 2)
 
     def audioset_logits(self, tokens):
         """AudioSet logits [B, 527] of the final tokens [B, N, 192]: CED's head, the mean of
@@ -250,7 +254,40 @@ class CEDEncoder(nn.Module):
         super().__init__()
         if taps[-1] != DEPTH - 1:
             raise ValueError(f"CED taps {taps}: blocks 0-{DEPTH - 1}, ending with {DEPTH - 1}")
-        self.ced, self.taps = ced, tuple(taps)
+        self.ced, self.taps, self.tuned = ced, tuple(taps), 0
+
+    def tune(self, blocks: int) -> list[nn.Module]:
+        """Splits the encoder before its last `blocks` blocks, which train with the final norm
+        (returned), while the blocks before them stay frozen: `frozen_part` then gives what
+        the trainer caches once, `tuned_part` what it runs in every step."""
+        if not 0 <= blocks <= DEPTH:
+            raise ValueError(f"train_blocks {blocks}: CED-Tiny has {DEPTH} blocks")
+        if blocks and self.taps != (DEPTH - 1,):
+            raise ValueError(f"train_blocks needs the final block alone (encoder 'ced'), not "
+                             f"taps {self.taps}")
+        self.tuned = blocks
+        return [*self.ced.blocks[DEPTH - blocks:], self.ced.norm] if blocks else []
+
+    def frozen_part(self, mel):
+        """mel [B, 64, T] -> the frozen blocks' output [B, Tp, 4 x 192] (side by side, so
+        that clips of different lengths pad in time): the tuned blocks' input, or the
+        encoder's output when none is tuned."""
+        if not self.tuned:
+            return self(mel)
+        x = self.ced.patches(self.padded(mel))
+        for block in self.ced.blocks[:DEPTH - self.tuned]:
+            x = block(x)
+        return self.side_by_side(x)
+
+    def tuned_part(self, x):
+        """`frozen_part`'s output -> the encoder's output (the same as `forward` of the mel)."""
+        if not self.tuned:
+            return x
+        b, tp, _ = x.shape
+        x = x.view(b, tp, FREQ_PATCHES, WIDTH).transpose(1, 2).reshape(b, FREQ_PATCHES * tp, WIDTH)
+        for block in self.ced.blocks[DEPTH - self.tuned:]:
+            x = block(x)
+        return self.side_by_side(self.ced.norm(x))
 
     def padded(self, mel):
         """mel [B, 64, T] cut to its first MAX_FRAMES frames (what the position embeddings

@@ -90,6 +90,9 @@ class PretrainedConfig(AttentionConfig):
     encoder: str = "yamnet"
     lora_rank: int = 0  # 0 = fully frozen encoder
     lora_alpha: int = 16
+    # Fine-tune the encoder's last N transformer blocks (CED); the blocks before them stay
+    # frozen and their output is cached, so a step runs only N blocks and the decoder.
+    train_blocks: int = 0
     n_mels: int = 0  # 0 = the encoder's front end's (aisfx 96, yamnet and ced 64)
     # Feed the decoder the encoder's own AudioSet probabilities (YAMNet's 521-class head, per
     # 0.96 s patch; CED's 527, per window) beside its embeddings: labels learnt from 2 million

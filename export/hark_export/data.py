@@ -445,7 +445,9 @@ class CaptionDataset(torch.utils.data.Dataset):
 
 class EncoderCache:
     """A frozen encoder's outputs [S, D] on disk (float16), one .npy per audio file, under a
-    folder per encoder and front end: the encoder runs once per clip, not once per epoch."""
+    folder per encoder and front end: the encoder runs once per clip, not once per epoch.
+    `encoder.frozen_part` is what is cached (the whole encoder, or the blocks before the
+    tuned ones; `key` says which)."""
 
     def __init__(self, features: FeatureCache, encoder: torch.nn.Module, key: str,
                  mean: float, std: float):
@@ -460,7 +462,7 @@ class EncoderCache:
             return np.load(path)
         mel = (self.features.get(audio) - self.mean) / self.std
         with torch.no_grad():
-            out = self.encoder(torch.from_numpy(mel.astype(np.float32))[None])[0]  # (S, D)
+            out = self.encoder.frozen_part(torch.from_numpy(mel.astype(np.float32))[None])[0]
         out = out.numpy().astype(np.float16)
         save_atomic(path, out)
         return out

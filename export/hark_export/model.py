@@ -505,14 +505,20 @@ class Transformer(Captioner):
 
 class PretrainedEncoder(nn.Module):
     """A frozen pretrained encoder mel [B, n_mels, T] -> [B, S, out_dim]; only LoRA adapters
-    (if any) train, and its BatchNorm statistics stay frozen in training mode."""
+    or its last `tuned_blocks` blocks (CED) train, if any, and its BatchNorm statistics stay
+    frozen in training mode."""
 
     def __init__(self, net: nn.Module, out_dim: int, lora_targets: list[str], rank: int,
-                 alpha: int):
+                 alpha: int, tuned_blocks: int = 0):
         super().__init__()
         self.out_dim = out_dim
         for p in net.parameters():
             p.requires_grad_(False)
+        if tuned_blocks:
+            if rank or not hasattr(net, "tune"):
+                raise ValueError("train_blocks: only the CED encoder, and without LoRA")
+            for module in net.tune(tuned_blocks):
+                module.requires_grad_(True)
         if rank > 0:
             from peft import LoraConfig, inject_adapter_in_model
             net = inject_adapter_in_model(
@@ -528,6 +534,13 @@ class PretrainedEncoder(nn.Module):
 
     def forward(self, mel):
         return self.net(mel)
+
+    def frozen_part(self, mel):
+        """What a frozen encoder's cache holds: its output, or the input of its tuned blocks."""
+        return self.net.frozen_part(mel) if hasattr(self.net, "frozen_part") else self.net(mel)
+
+    def tuned_part(self, cached):
+        return self.net.tuned_part(cached) if hasattr(self.net, "tuned_part") else cached
 
 
 class AisfxNet(nn.Module):
@@ -586,8 +599,9 @@ def load_pretrained_encoder(spec: str) -> tuple[nn.Module, int, dict, list[str]]
 class Pretrained(Attention):
     """The attention decoder on top of a frozen pretrained encoder (+ optional LoRA).
 
-    Fully frozen (no LoRA), the encoder's outputs can be computed once and cached: with
-    `from_encoded` set, `encode` takes those outputs [B, D_enc, S] instead of a mel.
+    Without LoRA, the frozen part of the encoder (all of it, or the blocks before the
+    `train_blocks` tuned ones) runs once per clip and is cached: with `from_encoded` set,
+    `encode` takes its outputs [B, D, S] instead of a mel.
     """
 
     def __init__(self, cfg: PretrainedConfig):
@@ -602,7 +616,7 @@ class Pretrained(Attention):
             extra = net.audioset(torch.zeros(1, 1, dim)).shape[-1] if cfg.audioset_features \
                 else 0
         super().__init__(cfg, PretrainedEncoder(net, dim, targets, cfg.lora_rank,
-                                                cfg.lora_alpha), dim + extra)
+                                                cfg.lora_alpha, cfg.train_blocks), dim + extra)
         self.frontend_overrides = frontend
         self.frozen_encoder = cfg.lora_rank == 0
         self.from_encoded = False
@@ -621,7 +635,7 @@ class Pretrained(Attention):
 
     def encode(self, mel):
         if self.from_encoded:
-            return self._memory(mel.transpose(1, 2))  # cached encoder output (B, D_enc, S)
+            return self._memory(self.encoder.tuned_part(mel.transpose(1, 2)))  # (B, D, S)
         return self._memory(self.encoder(mel))
 
     def tag_heads(self) -> list[dict]:

@@ -252,8 +252,10 @@ class Prepared:
         # Streamed, it runs in every step instead.
         encoded = None
         if getattr(self.model, "frozen_encoder", False) and not cfg.stream:
-            encoded = EncoderCache(cache, self.model.encoder, self.model_config.encoder,
-                                   mean, std)
+            key = self.model_config.encoder
+            if getattr(self.model_config, "train_blocks", 0):
+                key += f"|tuned:{self.model_config.train_blocks}"
+            encoded = EncoderCache(cache, self.model.encoder, key, mean, std)
             for split, clips in self.clips.items():
                 encoded.fill(clips, desc=f"encoder {split}", quiet=quiet)
             self.model.from_encoded = True

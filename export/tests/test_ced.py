@@ -181,6 +181,30 @@ def test_ced_is_a_pretrained_encoder_with_its_audioset_tags(tmp_path):
     assert memory.shape[:2] == (1, 62) and tags[0].shape == (1, 3)
 
 
+def test_tuned_blocks_train_on_the_cached_output_of_the_frozen_ones():
+    model = build_model(model_config("pretrained", {"encoder": "ced", "vocab_size": 40,
+                                                     "train_blocks": 2})).eval()
+    net = model.encoder.net
+    trains = {n.split(".")[2] for n, p in net.named_parameters()
+              if p.requires_grad and n.startswith("ced.blocks.")}
+    assert trains == {"10", "11"} and net.ced.norm.weight.requires_grad
+    assert not net.ced.blocks[9].mlp.fc1.weight.requires_grad
+    mel = torch.from_numpy(hark_dsp.Frontend(CED_FRONTEND).logmel(windows()[0], RATE))[None]
+    with torch.no_grad():
+        memory = model.encode(mel)
+        cached = model.encoder.frozen_part(mel)
+        model.from_encoded = True
+        # What the trainer caches and runs per step gives the memory of the whole encoder.
+        assert cached.shape == (1, 62, 768)
+        assert torch.allclose(model.encode(cached.transpose(1, 2)), memory, atol=1e-5)
+    with pytest.raises(ValueError, match="final block alone"):
+        build_model(model_config("pretrained", {"encoder": "ced-mid", "vocab_size": 40,
+                                                "train_blocks": 2}))
+    with pytest.raises(ValueError, match="without LoRA"):
+        build_model(model_config("pretrained", {"encoder": "ced", "vocab_size": 40,
+                                                "train_blocks": 2, "lora_rank": 4}))
+
+
 def test_the_encoder_exports_to_onnx_padding_and_cutting_any_length(encoder, tmp_path):
     path = tmp_path / "ced.onnx"
     torch.onnx.export(encoder, (torch.zeros(1, 64, 300),), path, dynamo=False, opset_version=17,
