@@ -82,7 +82,8 @@ fn a_sound_learned_from_a_file_is_published_with_its_entities_and_survives_a_res
     // No audio is kept: the profile holds numbers.
     let profile = std::fs::read_to_string(dir.path().join("sounds/hen.json")).unwrap();
     let p: Value = serde_json::from_str(&profile).unwrap();
-    assert_eq!(p["examples"][0].as_array().unwrap().len(), 192);
+    // CED-Tiny blocks 8 and 11, side by side (export/hark_export/ced.py).
+    assert_eq!(p["examples"][0].as_array().unwrap().len(), 384);
 
     // A scene: 10 s of speech-free tone, then the whole demo recording.
     let tone: Vec<i16> = (0..10 * 16_000)

@@ -218,7 +218,8 @@ REQUIRED = {
 }
 OPTIONAL = {"": ("tags", "metrics", "torchscript", "triggers", "sounds"), "decoder": ("states",),
             "tags": ("threshold",),
-            "triggers": ("threshold", "tag_weight", "caption_weight", "synonyms")}
+            "triggers": ("threshold", "tag_weight", "caption_weight", "synonyms"),
+            "sounds": ("parts",)}
 
 
 def _check_keys(where: str, table, path: str) -> None:
@@ -364,6 +365,10 @@ def _check_sounds(bundle: Path, s: dict) -> None:
                           f"(1 + negatives) x dim = (1 + {s['negatives']}) x {s['dim']}")
     if not np.isfinite(rows).all():
         raise BundleError(f"{at}: {s['file']} holds a value that is not finite")
+    parts = s.get("parts", 1)
+    if not isinstance(parts, int) or parts < 1 or s["dim"] % parts:
+        raise BundleError(f"{at}: parts must be a whole number >= 1 that divides dim "
+                          f"({s['dim']}), not {parts!r}")
     ks, ts = s["examples"], s["thresholds"]
     if not ks or len(ks) != len(ts) or ks[0] != 1 or sorted(set(ks)) != ks:
         raise BundleError(f"{at}: examples must ascend from 1, one per threshold")

@@ -310,13 +310,23 @@ class CEDEncoder(nn.Module):
         out = [self.side_by_side(t) for t in self.ced(self.padded(mel), self.taps)]
         return torch.cat(out, dim=2) if len(out) > 1 else out[0]
 
-    @staticmethod
-    def embedding(features):
-        """The window's sound embedding [B, 192] from the encoder's features [B, S, D]: the
-        mean of every final token, padding included, which is what CED's AudioSet head reads
-        (learned sounds compare it; export/scripts/sounds_by_example.py chose it)."""
-        final = features[..., -FREQ_PATCHES * WIDTH:]
-        return final.reshape(final.shape[0], -1, WIDTH).mean(dim=1)
+    # Learned sounds' embedding: per block, the mean of its tokens over the input's own time
+    # patches (not the silence a short clip is padded with), the blocks side by side. Block 8
+    # keeps more of the very recording, the final block more of its kind: chosen on the
+    # corpus's val split by export/scripts/which_sound_embedding.py (export/README, "Learning
+    # a sound by example").
+    EMBEDDING_BLOCKS = (8, DEPTH - 1)
+
+    def features_and_embedding(self, mel):
+        """`forward`'s features and the sound embedding [B, 192 x len(EMBEDDING_BLOCKS)],
+        from one pass."""
+        own = torch.clamp(torch._shape_as_tensor(mel)[2] // PATCH, 1, MAX_TIME_PATCHES)
+        blocks = tuple(sorted(set(self.taps) | set(self.EMBEDDING_BLOCKS)))
+        tokens = dict(zip(blocks, self.ced(self.padded(mel), blocks)))
+        out = [self.side_by_side(tokens[t]) for t in self.taps]
+        pooled = [self.side_by_side(tokens[b]).index_select(1, torch.arange(own))
+                  .reshape(mel.shape[0], -1, WIDTH).mean(dim=1) for b in self.EMBEDDING_BLOCKS]
+        return torch.cat(out, dim=2) if len(out) > 1 else out[0], torch.cat(pooled, dim=1)
 
     def audioset(self, features):
         """CED's AudioSet probabilities of the whole window, from the encoder's features

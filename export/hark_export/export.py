@@ -116,7 +116,8 @@ def export_run(args) -> None:
 
     def sounds_reference(bundle: Path) -> None:
         if args.sounds and model.has_sound_embedding:
-            print(f"{bundle.name}: [sounds] {add_reference(bundle, args.sounds)}")
+            parts = len(model.encoder.net.EMBEDDING_BLOCKS)
+            print(f"{bundle.name}: [sounds] {add_reference(bundle, args.sounds, parts=parts)}")
 
     torch.set_num_threads(args.threads)
     model, vocab, frontend, _ = load_checkpoint(args.run / "best.pt")

@@ -648,18 +648,20 @@ class Pretrained(Attention):
 
     @property
     def has_sound_embedding(self) -> bool:
-        return hasattr(self.encoder.net, "embedding")
+        return hasattr(self.encoder.net, "features_and_embedding")
 
     def encode_for_bundle(self, mel):
         """Adds the encoder's own AudioSet head (per class its most probable patch for YAMNet,
         the window's score for CED) and CED's sound embedding."""
-        features = self.encoder(mel)  # (B, S, D_enc)
+        if self.has_sound_embedding:
+            features, embedding = self.encoder.net.features_and_embedding(mel)  # (B, S, D_enc)
+        else:
+            features, embedding = self.encoder(mel), None
         audioset = self.audioset(features) if self.has_audioset else None
         memory = self._memory(features, audioset)
         tags = [torch.sigmoid(self.tag_logits(memory))] if self.has_tag_head else []
         if audioset is not None:
             tags.append(audioset.amax(dim=1))
-        embedding = self.encoder.net.embedding(features) if self.has_sound_embedding else None
         return memory, tags, embedding
 
 

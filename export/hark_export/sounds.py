@@ -6,14 +6,15 @@ per number of examples, computed through the bundle's own encoder graph.
 
 A learned sound is a logistic probe: the user's k examples against the bundle's negatives
 (random train clips of any category: hark cannot know the user's category), on embeddings
-centred on the train mean and scaled to unit length, the two classes weighted equally. The
+centred on the train mean and scaled to unit length block by block (`centred`), the two
+classes weighted equally. The
 daemon fits the same probe (daemon/src/sounds/) and fires above the threshold stored here,
 chosen on the corpus's val split as the lowest whose precision pooled over episodes reaches
 `TARGET_PRECISION` (home automation wants few false alarms). export/scripts/sounds_by_example.py
 chose the embedding, the scorer and `PROBE_L2` by measurement.
 
 Writes BUNDLE/sounds.f32 (little-endian float32 rows of the embedding's width: the mean, then
-the negatives, centred and unit-length) and the manifest's [sounds] table; rehashes [files].
+the negatives, `centred`) and the manifest's [sounds] table; rehashes [files].
 """
 
 import argparse
@@ -39,6 +40,14 @@ NEWTON_STEPS = 50
 
 def unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def centred(x: np.ndarray, mean: np.ndarray, parts: int = 1) -> np.ndarray:
+    """Embeddings [..., D] as learned sounds compare them: centred on the train `mean`, each of
+    `parts` equal slices (one encoder block's vector each) scaled to unit length, then the
+    whole (so each block weighs the same whatever the scale of its values)."""
+    x = np.concatenate([unit(p) for p in np.split(x - mean, parts, axis=-1)], axis=-1)
+    return x / np.sqrt(parts)
 
 
 def fit_probe(pos: np.ndarray, neg: np.ndarray, l2: float = PROBE_L2) -> np.ndarray:
@@ -136,22 +145,25 @@ def embed(model: OnnxModel, corpus: Path, rows: list[dict], output: str) -> np.n
     return encoder_outputs(model, corpus, rows, [output])[0]
 
 
-def reference(model: OnnxModel, corpus: Path, negatives: int, draws: int,
+def reference(model: OnnxModel, corpus: Path, negatives: int, draws: int, parts: int = 1,
               output: str = "embedding") -> tuple[np.ndarray, dict]:
     """(the rows of sounds.f32, the [sounds] table) of a bundle, from a `hark-data real`
-    corpus's train split (mean, negatives) and val split (thresholds)."""
+    corpus's train split (mean, negatives) and val split (thresholds); `parts`: the blocks
+    side by side in the embedding (see `centred`)."""
     rows = [r for r in load_corpus(corpus) if r["split"] in ("train", "val")]
     x = embed(model, corpus, rows, output)
     train = np.array([r["split"] == "train" for r in rows])
     if train.sum() < negatives:
         raise ValueError(f"{corpus}: {train.sum()} train clips, fewer than the {negatives} "
                          "negatives asked for")
+    if x.shape[1] % parts:
+        raise ValueError(f"an embedding of {x.shape[1]} values does not split into {parts} parts")
     mean = x[train].mean(0)
-    centred = unit(x - mean)
-    neg = centred[rng_for("negatives").choice(np.flatnonzero(train), negatives, replace=False)]
+    x = centred(x, mean, parts)
+    neg = x[rng_for("negatives").choice(np.flatnonzero(train), negatives, replace=False)]
     thresholds = {}
     for k in KS:
-        scored = [(probe_scores(fit_probe(centred[ep["examples"]], neg), centred[ep["pool"]]),
+        scored = [(probe_scores(fit_probe(x[ep["examples"]], neg), x[ep["pool"]]),
                    ep["positive"])
                   for ep in episodes(rows, "val", lambda k: k + 1, draws) if ep["k"] == k]
         t = precise_threshold(scored) if scored else None
@@ -160,20 +172,24 @@ def reference(model: OnnxModel, corpus: Path, negatives: int, draws: int,
     if not thresholds:
         raise ValueError(f"{corpus}: no val episode reaches precision {TARGET_PRECISION}: "
                          "the corpus's val split is too small to calibrate a threshold")
-    table = {"output": output, "file": REFERENCE, "dim": int(x.shape[1]),
+    table = {"output": output, "file": REFERENCE, "dim": int(x.shape[1]), "parts": parts,
              "negatives": negatives, "probe_l2": PROBE_L2,
              "examples": list(thresholds), "thresholds": list(thresholds.values())}
     return np.vstack([mean, neg]).astype("<f4"), table
 
 
-def add_reference(bundle: Path, corpus: Path, negatives: int = 200, draws: int = 10) -> dict:
-    """Writes BUNDLE/sounds.f32 and [sounds]; returns the table."""
+def add_reference(bundle: Path, corpus: Path, negatives: int = 200, draws: int = 10,
+                  parts: int | None = None) -> dict:
+    """Writes BUNDLE/sounds.f32 and [sounds]; returns the table. `parts` defaults to the
+    bundle's current [sounds] parts, else 1."""
     model = OnnxModel(bundle)
+    if parts is None:
+        parts = model.manifest.get("sounds", {}).get("parts", 1)
     names = [o.name for o in model.encoder.get_outputs()]
     if "embedding" not in names:
         raise ValueError(f"{bundle}: its encoder has no \"embedding\" output (only CED bundles "
                          "exported by this hark-export have one): re-export it")
-    rows, table = reference(model, corpus, negatives, draws)
+    rows, table = reference(model, corpus, negatives, draws, parts)
     rows.tofile(Path(bundle) / REFERENCE)
     manifest = tomllib.loads((Path(bundle) / MANIFEST).read_text())
     manifest["sounds"] = table
@@ -188,11 +204,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus", type=Path, required=True, help="a hark-data real corpus")
     parser.add_argument("--negatives", type=int, default=200)
     parser.add_argument("--draws", type=int, default=10, help="example draws per category and k")
+    parser.add_argument("--parts", type=int, help="encoder blocks side by side in the embedding "
+                        "(hark-export writes it; default: the bundle's [sounds] parts, else 1)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     for bundle in args.bundles:
         try:
-            table = add_reference(bundle, args.corpus, args.negatives, args.draws)
+            table = add_reference(bundle, args.corpus, args.negatives, args.draws, args.parts)
         except ValueError as e:
             sys.exit(f"hark-sounds-reference: {e}")
         print(f"{bundle}: [sounds] {table}")

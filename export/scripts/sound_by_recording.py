@@ -45,8 +45,8 @@ from hark_export.data import features  # noqa: E402
 from hark_export.hearing import average_precision  # noqa: E402
 from hark_export.progress import progress  # noqa: E402
 from hark_export.real import load_corpus  # noqa: E402
-from hark_export.sounds import (KS, embed, encoder_outputs, episodes, fit_probe,  # noqa: E402
-                                probe_scores, rng_for, unit)
+from hark_export.sounds import (KS, centred, embed, encoder_outputs, episodes,  # noqa: E402
+                                fit_probe, probe_scores, rng_for)
 
 
 def by_category(model: OnnxModel, clean: list[dict], x: np.ndarray, tags: np.ndarray,
@@ -113,11 +113,12 @@ def main() -> None:
     clean = [r for r in clean if r["id"] in room]
     pool_rows = [room[r["id"]] for r in clean]
     raw, tags = encoder_outputs(model, args.corpus, clean, ["embedding", "tags"])
-    x_clean = unit(raw - mean)
+    parts = model.manifest["sounds"].get("parts", 1)
+    x_clean = centred(raw, mean, parts)
     category = by_category(model, clean, x_clean, tags, negatives, args.draws)
-    x_room = unit(embed(model, args.room, pool_rows, "embedding") - mean)
+    x_room = centred(embed(model, args.room, pool_rows, "embedding"), mean, parts)
     x_scenes, scene_tags = scene_embeddings(model, args.scenes)
-    x_scenes = unit(x_scenes - mean)
+    x_scenes = centred(x_scenes, mean, parts)
     hours = len(x_scenes) * 10 / 3600
 
     rec = np.array([r["recording"] for r in clean])

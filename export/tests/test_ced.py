@@ -224,3 +224,36 @@ def test_the_encoder_exports_to_onnx_padding_and_cutting_any_length(encoder, tmp
     with torch.no_grad():
         assert np.abs(got - encoder(torch.from_numpy(long)).numpy()).max() < 1e-4
     assert got.shape == (1, 63, 768)
+
+
+class FeaturesAndEmbedding(torch.nn.Module):
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, mel):
+        return self.encoder.features_and_embedding(mel)
+
+
+def test_the_sound_embedding_pools_the_clips_own_patches_of_blocks_8_and_11(encoder, tmp_path):
+    mel = hark_dsp.Frontend(CED_FRONTEND).logmel(windows()[0], RATE)
+    path = tmp_path / "ced.onnx"
+    # Built in eval mode: export leaves the wrapper's mode on the encoder it wraps.
+    torch.onnx.export(FeaturesAndEmbedding(encoder).eval(), (torch.zeros(1, 64, 300),), path,
+                      dynamo=False, opset_version=17, input_names=["mel"],
+                      output_names=["features", "embedding"],
+                      dynamic_axes={"mel": {2: "frames"}, "features": {1: "steps"}})
+    session = ort.InferenceSession(str(path))
+    for frames in (320, 1001):
+        x = torch.from_numpy(mel[None, :, :frames].copy())
+        with torch.no_grad():
+            features, embedding = encoder.features_and_embedding(x)
+            tokens = encoder.ced(encoder.padded(x), (8, DEPTH - 1))
+        assert torch.equal(features, encoder(x)) and embedding.shape == (1, 384)
+        # A 3.2 s clip's 20 patches, not the 42 of silence it is padded with.
+        own = frames // 16
+        want = torch.cat([CEDEncoder.side_by_side(t)[:, :own].reshape(1, -1, 192).mean(1)
+                          for t in tokens], dim=1)
+        assert torch.allclose(embedding, want, atol=1e-6)
+        got = session.run(["embedding"], {"mel": x.numpy()})[0]
+        np.testing.assert_allclose(got, embedding.numpy(), rtol=1e-5, atol=1e-4)  # block 8: ~100

@@ -4,6 +4,7 @@ bundle check, and the daemon's probe against this one on the shipped default bun
 import json
 import os
 import subprocess
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from scipy.optimize import minimize
 
 from hark_export.bundle import BundleError, _check_sounds
 from hark_export.evaluate import HARK
-from hark_export.sounds import (PROBE_L2, fit_probe, precise_threshold, probe_scores, unit)
+from hark_export.sounds import (PROBE_L2, centred, fit_probe, precise_threshold, probe_scores,
+                                unit)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,6 +72,18 @@ def test_a_reference_file_of_the_wrong_size_or_not_finite_is_refused(tmp_path):
     np.zeros(12, "<f4").tofile(tmp_path / "sounds.f32")
     with pytest.raises(BundleError, match="ascend"):
         _check_sounds(tmp_path, {**table, "examples": [3, 1]})
+    _check_sounds(tmp_path, {**table, "parts": 2})
+    with pytest.raises(BundleError, match="divides dim"):
+        _check_sounds(tmp_path, {**table, "parts": 3})
+
+
+def test_each_block_of_the_embedding_weighs_the_same():
+    # As daemon/src/sounds/probe.rs's test: the second block's larger values do not drown the
+    # first.
+    x = centred(np.array([3.0, 4.0, 600.0, 800.0]), np.zeros(4), parts=2)
+    np.testing.assert_allclose(x, np.array([0.6, 0.8, 0.6, 0.8]) / np.sqrt(2))
+    rows = centred(np.random.default_rng(0).normal(size=(5, 6)), np.ones(6), parts=3)
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1)
 
 
 def test_the_daemons_probe_scores_an_example_as_this_one_does(tmp_path):
@@ -85,8 +99,9 @@ def test_the_daemons_probe_scores_an_example_as_this_one_does(tmp_path):
                            capture_output=True, text=True).stdout
     daemon = float(shown.split("(scores ")[1].split(")")[0])
     profile = json.loads((tmp_path / "sounds/rain.json").read_text())
-    rows = np.fromfile(bundle / "sounds.f32", "<f4").reshape(-1, 192).astype(np.float64)
-    example = np.asarray(profile["examples"], np.float64)
-    theta = fit_probe(unit(example - rows[0]), rows[1:])
-    ours = float(probe_scores(theta, unit(example - rows[0]))[0])
+    sounds = tomllib.loads((bundle / "hark-model.toml").read_text())["sounds"]
+    rows = np.fromfile(bundle / "sounds.f32", "<f4").reshape(-1, sounds["dim"])
+    example = centred(np.asarray(profile["examples"], np.float64), rows[0], sounds["parts"])
+    theta = fit_probe(example, rows[1:].astype(np.float64))
+    ours = float(probe_scores(theta, example)[0])
     assert abs(ours - daemon) < 0.006, (ours, daemon)  # the daemon prints two decimals

@@ -243,6 +243,10 @@ pub struct SoundSpec {
     pub file: String,
     /// Embedding width.
     pub dim: usize,
+    /// Encoder blocks side by side in the embedding, each scaled to unit length on its own
+    /// after centring (default 1).
+    #[serde(default = "one")]
+    pub parts: usize,
     /// Rows of negatives after the mean.
     pub negatives: usize,
     /// The probe's weight decay.
@@ -253,12 +257,18 @@ pub struct SoundSpec {
     pub thresholds: Vec<f32>,
 }
 
+fn one() -> usize {
+    1
+}
+
 /// `[sounds]` read: the reference learned sounds are fitted and scored against.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SoundReference {
     /// The train clips' mean embedding, subtracted before scaling to unit length.
     pub mean: Vec<f32>,
-    /// Negatives for the probe, centred and unit length.
+    /// Equal slices of the embedding scaled to unit length one by one (`sounds::probe::centred`).
+    pub parts: usize,
+    /// Negatives for the probe, centred as `sounds::probe::centred` does.
     pub negatives: Vec<Vec<f32>>,
     /// The probe's weight decay.
     pub probe_l2: f64,
@@ -678,12 +688,19 @@ fn sound_reference(dir: &Path, m: &Manifest) -> Result<Option<SoundReference>, B
     if s.thresholds.iter().any(|t| !(*t > 0.0 && *t < 1.0)) {
         return Err(field("sounds.thresholds", "must be in (0, 1)"));
     }
+    if s.parts == 0 || s.dim % s.parts != 0 {
+        return Err(field(
+            "sounds.parts",
+            format!("must be at least 1 and divide dim ({})", s.dim),
+        ));
+    }
     if !(s.probe_l2.is_finite() && (0.0..10.0).contains(&s.probe_l2)) {
         return Err(field("sounds.probe_l2", "must be in [0, 10)"));
     }
     let mut rows = values.chunks_exact(s.dim).map(<[f32]>::to_vec);
     Ok(Some(SoundReference {
         mean: rows.next().unwrap_or_default(),
+        parts: s.parts,
         negatives: rows.collect(),
         probe_l2: s.probe_l2,
         thresholds: s

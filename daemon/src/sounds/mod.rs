@@ -446,6 +446,7 @@ mod tests {
         b.manifest.files.insert("e.onnx".into(), "abc".into());
         b.sounds = Some(SoundReference {
             mean: vec![0.0, 0.0],
+            parts: 1,
             negatives: vec![vec![-1.0, 0.0], vec![0.0, 1.0], vec![0.0, -1.0]],
             probe_l2: 0.01,
             thresholds: vec![(1, 0.8), (3, 0.6)],

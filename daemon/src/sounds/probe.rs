@@ -1,5 +1,6 @@
 //! The logistic probe a learned sound is: its examples against the bundle's negatives, on
-//! embeddings centred on the bundle's train mean and scaled to unit length, the two classes
+//! embeddings centred on the bundle's train mean and scaled to unit length (block by block when
+//! the embedding holds several encoder blocks' vectors side by side), the two classes
 //! weighted equally, L2 on the weights (not the bias). Fitted by Newton's method, as
 //! `hark_export.sounds.fit_probe` does: the loss is strictly convex, so both reach the one
 //! optimum and the thresholds calibrated there hold here.
@@ -15,15 +16,21 @@ pub struct Probe {
     bias: f64,
 }
 
-/// `embedding` centred on `mean` and scaled to unit length.
-pub fn centred(embedding: &[f32], mean: &[f32]) -> Vec<f64> {
-    let x: Vec<f64> = embedding
+/// `embedding` centred on `mean`, each of `parts` equal slices scaled to unit length, then the
+/// whole (so each encoder block weighs the same whatever the scale of its values), as
+/// `hark_export.sounds.centred` does.
+pub fn centred(embedding: &[f32], mean: &[f32], parts: usize) -> Vec<f64> {
+    let mut x: Vec<f64> = embedding
         .iter()
         .zip(mean)
         .map(|(e, m)| f64::from(*e) - f64::from(*m))
         .collect();
-    let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
-    x.into_iter().map(|v| v / norm).collect()
+    let (whole, width) = ((parts as f64).sqrt(), (x.len() / parts.max(1)).max(1));
+    for part in x.chunks_mut(width) {
+        let norm = part.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12) * whole;
+        part.iter_mut().for_each(|v| *v /= norm);
+    }
+    x
 }
 
 fn sigmoid(z: f64) -> f64 {
@@ -35,7 +42,7 @@ impl Probe {
     pub fn fit(reference: &SoundReference, examples: &[Vec<f32>]) -> Self {
         let pos: Vec<Vec<f64>> = examples
             .iter()
-            .map(|e| centred(e, &reference.mean))
+            .map(|e| centred(e, &reference.mean, reference.parts))
             .collect();
         let neg: Vec<Vec<f64>> = reference
             .negatives
@@ -99,7 +106,7 @@ impl Probe {
 
     /// The probability (0..1) that a window of this embedding is the sound.
     pub fn score(&self, reference: &SoundReference, embedding: &[f32]) -> f32 {
-        let x = centred(embedding, &reference.mean);
+        let x = centred(embedding, &reference.mean, reference.parts);
         let z = x.iter().zip(&self.weights).map(|(a, b)| a * b).sum::<f64>() + self.bias;
         sigmoid(z) as f32
     }
@@ -153,14 +160,28 @@ mod tests {
             [0.1, -1.0, 0.2],
         ]
         .iter()
-        .map(|v| centred(v, &[0.0; 3]).iter().map(|x| *x as f32).collect())
+        .map(|v| centred(v, &[0.0; 3], 1).iter().map(|x| *x as f32).collect())
         .collect();
         SoundReference {
             mean: vec![0.0; 3],
+            parts: 1,
             negatives,
             probe_l2: 0.01,
             thresholds: vec![(1, 0.7)],
         }
+    }
+
+    #[test]
+    fn each_block_of_the_embedding_weighs_the_same() {
+        // Two blocks: the second's values 100 times larger do not drown the first.
+        let x = centred(&[3.0, 4.0, 600.0, 800.0], &[0.0; 4], 2);
+        let want = [0.6, 0.8, 0.6, 0.8].map(|v| v / 2f64.sqrt());
+        assert!(
+            x.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{x:?}"
+        );
+        let one = centred(&[3.0, 4.0, 600.0, 800.0], &[1.0, 0.0, 0.0, 0.0], 1);
+        assert!((one.iter().map(|v| v * v).sum::<f64>() - 1.0).abs() < 1e-12);
     }
 
     #[test]
