@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # hark against its Python peer on this machine, in one run: builds the release binary, sets up
 # the Python venv and a mosquitto, then prints the tables and writes them into
-# docs/PERFORMANCE.md (bench/run.py; the front end's own comparison, dsp/scripts/
-# bench_vs_python.py, is printed too). Arguments go to bench/run.py, e.g.
+# docs/PERFORMANCE.md (bench/run.py; the front end's own comparison, bench/frontend.py, is
+# printed too). Every performance tool is listed in bench/README.md. Arguments go to
+# bench/run.py, e.g.
 #   ./scripts/bench.sh --minutes 2 --repeats 1        # a quick look
 #   ./scripts/bench.sh --bundle daemon/assets/model --bundle ~/.cache/hark/fixtures/bundles/attention
 set -euo pipefail
@@ -19,7 +20,7 @@ cp "$CARGO_TARGET_DIR/release/hark" "$CARGO_TARGET_DIR/release/hark-ort"
 (cd "$REPO" && cargo build --release -q -p hark --bin hark)
 
 echo "== front end: hark dsp vs librosa and torchaudio"
-"$venv/bin/python" "$REPO/dsp/scripts/bench_vs_python.py" --seconds 30 --repeats 3
+"$venv/bin/python" "$REPO/bench/frontend.py" --seconds 30 --repeats 3
 echo
 echo "== hark vs the Python peer (bench/run.py)"
 "$venv/bin/python" "$REPO/bench/run.py" --hark "$CARGO_TARGET_DIR/release/hark" \

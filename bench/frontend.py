@@ -1,7 +1,7 @@
 """Times hark's dsp front end (through its Python binding) against librosa and torchaudio
 on the same audio with the same parameters, in one run, and prints the ratios.
 
-    python dsp/scripts/bench_vs_python.py [--seconds 60] [--repeats 5]
+    python bench/frontend.py [--seconds 60] [--repeats 5]
 
 Throughput is seconds of audio processed per second of wall time (higher is better), the
 best of --repeats runs, one thread each (an edge daemon runs one stream per core).
