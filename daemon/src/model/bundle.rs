@@ -854,8 +854,6 @@ impl Bundle {
     }
 }
 
-/// Bundles for the tests of logic that reads only a manifest and word lists (no files, no
-/// graphs).
 /// Where the shipped default bundle is looked for, in order.
 pub fn default_bundle_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
@@ -893,6 +891,8 @@ pub fn resolve_bundle(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         })
 }
 
+/// Bundles for the tests of logic that reads only a manifest and word lists (no files, no
+/// graphs).
 #[cfg(test)]
 pub(crate) mod testing {
     use super::{Bundle, Manifest};
