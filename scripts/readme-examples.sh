@@ -16,6 +16,7 @@
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 cd "$REPO"
+apt_install sox mosquitto python3
 
 work=$(mktemp -d)
 broker_pid=
